@@ -1,0 +1,3 @@
+//! The programs, one module per syscall family.
+
+mod write_family;

@@ -1,0 +1,199 @@
+//! The write family: `write`, `writev`, `pwrite64`, `pwritev`, `pwritev2`,
+//! `sendto`, `sendmsg` and `sendmmsg`.
+//!
+//! One program per `syscalls:sys_exit_<name>` tracepoint (checked on Linux
+//! 6.18). At exit a probe has the result from the tracepoint and the
+//! arguments from the saved user registers, so each call costs one probe.
+
+use agent_common::{
+    write::{Outcome, ProbeError, WriteKey, WriteStats, WriteSyscall},
+};
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::{map, tracepoint},
+    maps::{Array, LruHashMap, PerCpuHashMap},
+    programs::TracePointContext,
+    Global,
+};
+
+use crate::{
+    aggregate::{count_error, hist_add},
+    syscall_args::{Args, iovec_bytes, mmsghdr_sent_bytes, msghdr_iov},
+};
+
+/// Default capacity of the maps keyed per (tgid, fd); the agent sets the
+/// configured one at load time.
+const MAX_FDS: u32 = 16384;
+/// Default capacity of the maps keyed per process.
+const MAX_PROCESSES: u32 = 8192;
+
+#[map(name = "WRITE_STATS")]
+static WRITE_STATS: PerCpuHashMap<WriteKey, WriteStats> =
+    PerCpuHashMap::with_max_entries(MAX_FDS, BPF_F_NO_PREALLOC);
+
+/// Shared by all CPUs, so the gap is right when a writer moves between CPUs.
+/// LRU: a forgotten fd only costs one gap sample.
+#[map(name = "LAST_WRITE")]
+static LAST_WRITE: LruHashMap<WriteKey, u64> = LruHashMap::with_max_entries(MAX_FDS, 0);
+
+/// So that a process that wrote and exited between two reads still has a name.
+#[map(name = "PROCESS_COMMS")]
+static PROCESS_COMMS: LruHashMap<u32, [u8; 16]> = LruHashMap::with_max_entries(MAX_PROCESSES, 0);
+
+/// Never written: the zeroed value a new entry starts from (too big for the stack).
+#[map(name = "ZERO_STATS")]
+static ZERO_STATS: Array<WriteStats> = Array::with_max_entries(1, 0);
+
+#[unsafe(no_mangle)]
+static SELF_TGID: Global<u32> = Global::new(0);
+
+/// `long ret` in every `syscalls:sys_exit_*` record, after the common fields
+/// and `int __syscall_nr`.
+const EXIT_RET_OFFSET: usize = 16;
+
+macro_rules! exit_probe {
+    ($fn_name:ident, $tracepoint:literal, $syscall:expr) => {
+        #[tracepoint(category = "syscalls", name = $tracepoint)]
+        pub fn $fn_name(ctx: TracePointContext) -> u32 {
+            on_write_exit(&ctx, $syscall);
+            0
+        }
+    };
+}
+
+exit_probe!(sys_exit_write, "sys_exit_write", WriteSyscall::Write);
+exit_probe!(sys_exit_writev, "sys_exit_writev", WriteSyscall::Writev);
+exit_probe!(sys_exit_pwrite64, "sys_exit_pwrite64", WriteSyscall::Pwrite64);
+exit_probe!(sys_exit_pwritev, "sys_exit_pwritev", WriteSyscall::Pwritev);
+exit_probe!(sys_exit_pwritev2, "sys_exit_pwritev2", WriteSyscall::Pwritev2);
+exit_probe!(sys_exit_sendto, "sys_exit_sendto", WriteSyscall::Sendto);
+exit_probe!(sys_exit_sendmsg, "sys_exit_sendmsg", WriteSyscall::Sendmsg);
+exit_probe!(sys_exit_sendmmsg, "sys_exit_sendmmsg", WriteSyscall::Sendmmsg);
+
+/// What one call asked for: bytes (or, for `sendmmsg`, messages) to compare
+/// the result with, bytes for the size histogram, and records.
+struct Request {
+    wanted: u64,
+    bytes: u64,
+    records: u64,
+}
+
+#[inline(always)]
+fn on_write_exit(ctx: &TracePointContext, syscall: WriteSyscall) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == SELF_TGID.load() {
+        return;
+    }
+    // SAFETY: the offset is inside every sys_exit record; the verifier checks it.
+    let ret = unsafe { *(ctx.as_ptr() as *const u8).add(EXIT_RET_OFFSET).cast::<i64>() };
+    let args = Args::current();
+    let key = WriteKey { tgid, fd: args.arg0 as i32 };
+    let request = request(syscall, &args, ret);
+    let outcome = Outcome::classify(ret, request.wanted);
+    let gap = gap_since_last_write(&key);
+
+    let Some(stats) = stats_entry(&key) else { return };
+    // SAFETY: this CPU's copy; probes do not nest on a CPU.
+    let stats = unsafe { &mut *stats };
+    stats.calls[syscall as usize] += 1;
+    stats.outcomes[outcome as usize] += 1;
+    stats.bytes_requested += request.bytes;
+    stats.records += request.records;
+    hist_add(&mut stats.bytes_hist, request.bytes);
+    hist_add(&mut stats.records_hist, request.records);
+    if ret > 0 {
+        // sendmmsg returns messages sent; its bytes were summed from msg_len.
+        stats.bytes_written +=
+            if syscall == WriteSyscall::Sendmmsg { request.bytes } else { ret as u64 };
+    }
+    if let Some(gap) = gap {
+        hist_add(&mut stats.gap_hist, gap);
+    }
+}
+
+#[inline(always)]
+fn request(syscall: WriteSyscall, args: &Args, ret: i64) -> Request {
+    match syscall {
+        WriteSyscall::Write | WriteSyscall::Pwrite64 | WriteSyscall::Sendto => {
+            Request { wanted: args.arg2, bytes: args.arg2, records: 1 }
+        }
+        WriteSyscall::Writev | WriteSyscall::Pwritev | WriteSyscall::Pwritev2 => {
+            vectored(args.arg1, args.arg2, ret)
+        }
+        WriteSyscall::Sendmsg => match msghdr_iov(args.arg1) {
+            Some((iov, iovlen)) => vectored(iov, iovlen, ret),
+            None => unreadable(ret, 1),
+        },
+        WriteSyscall::Sendmmsg => {
+            // The kernel caps vlen at UIO_MAXIOV; the result counts messages sent.
+            let messages = if args.arg2 > 1024 { 1024 } else { args.arg2 };
+            let sent = if ret > 0 { ret as u64 } else { 0 };
+            let bytes = match mmsghdr_sent_bytes(args.arg1, sent) {
+                Some(bytes) => bytes,
+                None => {
+                    count_error(ProbeError::ArgsUnreadable);
+                    0
+                }
+            };
+            Request { wanted: messages, bytes, records: messages }
+        }
+    }
+}
+
+#[inline(always)]
+fn vectored(iov: u64, count: u64, ret: i64) -> Request {
+    match iovec_bytes(iov, count) {
+        Some(bytes) => Request { wanted: bytes, bytes, records: count },
+        None => unreadable(ret, count),
+    }
+}
+
+/// The user memory holding the request could not be read (paged out): take
+/// the result as the request, so the call counts as complete.
+#[inline(always)]
+fn unreadable(ret: i64, records: u64) -> Request {
+    count_error(ProbeError::ArgsUnreadable);
+    let bytes = if ret > 0 { ret as u64 } else { 0 };
+    Request { wanted: bytes, bytes, records }
+}
+
+/// Nanoseconds since the previous call on the same fd, and records this one.
+#[inline(always)]
+fn gap_since_last_write(key: &WriteKey) -> Option<u64> {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match LAST_WRITE.get_ptr_mut(key) {
+        Some(last) => {
+            // SAFETY: a valid map value; a racing writer on another CPU can
+            // at worst shift one gap sample.
+            let gap = now.saturating_sub(unsafe { *last });
+            unsafe { *last = now };
+            Some(gap)
+        }
+        None => {
+            let _ = LAST_WRITE.insert(key, now, 0);
+            None
+        }
+    }
+}
+
+/// This CPU's statistics for `key`, created on first use.
+#[inline(always)]
+fn stats_entry(key: &WriteKey) -> Option<*mut WriteStats> {
+    if let Some(stats) = WRITE_STATS.get_ptr_mut(key) {
+        return Some(stats);
+    }
+    let zero = ZERO_STATS.get_ptr(0)?;
+    // SAFETY: `zero` points at a map value of the right type.
+    if WRITE_STATS.insert(key, unsafe { &*zero }, BPF_NOEXIST as u64).is_err() {
+        // Another CPU may have created it in between; only a real miss is "full".
+        if WRITE_STATS.get_ptr_mut(key).is_none() {
+            count_error(ProbeError::StatsMapFull);
+        }
+    } else if let Ok(comm) = bpf_get_current_comm() {
+        let _ = PROCESS_COMMS.insert(&key.tgid, comm, 0);
+    }
+    WRITE_STATS.get_ptr_mut(key)
+}

@@ -1,0 +1,148 @@
+//! A syscall's arguments, read at its exit.
+//!
+//! Exit tracepoints only carry the result. The arguments are still in the
+//! user registers the kernel saved on entry, so one probe at exit sees both
+//! and a call never pays for a second probe.
+
+use agent_common::write::MAX_RECORDS_PER_CALL;
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::pt_regs,
+    helpers::{
+        bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs, generated::bpf_loop,
+    },
+    macros::map,
+    maps::PerCpuArray,
+};
+
+/// The first three arguments of the current task's syscall.
+pub struct Args {
+    pub arg0: u64,
+    pub arg1: u64,
+    pub arg2: u64,
+}
+
+impl Args {
+    #[inline(always)]
+    pub fn current() -> Args {
+        // SAFETY: both helpers return BTF-typed pointers that the verifier
+        // checks; `pt_regs` is the x86-64 user register frame.
+        unsafe {
+            let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const pt_regs;
+            Args {
+                arg0: (*regs).rdi,
+                arg1: (*regs).rsi,
+                arg2: (*regs).rdx,
+            }
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Iovec {
+    base: u64,
+    len: u64,
+}
+
+/// `struct msghdr` up to the fields the probes need.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct MsgIov {
+    iov: u64,
+    iovlen: u64,
+}
+const IOVEC_SIZE: u64 = 16;
+const MSGHDR_IOV_OFFSET: u64 = 16;
+const MMSGHDR_SIZE: u64 = 64;
+const MMSGHDR_LEN_OFFSET: u64 = 56;
+
+/// Iovecs read per helper call: one read of 8 iovecs costs about what one of
+/// a single iovec does.
+const IOV_CHUNK: usize = 8;
+
+/// Total length of `count` iovecs at user address `iov`.
+#[inline(always)]
+pub fn iovec_bytes(iov: u64, count: u64) -> Option<u64> {
+    const CHUNK: u64 = IOV_CHUNK as u64;
+    let count = if count > MAX_RECORDS_PER_CALL { MAX_RECORDS_PER_CALL } else { count };
+    let full_chunks = count / CHUNK;
+    let mut total = 0u64;
+    for chunk in 0..MAX_RECORDS_PER_CALL / CHUNK {
+        if chunk >= full_chunks {
+            break;
+        }
+        let at = (iov + chunk * CHUNK * IOVEC_SIZE) as *const [Iovec; IOV_CHUNK];
+        // SAFETY: the helper checks the user address.
+        for one in unsafe { bpf_probe_read_user(at) }.ok()? {
+            total += one.len;
+        }
+    }
+    for i in full_chunks * CHUNK..full_chunks * CHUNK + CHUNK {
+        if i >= count {
+            break;
+        }
+        let at = (iov + i * IOVEC_SIZE) as *const Iovec;
+        // SAFETY: as above.
+        total += unsafe { bpf_probe_read_user(at) }.ok()?.len;
+    }
+    Some(total)
+}
+
+/// The iovec array and its length of the `struct msghdr` at `msg`.
+#[inline(always)]
+pub fn msghdr_iov(msg: u64) -> Option<(u64, u64)> {
+    // SAFETY: the helper checks the user address.
+    let m = unsafe { bpf_probe_read_user((msg + MSGHDR_IOV_OFFSET) as *const MsgIov) }.ok()?;
+    Some((m.iov, m.iovlen))
+}
+
+/// Bytes sent by the first `sent` messages of the `struct mmsghdr` array at
+/// `msgs`: the kernel stores each message's byte count in its `msg_len`.
+///
+/// Up to 1024 reads, in `bpf_loop` so that the verifier checks the body once.
+/// The running total lives in a map value: the verifier does not track the
+/// range of what it loads from there, so every iteration looks the same to it
+/// and the loop's verification converges.
+#[inline(always)]
+pub fn mmsghdr_sent_bytes(msgs: u64, sent: u64) -> Option<u64> {
+    let total = MMSG_BYTES.get_ptr_mut(0)?;
+    let sent = if sent > MAX_RECORDS_PER_CALL { MAX_RECORDS_PER_CALL } else { sent };
+    // SAFETY: this CPU's slot; probes do not nest on a CPU.
+    unsafe { *total = 0 };
+    let mut sum = MsgLenSum { msgs, total, unreadable: false };
+    // SAFETY: the callback only uses `sum` during the call.
+    unsafe {
+        bpf_loop(sent as u32, add_msg_len as *mut c_void, (&raw mut sum).cast(), 0);
+    }
+    // SAFETY: as above.
+    if sum.unreadable { None } else { Some(unsafe { *total }) }
+}
+
+/// Scratch for [`mmsghdr_sent_bytes`].
+#[map(name = "MMSG_BYTES")]
+static MMSG_BYTES: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+struct MsgLenSum {
+    msgs: u64,
+    total: *mut u64,
+    unreadable: bool,
+}
+
+extern "C" fn add_msg_len(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `MsgLenSum` that `mmsghdr_sent_bytes` passed.
+    let sum = unsafe { &mut *ctx.cast::<MsgLenSum>() };
+    let len = (sum.msgs + index * MMSGHDR_SIZE + MMSGHDR_LEN_OFFSET) as *const u32;
+    // SAFETY: the helper checks the user address; `total` is a map value.
+    match unsafe { bpf_probe_read_user(len) } {
+        Ok(len) => {
+            unsafe { *sum.total += u64::from(len) };
+            0
+        }
+        Err(_) => {
+            sum.unreadable = true;
+            1
+        }
+    }
+}

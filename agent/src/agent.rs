@@ -1,0 +1,172 @@
+//! The agent's data path in one place: probes → maps → collector → model.
+//!
+//! Each [`Agent::tick`] reads the maps once, attributes every delta to the
+//! process that made it (telling a reused pid from the process it replaced),
+//! retires processes that exited, and closes the model's interval.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Instant,
+};
+
+use crate::{
+    collector::{CollectError, Collector, ProbeErrors},
+    config::Config,
+    fds::FdResolver,
+    identity::{self, Identity},
+    model::{Model, Rules, metrics::Transition},
+    preflight::{self, PreflightError},
+    probes::{AttachFailure, ProbeError, Probes},
+    transition,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    Probes(#[from] ProbeError),
+}
+
+/// What the agent knows about the node it runs on.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Cost of one kernel crossing, in nanoseconds.
+    pub transition_cost_ns: f64,
+    /// Whether that cost was measured here (or taken from the config).
+    pub transition_cost_measured: bool,
+    pub attached: Vec<String>,
+    pub failed: Vec<AttachFailure>,
+    pub mounted_tracefs: bool,
+}
+
+pub struct Agent {
+    /// Keeps the programs attached.
+    _probes: Probes,
+    collector: Collector,
+    fds: FdResolver,
+    identities: HashMap<u32, Identity>,
+    model: Model,
+    last_tick: Instant,
+    node: NodeInfo,
+    probe_errors: ProbeErrors,
+    tracked: usize,
+}
+
+impl Agent {
+    /// Checks the node, measures the crossing cost, then loads and attaches
+    /// the probes: counting starts when this returns.
+    pub fn start(config: &Config) -> Result<Agent, StartError> {
+        let preflight = preflight::check()?;
+        // Measured before attaching, so the probes do not inflate it.
+        let (transition_cost_ns, measured) = match config.transition_cost_ns {
+            Some(cost) => (cost, false),
+            None => (transition::measure_crossing_ns(), true),
+        };
+        let mut probes = Probes::load(&config.maps)?;
+        let collector = Collector::new(probes.take_write_maps()?);
+        let node = NodeInfo {
+            transition_cost_ns,
+            transition_cost_measured: measured,
+            attached: probes.attached.clone(),
+            failed: probes.failed.clone(),
+            mounted_tracefs: preflight.mounted_tracefs,
+        };
+        let rules = Rules {
+            hot_writer: config.hot_writer.clone(),
+            timer_flush: config.timer_flush.clone(),
+            transition: Transition { cost_ns: transition_cost_ns, batch_target: config.hot_writer.batch_target },
+        };
+        Ok(Agent {
+            _probes: probes,
+            collector,
+            fds: FdResolver::default(),
+            identities: HashMap::new(),
+            model: Model::new(rules),
+            last_tick: Instant::now(),
+            node,
+            probe_errors: ProbeErrors::default(),
+            tracked: 0,
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn model_mut(&mut self) -> &mut Model {
+        &mut self.model
+    }
+
+    pub fn node(&self) -> &NodeInfo {
+        &self.node
+    }
+
+    /// Totals of what the kernel side could not record.
+    pub fn probe_errors(&self) -> ProbeErrors {
+        self.probe_errors
+    }
+
+    /// (process, fd) pairs the kernel tracks right now.
+    pub fn tracked_fds(&self) -> usize {
+        self.tracked
+    }
+
+    /// Reads the maps and closes one interval of the model.
+    pub fn tick(&mut self) -> Result<(), CollectError> {
+        let reading = self.collector.read()?;
+        let now = Instant::now();
+        let seconds = now.duration_since(self.last_tick).as_secs_f64();
+        self.last_tick = now;
+        self.probe_errors = reading.probe_errors;
+        self.tracked = reading.tracked;
+
+        let mut seen = HashMap::new();
+        for (key, delta) in &reading.deltas {
+            let alive = *seen.entry(key.tgid).or_insert_with(|| self.resolve_identity(key.tgid, seconds));
+            let identity = &self.identities[&key.tgid];
+            let info = if alive { self.fds.resolve(key.tgid, key.fd) } else { self.fds.cached(key.tgid, key.fd) };
+            self.model.record(identity, key.fd, info, delta);
+        }
+        let gone: HashSet<u32> = self
+            .identities
+            .iter()
+            .filter(|(pid, identity)| seen.get(pid).map_or_else(|| !identity.is_alive(), |alive| !alive))
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in gone {
+            self.retire(pid, seconds);
+        }
+        self.model.close_interval(seconds);
+        Ok(())
+    }
+
+    /// Makes `self.identities[pid]` the process that owns `pid` now; returns
+    /// whether it is still running.
+    fn resolve_identity(&mut self, pid: u32, seconds: f64) -> bool {
+        let start = identity::start_ticks(pid);
+        match (self.identities.get(&pid), start) {
+            (Some(known), Some(start)) if known.start_ticks == start => return true,
+            // It wrote, then exited: its last delta is still its own.
+            (Some(_), None) => return false,
+            // The pid now belongs to another process: close the old one first.
+            (Some(_), Some(_)) => self.model.exit(pid, seconds),
+            (None, _) => {}
+        }
+        let identity = start
+            .and_then(|_| Identity::read(pid))
+            .unwrap_or_else(|| Identity::exited(pid, self.collector.kernel_comm(pid)));
+        let alive = identity.start_ticks != 0;
+        self.fds.forget(pid);
+        self.identities.insert(pid, identity);
+        alive
+    }
+
+    /// Forgets a process that exited, in the model, the kernel and the caches.
+    fn retire(&mut self, pid: u32, seconds: f64) {
+        self.model.exit(pid, seconds);
+        self.collector.forget(pid);
+        self.fds.forget(pid);
+        self.identities.remove(&pid);
+    }
+}

@@ -1,0 +1,349 @@
+//! Configuration: defaults, then a TOML file, then environment variables and
+//! flags. Every source fills the same [`Settings`]; [`Config::resolve`]
+//! validates the result once, and its errors name the key, the value and the
+//! allowed range.
+//!
+//! Naming is mechanical: the TOML key `hot_writer.min_calls_per_sec` is the
+//! flag `--min-calls-per-sec` and the variable `BATCHWATCH_MIN_CALLS_PER_SEC`.
+
+use std::{ops::RangeInclusive, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+/// Everything that can be set, all optional: one value of this per source.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// How often the kernel maps are read [default: 1s].
+    #[arg(long, env = "BATCHWATCH_INTERVAL", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+
+    /// Cost of one kernel crossing in nanoseconds [default: measured at start].
+    #[arg(long, env = "BATCHWATCH_TRANSITION_COST_NS")]
+    #[serde(default)]
+    pub transition_cost_ns: Option<f64>,
+
+    #[command(flatten, next_help_heading = "Un-batched hot writers")]
+    #[serde(default)]
+    pub hot_writer: HotWriterSettings,
+
+    #[command(flatten, next_help_heading = "Timer-driven flushing")]
+    #[serde(default)]
+    pub timer_flush: TimerFlushSettings,
+
+    #[command(flatten, next_help_heading = "Kernel maps")]
+    #[serde(default)]
+    pub maps: MapSettings,
+}
+
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotWriterSettings {
+    /// Calls per second on one fd from which it counts as hot [default: 1000].
+    #[arg(long, env = "BATCHWATCH_MIN_CALLS_PER_SEC")]
+    pub min_calls_per_sec: Option<f64>,
+    /// Median bytes per call up to which calls count as tiny [default: 512].
+    #[arg(long, env = "BATCHWATCH_MAX_BYTES_PER_CALL")]
+    pub max_bytes_per_call: Option<u64>,
+    /// Intervals in a row before a flag is raised or cleared [default: 3].
+    #[arg(long, env = "BATCHWATCH_SUSTAIN_INTERVALS")]
+    pub sustain_intervals: Option<u32>,
+    /// Records per call assumed for "what batching would save" [default: 64].
+    #[arg(long, env = "BATCHWATCH_BATCH_TARGET")]
+    pub batch_target: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerFlushSettings {
+    /// Shortest flush period taken for a timer [default: 1ms].
+    #[arg(long, env = "BATCHWATCH_MIN_PERIOD", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub min_period: Option<Duration>,
+    /// Share of gaps that must fall in one log2 bucket [default: 0.8].
+    #[arg(long, env = "BATCHWATCH_MIN_SHARE")]
+    pub min_share: Option<f64>,
+    /// Gaps needed before judging [default: 10].
+    #[arg(long, env = "BATCHWATCH_MIN_FLUSHES")]
+    pub min_flushes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapSettings {
+    /// (process, fd) pairs the kernel tracks at once [default: 16384].
+    #[arg(long, env = "BATCHWATCH_MAX_FDS")]
+    pub max_fds: Option<u32>,
+    /// Processes whose names the kernel keeps [default: 8192].
+    #[arg(long, env = "BATCHWATCH_MAX_PROCESSES")]
+    pub max_processes: Option<u32>,
+}
+
+impl Settings {
+    /// Reads a TOML file of settings.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: error.message().to_owned(),
+            key: error.span().map(|span| text[span].to_owned()).unwrap_or_default(),
+        })
+    }
+
+    /// `self` with every value that `over` sets replaced by it.
+    pub fn overridden_by(self, over: Settings) -> Settings {
+        Settings {
+            interval: over.interval.or(self.interval),
+            transition_cost_ns: over.transition_cost_ns.or(self.transition_cost_ns),
+            hot_writer: HotWriterSettings {
+                min_calls_per_sec: over.hot_writer.min_calls_per_sec.or(self.hot_writer.min_calls_per_sec),
+                max_bytes_per_call: over.hot_writer.max_bytes_per_call.or(self.hot_writer.max_bytes_per_call),
+                sustain_intervals: over.hot_writer.sustain_intervals.or(self.hot_writer.sustain_intervals),
+                batch_target: over.hot_writer.batch_target.or(self.hot_writer.batch_target),
+            },
+            timer_flush: TimerFlushSettings {
+                min_period: over.timer_flush.min_period.or(self.timer_flush.min_period),
+                min_share: over.timer_flush.min_share.or(self.timer_flush.min_share),
+                min_flushes: over.timer_flush.min_flushes.or(self.timer_flush.min_flushes),
+            },
+            maps: MapSettings {
+                max_fds: over.maps.max_fds.or(self.maps.max_fds),
+                max_processes: over.maps.max_processes.or(self.maps.max_processes),
+            },
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub interval: Duration,
+    pub transition_cost_ns: Option<f64>,
+    pub hot_writer: HotWriterRule,
+    pub timer_flush: TimerFlushRule,
+    pub maps: MapLimits,
+}
+
+/// When a descriptor counts as an un-batched hot writer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotWriterRule {
+    pub min_calls_per_sec: f64,
+    pub max_bytes_per_call: u64,
+    pub sustain_intervals: u32,
+    pub batch_target: u64,
+}
+
+/// When the gaps between flushes say a batcher flushes on a timer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerFlushRule {
+    pub min_period: Duration,
+    pub min_share: f64,
+    pub min_flushes: u64,
+}
+
+/// Capacities of the kernel maps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapLimits {
+    pub max_fds: u32,
+    pub max_processes: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::resolve(Settings::default()).expect("the defaults are valid")
+    }
+}
+
+impl Config {
+    /// Fills in defaults and checks every value against its allowed range.
+    pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
+        let ms = Duration::from_millis;
+        let hot = s.hot_writer;
+        let timer = s.timer_flush;
+        Ok(Config {
+            interval: check("interval", s.interval, ms(1000), ms(100)..=ms(60_000))?,
+            transition_cost_ns: s
+                .transition_cost_ns
+                .map(|cost| check("transition_cost_ns", Some(cost), cost, 1.0..=100_000.0))
+                .transpose()?,
+            hot_writer: HotWriterRule {
+                min_calls_per_sec: check(
+                    "hot_writer.min_calls_per_sec",
+                    hot.min_calls_per_sec,
+                    1000.0,
+                    1.0..=1e9,
+                )?,
+                max_bytes_per_call: check(
+                    "hot_writer.max_bytes_per_call",
+                    hot.max_bytes_per_call,
+                    512,
+                    1..=1 << 20,
+                )?,
+                sustain_intervals: check("hot_writer.sustain_intervals", hot.sustain_intervals, 3, 1..=3600)?,
+                batch_target: check("hot_writer.batch_target", hot.batch_target, 64, 2..=1024)?,
+            },
+            timer_flush: TimerFlushRule {
+                min_period: check("timer_flush.min_period", timer.min_period, ms(1), Duration::from_micros(1)..=ms(60_000))?,
+                min_share: check("timer_flush.min_share", timer.min_share, 0.8, 0.5..=1.0)?,
+                min_flushes: check("timer_flush.min_flushes", timer.min_flushes, 10, 2..=1_000_000)?,
+            },
+            maps: MapLimits {
+                max_fds: check("maps.max_fds", s.maps.max_fds, 16384, 256..=1 << 20)?,
+                max_processes: check("maps.max_processes", s.maps.max_processes, 8192, 64..=1 << 20)?,
+            },
+        })
+    }
+}
+
+/// `value` (or `default`) if it lies in `allowed`.
+fn check<T: PartialOrd + Copy + Shown>(
+    key: &'static str,
+    value: Option<T>,
+    default: T,
+    allowed: RangeInclusive<T>,
+) -> Result<T, ConfigError> {
+    let value = value.unwrap_or(default);
+    // `contains` is false for NaN too.
+    if allowed.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::OutOfRange {
+            key,
+            value: value.shown(),
+            allowed: format!("{} to {}", allowed.start().shown(), allowed.end().shown()),
+        })
+    }
+}
+
+/// How a value is written in error messages: as a user would type it.
+trait Shown {
+    fn shown(&self) -> String;
+}
+
+impl Shown for Duration {
+    fn shown(&self) -> String {
+        humantime::format_duration(*self).to_string()
+    }
+}
+
+macro_rules! shown_by_display {
+    ($($t:ty),*) => { $(impl Shown for $t { fn shown(&self) -> String { self.to_string() } })* };
+}
+shown_by_display!(u32, u64, f64);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value outside its allowed range.
+    #[error(
+        "config key `{key}` (flag --{flag}, env {env}) is {value}: allowed {allowed}",
+        flag = flag_name(key),
+        env = env_name(key)
+    )]
+    OutOfRange { key: &'static str, value: String, allowed: String },
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key or a bad value.
+    #[error("config file {path}: {message} (at `{key}`)")]
+    Parse { path: String, message: String, key: String },
+}
+
+/// `hot_writer.min_calls_per_sec` → `min-calls-per-sec`.
+fn flag_name(key: &str) -> String {
+    last_segment(key).replace('_', "-")
+}
+
+/// `hot_writer.min_calls_per_sec` → `BATCHWATCH_MIN_CALLS_PER_SEC`.
+fn env_name(key: &str) -> String {
+    format!("BATCHWATCH_{}", last_segment(key).to_uppercase())
+}
+
+fn last_segment(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::default();
+        assert_eq!(config.interval, Duration::from_secs(1));
+        assert_eq!(config.hot_writer.sustain_intervals, 3);
+    }
+
+    #[test]
+    fn out_of_range_names_key_flag_env_value_and_range() {
+        let mut settings = Settings::default();
+        settings.hot_writer.min_calls_per_sec = Some(0.0);
+        let error = Config::resolve(settings).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "config key `hot_writer.min_calls_per_sec` (flag --min-calls-per-sec, env \
+             BATCHWATCH_MIN_CALLS_PER_SEC) is 0: allowed 1 to 1000000000"
+        );
+    }
+
+    #[test]
+    fn durations_are_shown_as_typed() {
+        let settings = Settings { interval: Some(Duration::from_millis(5)), ..Default::default() };
+        let error = Config::resolve(settings).unwrap_err().to_string();
+        assert!(error.ends_with("is 5ms: allowed 100ms to 1m"), "{error}");
+    }
+
+    #[test]
+    fn nan_is_out_of_range() {
+        let mut settings = Settings::default();
+        settings.timer_flush.min_share = Some(f64::NAN);
+        assert!(Config::resolve(settings).is_err());
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let file: Settings = toml::from_str(
+            "interval = \"2s\"\n[hot_writer]\nmin_calls_per_sec = 50\nbatch_target = 8\n",
+        )
+        .unwrap();
+        let flags = Flags::parse_from(["x", "--batch-target", "16"]).settings;
+        let config = Config::resolve(file.overridden_by(flags)).unwrap();
+        assert_eq!(config.interval, Duration::from_secs(2));
+        assert_eq!(config.hot_writer.min_calls_per_sec, 50.0);
+        assert_eq!(config.hot_writer.batch_target, 16);
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let dir = std::env::temp_dir().join(format!("bw-config-{}", std::process::id()));
+        std::fs::write(&dir, "[hot_writer]\nmin_calls = 5\n").unwrap();
+        let error = Settings::from_file(&dir).unwrap_err().to_string();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(error.contains("unknown field `min_calls`"), "{error}");
+    }
+
+    #[test]
+    fn every_flag_follows_the_naming_rule() {
+        for arg in Flags::command().get_arguments() {
+            let flag = arg.get_long().unwrap();
+            let env = arg.get_env().unwrap().to_str().unwrap();
+            assert_eq!(env, env_name(&flag.replace('-', "_")), "flag --{flag}");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! What a file descriptor is: a file, a pipe, a socket, a terminal...
+//! read from the `/proc/PID/fd/N` link, cached per (pid, fd) while the link
+//! stays the same.
+
+use std::{collections::HashMap, fmt, os::unix::fs::FileTypeExt as _, path::Path};
+
+/// The kind of file behind a descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FdKind {
+    File,
+    Pipe,
+    /// A socket whose protocol is not known yet (see `depth`).
+    Socket,
+    Tcp,
+    Udp,
+    Unix,
+    Tty,
+    /// A character device other than a terminal, such as /dev/null.
+    CharDevice,
+    IoUring,
+    Other,
+}
+
+impl FdKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FdKind::File => "file",
+            FdKind::Pipe => "pipe",
+            FdKind::Socket => "socket",
+            FdKind::Tcp => "tcp",
+            FdKind::Udp => "udp",
+            FdKind::Unix => "unix",
+            FdKind::Tty => "tty",
+            FdKind::CharDevice => "chardev",
+            FdKind::IoUring => "io_uring",
+            FdKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for FdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A descriptor as the agent last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdInfo {
+    pub kind: FdKind,
+    /// The link target: a path, `socket:[INODE]`, `pipe:[INODE]`, ...
+    pub target: String,
+}
+
+impl FdInfo {
+    /// The inode of a socket or pipe, from its link target.
+    pub fn inode(&self) -> Option<u64> {
+        let inner = self.target.strip_prefix("socket:[").or_else(|| self.target.strip_prefix("pipe:["))?;
+        inner.strip_suffix(']')?.parse().ok()
+    }
+
+    /// A name for the descriptor's file, for people.
+    pub fn describe(&self, fd: i32) -> String {
+        format!("fd {fd} ({} {})", self.kind, self.target)
+    }
+}
+
+/// Classifies a `/proc/PID/fd/N` link target; `path` is the link itself, to
+/// stat the file when the target is a path.
+pub fn classify(target: &str, path: &Path) -> FdKind {
+    if target.starts_with("socket:[") {
+        FdKind::Socket
+    } else if target.starts_with("pipe:[") {
+        FdKind::Pipe
+    } else if target == "anon_inode:[io_uring]" {
+        FdKind::IoUring
+    } else if target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") || target == "/dev/console" {
+        FdKind::Tty
+    } else {
+        match std::fs::metadata(path).map(|meta| meta.file_type()) {
+            Ok(kind) if kind.is_file() => FdKind::File,
+            Ok(kind) if kind.is_char_device() => FdKind::CharDevice,
+            _ => FdKind::Other,
+        }
+    }
+}
+
+/// Resolves descriptors, re-reading the link each time (one `readlink`) but
+/// classifying a target only when it changed: an fd number can be closed and
+/// reused for another file.
+#[derive(Default)]
+pub struct FdResolver {
+    cache: HashMap<(u32, i32), FdInfo>,
+}
+
+impl FdResolver {
+    /// The descriptor `fd` of `pid`, or `None` if it is closed or the process gone.
+    pub fn resolve(&mut self, pid: u32, fd: i32) -> Option<&FdInfo> {
+        let link = format!("/proc/{pid}/fd/{fd}");
+        let target = std::fs::read_link(&link).ok()?.to_string_lossy().into_owned();
+        let cached = self.cache.entry((pid, fd)).or_insert_with(|| FdInfo { kind: FdKind::Other, target: String::new() });
+        if cached.target != target {
+            *cached = FdInfo { kind: classify(&target, Path::new(&link)), target };
+        }
+        Some(cached)
+    }
+
+    /// The last known state of `fd`, without looking at `/proc`.
+    pub fn cached(&self, pid: u32, fd: i32) -> Option<&FdInfo> {
+        self.cache.get(&(pid, fd))
+    }
+
+    /// Forgets every descriptor of `pid`.
+    pub fn forget(&mut self, pid: u32) {
+        self.cache.retain(|&(p, _), _| p != pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_link_targets() {
+        let nowhere = Path::new("/nonexistent");
+        assert_eq!(classify("socket:[123]", nowhere), FdKind::Socket);
+        assert_eq!(classify("pipe:[9]", nowhere), FdKind::Pipe);
+        assert_eq!(classify("anon_inode:[io_uring]", nowhere), FdKind::IoUring);
+        assert_eq!(classify("/dev/pts/3", nowhere), FdKind::Tty);
+        assert_eq!(classify("/dev/null", Path::new("/dev/null")), FdKind::CharDevice);
+        assert_eq!(classify("/proc/self/status", Path::new("/proc/self/status")), FdKind::File);
+        assert_eq!(classify("anon_inode:[eventfd]", nowhere), FdKind::Other);
+    }
+
+    #[test]
+    fn inode_of_sockets_and_pipes() {
+        let info = |target: &str| FdInfo { kind: FdKind::Socket, target: target.to_owned() };
+        assert_eq!(info("socket:[4242]").inode(), Some(4242));
+        assert_eq!(info("pipe:[7]").inode(), Some(7));
+        assert_eq!(info("/var/log/x").inode(), None);
+    }
+
+    #[test]
+    fn resolves_own_descriptors() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        let mut resolver = FdResolver::default();
+        let info = resolver.resolve(std::process::id(), fd).unwrap();
+        assert_eq!((info.kind, info.target.as_str()), (FdKind::CharDevice, "/dev/null"));
+        drop(file);
+        assert!(resolver.resolve(std::process::id(), fd).is_none());
+    }
+}

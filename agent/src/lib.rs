@@ -1,0 +1,19 @@
+//! batchwatch: how well every process on a Linux node batches its writes.
+//!
+//! The data path, one module per step:
+//! [`probes`] (kernel programs, loaded and attached) → kernel maps →
+//! [`collector`] (reads and differences them) → [`model`] (batching metrics
+//! and verdicts per process and fd) → [`report`] and [`view`].
+//! [`agent`] wires the steps together.
+
+pub mod agent;
+pub mod collector;
+pub mod config;
+pub mod fds;
+pub mod identity;
+pub mod model;
+pub mod preflight;
+pub mod probes;
+pub mod report;
+pub mod transition;
+pub mod view;

@@ -1,0 +1,102 @@
+//! The `batchwatch` command.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use batchwatch::{
+    agent::Agent,
+    config::{Config, Settings},
+    report::Report,
+};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Shows, for every process on this node, how well it batches its writes.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file; flags and BATCHWATCH_* variables override it.
+    #[arg(long, global = true, env = "BATCHWATCH_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    settings: Settings,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Live view in the terminal (the default).
+    Live,
+    /// Observe for a while, then print one report.
+    Record {
+        /// How long to observe.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: Duration,
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("BATCHWATCH_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("batchwatch: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = match &cli.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let config = Config::resolve(file.overridden_by(cli.settings))?;
+    match cli.command.unwrap_or(Command::Live) {
+        Command::Live => batchwatch::view::run(&config),
+        Command::Record { duration, format: Format::Json } => record(&config, duration),
+    }
+}
+
+/// Observes for `duration`, then prints the JSON report.
+fn record(config: &Config, duration: Duration) -> anyhow::Result<()> {
+    let mut agent = Agent::start(config)?;
+    announce(&agent);
+    let started = std::time::Instant::now();
+    while started.elapsed() < duration {
+        std::thread::sleep(config.interval.min(duration.saturating_sub(started.elapsed())));
+        agent.tick().context("reading the kernel maps")?;
+    }
+    let report = Report::build(&agent, started.elapsed().as_secs_f64());
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// One line per fact a user should know at start-up, on stderr.
+fn announce(agent: &Agent) {
+    let node = agent.node();
+    if node.mounted_tracefs {
+        eprintln!("batchwatch: mounted tracefs at /sys/kernel/tracing");
+    }
+    for failure in &node.failed {
+        eprintln!("batchwatch: not attached: {}: {} (the other probes still run)", failure.tracepoint, failure.reason);
+    }
+    eprintln!(
+        "batchwatch: {} probes attached; one kernel crossing costs {:.0} ns here ({})",
+        node.attached.len(),
+        node.transition_cost_ns,
+        if node.transition_cost_measured { "measured" } else { "from config" },
+    );
+}

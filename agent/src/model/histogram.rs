@@ -1,0 +1,134 @@
+//! Reading the kernel's log2 histograms: counts, percentiles, bucket bounds.
+//!
+//! A percentile is reported as the lower edge of the log2 bucket that holds
+//! it: the true value lies in `[p, 2p)` (exactly `p` for 0 and 1). Exact
+//! means come from the separate byte and record totals, not from here.
+
+use agent_common::hist::{slot_lower_bound, slot_upper_bound};
+
+/// A log2 histogram borrowed from a `WriteStats`.
+#[derive(Debug, Clone, Copy)]
+pub struct Log2Histogram<'a> {
+    slots: &'a [u64],
+}
+
+impl<'a> Log2Histogram<'a> {
+    pub fn new(slots: &'a [u64]) -> Self {
+        Log2Histogram { slots }
+    }
+
+    /// Number of samples.
+    pub fn count(&self) -> u64 {
+        self.slots.iter().sum()
+    }
+
+    /// Slot holding the `q`-quantile (0 < q <= 1), or `None` when empty.
+    pub fn quantile_slot(&self, q: f64) -> Option<usize> {
+        let count = self.count();
+        if count == 0 {
+            return None;
+        }
+        // The rank of the q-quantile, 1-based: the smallest sample with at
+        // least q of all samples at or below it.
+        let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+        let mut seen = 0;
+        self.slots.iter().position(|&n| {
+            seen += n;
+            seen >= rank
+        })
+    }
+
+    /// Lower edge of the bucket holding the `q`-quantile.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        self.quantile_slot(q).map(slot_lower_bound)
+    }
+
+    /// Slot with the most samples (the lowest one on a tie).
+    pub fn mode_slot(&self) -> Option<usize> {
+        let max = *self.slots.iter().max()?;
+        (max > 0).then(|| self.slots.iter().position(|&n| n == max)).flatten()
+    }
+
+    /// Share of samples in `slot`.
+    pub fn share(&self, slot: usize) -> f64 {
+        let count = self.count();
+        if count == 0 { 0.0 } else { self.slots[slot] as f64 / count as f64 }
+    }
+
+    /// Highest slot with a sample.
+    pub fn max_slot(&self) -> Option<usize> {
+        self.slots.iter().rposition(|&n| n > 0)
+    }
+
+    /// `(lower, upper, count)` for every slot; `upper` is `None` for the last,
+    /// open-ended slot.
+    pub fn buckets(&self) -> impl Iterator<Item = (u64, Option<u64>, u64)> + 'a {
+        let last = self.slots.len() - 1;
+        self.slots.iter().enumerate().map(move |(slot, &n)| {
+            (slot_lower_bound(slot), (slot < last).then(|| slot_upper_bound(slot)), n)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_common::hist::log2_slot;
+
+    use super::*;
+
+    fn hist_of(values: &[u64]) -> [u64; 16] {
+        let mut slots = [0; 16];
+        for &v in values {
+            slots[log2_slot(v, 16)] += 1;
+        }
+        slots
+    }
+
+    #[test]
+    fn slots_are_log2_buckets() {
+        assert_eq!(log2_slot(0, 16), 0);
+        assert_eq!(log2_slot(1, 16), 1);
+        assert_eq!(log2_slot(2, 16), 2);
+        assert_eq!(log2_slot(3, 16), 2);
+        assert_eq!(log2_slot(4096, 16), 13);
+        assert_eq!(log2_slot(8191, 16), 13);
+        assert_eq!(log2_slot(u64::MAX, 16), 15);
+        for slot in 1..15 {
+            assert_eq!(log2_slot(slot_lower_bound(slot), 16), slot);
+            assert_eq!(log2_slot(slot_upper_bound(slot), 16), slot);
+        }
+    }
+
+    #[test]
+    fn quantiles_pick_the_bucket_of_the_rank() {
+        let slots = hist_of(&[1, 1, 1, 100, 100, 100, 100, 5000, 5000, 9000]);
+        let h = Log2Histogram::new(&slots);
+        assert_eq!(h.count(), 10);
+        assert_eq!(h.quantile(0.3), Some(1));
+        assert_eq!(h.quantile(0.5), Some(64));
+        assert_eq!(h.quantile(0.7), Some(64));
+        assert_eq!(h.quantile(0.8), Some(4096));
+        assert_eq!(h.quantile(0.99), Some(8192));
+        assert_eq!(h.mode_slot(), Some(7));
+        assert_eq!(h.max_slot(), Some(14));
+        assert!((h.share(7) - 0.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn empty_has_no_quantile() {
+        let slots = [0; 16];
+        let h = Log2Histogram::new(&slots);
+        assert_eq!(h.quantile(0.5), None);
+        assert_eq!(h.mode_slot(), None);
+        assert_eq!(h.share(3), 0.0);
+    }
+
+    #[test]
+    fn buckets_have_bounds_and_an_open_end() {
+        let slots = hist_of(&[0, 3, 1 << 40]);
+        let buckets: Vec<_> = Log2Histogram::new(&slots).buckets().collect();
+        assert_eq!(buckets[0], (0, Some(0), 1));
+        assert_eq!(buckets[2], (2, Some(3), 1));
+        assert_eq!(buckets[15], (1 << 14, None, 1));
+    }
+}

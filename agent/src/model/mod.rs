@@ -1,0 +1,209 @@
+//! The batching model: per process and per descriptor, what the last
+//! interval and the whole observation looked like, and the verdicts on them.
+//!
+//! The collector feeds it deltas; the views and exporters only read it.
+
+pub mod classify;
+pub mod histogram;
+pub mod metrics;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Instant,
+};
+
+use agent_common::write::WriteStats;
+
+use self::{
+    classify::{Streak, TimerFlush, is_hot_unbatched},
+    metrics::{BatchingMetrics, Transition},
+};
+use crate::{
+    config::{HotWriterRule, TimerFlushRule},
+    fds::FdInfo,
+    identity::Identity,
+};
+
+/// How the model judges what it sees.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub hot_writer: HotWriterRule,
+    pub timer_flush: TimerFlushRule,
+    pub transition: Transition,
+}
+
+/// One descriptor of one process.
+#[derive(Debug, Clone)]
+pub struct FdState {
+    /// What the descriptor is; `None` when it was closed before it was seen.
+    pub info: Option<FdInfo>,
+    /// The last interval.
+    pub interval: WriteStats,
+    /// Since the descriptor was first seen (or last reused for another file).
+    pub total: WriteStats,
+    /// Metrics of the last interval.
+    pub metrics: BatchingMetrics,
+    pub streak: Streak,
+    pub timer: Option<TimerFlush>,
+}
+
+/// One process.
+#[derive(Debug, Clone)]
+pub struct ProcessState {
+    pub identity: Identity,
+    pub fds: BTreeMap<i32, FdState>,
+    /// Metrics of the last interval, all descriptors together.
+    pub metrics: BatchingMetrics,
+    /// When it was first seen writing.
+    pub first_seen: Instant,
+    pub exited: Option<Instant>,
+    /// Flagged now, and why.
+    pub unbatched: bool,
+    pub reasons: Vec<String>,
+    /// Flagged at any time, and the last reasons given.
+    pub ever_unbatched: bool,
+    pub last_reasons: Vec<String>,
+}
+
+impl FdState {
+    fn new(info: Option<FdInfo>) -> FdState {
+        FdState {
+            info,
+            interval: WriteStats::ZERO,
+            total: WriteStats::ZERO,
+            metrics: BatchingMetrics::default(),
+            streak: Streak::default(),
+            timer: None,
+        }
+    }
+}
+
+impl ProcessState {
+    /// Everything the process wrote since it was first seen.
+    pub fn total(&self) -> WriteStats {
+        self.fds.values().fold(WriteStats::ZERO, |mut sum, fd| {
+            sum.add(&fd.total);
+            sum
+        })
+    }
+
+    /// Descriptors flagged as un-batched hot writers.
+    pub fn hot_fds(&self) -> impl Iterator<Item = (&i32, &FdState)> {
+        self.fds.iter().filter(|(_, fd)| fd.streak.flagged)
+    }
+}
+
+pub struct Model {
+    rules: Rules,
+    live: HashMap<u32, ProcessState>,
+    exited: Vec<ProcessState>,
+}
+
+impl Model {
+    pub fn new(rules: Rules) -> Model {
+        Model { rules, live: HashMap::new(), exited: Vec::new() }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Adds what `fd` of `identity` wrote since the last reading.
+    pub fn record(&mut self, identity: &Identity, fd: i32, info: Option<&FdInfo>, delta: &WriteStats) {
+        let now = Instant::now();
+        let process = self.live.entry(identity.pid).or_insert_with(|| ProcessState {
+            identity: identity.clone(),
+            fds: BTreeMap::new(),
+            metrics: BatchingMetrics::default(),
+            first_seen: now,
+            exited: None,
+            unbatched: false,
+            reasons: Vec::new(),
+            ever_unbatched: false,
+            last_reasons: Vec::new(),
+        });
+        let state = process.fds.entry(fd).or_insert_with(|| FdState::new(info.cloned()));
+        if info.is_some() && state.info.as_ref() != info {
+            // The fd number now names another file: start its history afresh.
+            *state = FdState::new(info.cloned());
+        }
+        state.interval.add(delta);
+        state.total.add(delta);
+    }
+
+    /// Retires `pid`: judges its last, partial interval of `seconds` and keeps
+    /// it among the exited.
+    pub fn exit(&mut self, pid: u32, seconds: f64) {
+        if let Some(mut process) = self.live.remove(&pid) {
+            judge(&mut process, seconds, &self.rules);
+            process.exited = Some(Instant::now());
+            self.exited.push(process);
+        }
+    }
+
+    /// Ends an interval of `seconds` for every live process: computes its
+    /// metrics and verdicts.
+    pub fn close_interval(&mut self, seconds: f64) {
+        for process in self.live.values_mut() {
+            judge(process, seconds, &self.rules);
+        }
+    }
+
+    /// Live processes, then exited ones.
+    pub fn processes(&self) -> impl Iterator<Item = &ProcessState> {
+        self.live.values().chain(&self.exited)
+    }
+
+    pub fn process(&self, pid: u32) -> Option<&ProcessState> {
+        self.live.get(&pid).or_else(|| self.exited.iter().rev().find(|p| p.identity.pid == pid))
+    }
+
+    /// Whether `pid` is a live process the model knows.
+    pub fn is_live(&self, pid: u32) -> bool {
+        self.live.contains_key(&pid)
+    }
+
+    /// Forgets exited processes that exited before `before`.
+    pub fn prune_exited(&mut self, before: Instant) {
+        self.exited.retain(|p| p.exited.is_some_and(|at| at >= before));
+    }
+}
+
+/// Computes the metrics of the interval that just ended and updates verdicts.
+fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
+    let mut interval = WriteStats::ZERO;
+    process.reasons.clear();
+    for (&fd, state) in &mut process.fds {
+        interval.add(&state.interval);
+        state.metrics = BatchingMetrics::of(&state.interval, seconds, &rules.transition);
+        state.streak.update(is_hot_unbatched(&state.metrics, &rules.hot_writer), rules.hot_writer.sustain_intervals);
+        if state.interval.total_calls() > 0 {
+            state.timer = TimerFlush::detect(&state.total, &rules.timer_flush);
+        }
+        if state.streak.flagged {
+            process.reasons.push(hot_reason(fd, state, seconds, rules));
+        }
+        state.interval = WriteStats::ZERO;
+    }
+    process.metrics = BatchingMetrics::of(&interval, seconds, &rules.transition);
+    process.unbatched = !process.reasons.is_empty();
+    if process.unbatched {
+        process.ever_unbatched = true;
+        process.last_reasons.clone_from(&process.reasons);
+    }
+}
+
+/// Why a descriptor is flagged, in words a user can act on.
+fn hot_reason(fd: i32, state: &FdState, seconds: f64, rules: &Rules) -> String {
+    let m = &state.metrics;
+    let what = state.info.as_ref().map_or_else(|| format!("fd {fd}"), |info| info.describe(fd));
+    let bytes = m.bytes_per_call.map_or(0, |q| q.p50);
+    format!(
+        "{what}: {:.0} writes/s, median 1 record and {bytes} B per call, for {:.0} s; \
+         batching to {} records per call would save {:.3} cores",
+        m.calls_per_sec,
+        seconds * f64::from(state.streak.hot_for),
+        rules.transition.batch_target,
+        m.saving_cores,
+    )
+}

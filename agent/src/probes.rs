@@ -1,0 +1,142 @@
+//! Loading the kernel programs and attaching them.
+//!
+//! Each tracepoint is attached on its own: one the kernel lacks or refuses is
+//! reported by name and the others still run. The programs stay attached for
+//! as long as [`Probes`] lives; dropping it (or the process dying, even by
+//! SIGKILL) detaches them, since nothing is pinned.
+
+use agent_common::{
+    maps,
+    write::{WriteKey, WriteStats, WriteSyscall},
+};
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap},
+    programs::{ProgramError, TracePoint},
+};
+
+use crate::config::MapLimits;
+
+/// The kernel object built by `build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/batchwatch"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The kernel refused the maps or the object is malformed.
+    #[error("the kernel refused batchwatch's BPF object: {0}")]
+    Load(#[source] EbpfError),
+    /// Not one write-family tracepoint could be attached.
+    #[error("no write-family tracepoint could be attached: {0}")]
+    NothingAttached(String),
+    /// A map the agent reads is missing or of another type.
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+/// A tracepoint that could not be attached, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachFailure {
+    pub tracepoint: String,
+    pub reason: String,
+}
+
+/// The loaded object and what got attached.
+pub struct Probes {
+    ebpf: Ebpf,
+    /// `category:name` of each attached tracepoint.
+    pub attached: Vec<String>,
+    pub failed: Vec<AttachFailure>,
+}
+
+/// The maps of the write-family probes, owned by the collector.
+pub struct WriteMaps {
+    pub stats: PerCpuHashMap<MapData, WriteKey, WriteStats>,
+    pub last_write: HashMap<MapData, WriteKey, u64>,
+    pub comms: HashMap<MapData, u32, [u8; 16]>,
+    pub errors: PerCpuArray<MapData, u64>,
+}
+
+impl Probes {
+    /// Loads the object, sized by `limits`, and attaches every probe it can.
+    pub fn load(limits: &MapLimits) -> Result<Probes, ProbeError> {
+        let self_tgid = std::process::id();
+        let ebpf = EbpfLoader::new()
+            .override_global(maps::GLOBAL_SELF_TGID, &self_tgid, true)
+            .map_max_entries(maps::WRITE_STATS, limits.max_fds)
+            .map_max_entries(maps::LAST_WRITE, limits.max_fds)
+            .map_max_entries(maps::PROCESS_COMMS, limits.max_processes)
+            .load(OBJECT)
+            .map_err(ProbeError::Load)?;
+        let mut probes = Probes { ebpf, attached: Vec::new(), failed: Vec::new() };
+        for syscall in WriteSyscall::ALL {
+            probes.attach("syscalls", &format!("sys_exit_{}", syscall.name()));
+        }
+        if probes.attached.is_empty() {
+            let reasons: Vec<_> = probes.failed.iter().map(|f| format!("{}: {}", f.tracepoint, f.reason)).collect();
+            return Err(ProbeError::NothingAttached(reasons.join("; ")));
+        }
+        Ok(probes)
+    }
+
+    /// Attaches the program named like its tracepoint, noting the outcome.
+    fn attach(&mut self, category: &str, name: &str) {
+        let tracepoint = format!("{category}:{name}");
+        match attach_tracepoint(&mut self.ebpf, category, name) {
+            Ok(()) => self.attached.push(tracepoint),
+            Err(reason) => self.failed.push(AttachFailure { tracepoint, reason }),
+        }
+    }
+
+    /// Hands the write-family maps over; call once.
+    pub fn take_write_maps(&mut self) -> Result<WriteMaps, ProbeError> {
+        Ok(WriteMaps {
+            stats: take(&mut self.ebpf, maps::WRITE_STATS)?,
+            last_write: take(&mut self.ebpf, maps::LAST_WRITE)?,
+            comms: take(&mut self.ebpf, maps::PROCESS_COMMS)?,
+            errors: take(&mut self.ebpf, maps::PROBE_ERRORS)?,
+        })
+    }
+}
+
+fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, ProbeError>
+where
+    M: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(ProbeError::Map { name, source: MapError::InvalidName { name: name.into() } })?;
+    M::try_from(map).map_err(|source| ProbeError::Map { name, source })
+}
+
+/// Loads and attaches one tracepoint program; the error is one line.
+fn attach_tracepoint(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<(), String> {
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or("no such program in the object")?
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())?;
+    program.load().map_err(|e| describe(&e))?;
+    program.attach(category, name).map_err(|e| describe(&e))?;
+    Ok(())
+}
+
+/// One line for a program error: the verifier's log goes to the debug log.
+fn describe(error: &ProgramError) -> String {
+    match error {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            tracing::debug!(%verifier_log, "verifier log");
+            format!("the kernel refused to load it: {io_error}")
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            text
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Test helper: performs one exact write pattern and prints what it did as a
+//! [`WorkloadReport`] JSON line. Every operation is one raw syscall, never
+//! buffered, so the tests know exactly what the kernel saw.
+
+use std::{
+    io::Write as _,
+    os::fd::{AsRawFd as _, OwnedFd, RawFd},
+    thread,
+    time::{Duration, Instant},
+};
+
+use clap::{Parser, Subcommand};
+use integration_tests::WorkloadReport;
+
+#[derive(Parser)]
+struct Cli {
+    /// Wait this long before the pattern (lets a tracer settle).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    delay: Duration,
+    #[command(subcommand)]
+    pattern: Pattern,
+}
+
+#[derive(Subcommand)]
+enum Pattern {
+    /// `count` write()s of `size` bytes to /dev/null.
+    Write {
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        size: usize,
+        /// Calls per second at most (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+    /// `count` writev()s of `iovecs` iovecs of `size` bytes each to /dev/null.
+    Writev {
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        iovecs: usize,
+        #[arg(long)]
+        size: usize,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+    /// `count` sendmmsg()s of `messages` UDP datagrams of `size` bytes to a
+    /// loopback socket that never reads.
+    Sendmmsg {
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        messages: usize,
+        #[arg(long)]
+        size: usize,
+    },
+    /// A batcher flushing on a timer: every `period`, one writev() of a
+    /// varying number of records (1 to 8, and every tenth flush a full 64).
+    Timer {
+        #[arg(long, value_parser = humantime::parse_duration)]
+        period: Duration,
+        #[arg(long)]
+        flushes: u64,
+    },
+    /// Fill a non-blocking UNIX stream socket until it refuses: the calls end
+    /// in complete writes, one short write, then `eagain` EAGAINs.
+    Eagain {
+        #[arg(long)]
+        eagain: u64,
+    },
+    /// `count` writes to a pipe whose reader is gone (EPIPE).
+    Epipe {
+        #[arg(long)]
+        count: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    thread::sleep(cli.delay);
+    let mut report = match cli.pattern {
+        Pattern::Write { count, size, rate } => {
+            let devnull = open_devnull();
+            let buf = vec![b'x'; size];
+            paced(count, rate, |_| write(devnull.as_raw_fd(), &buf));
+            tally(devnull.as_raw_fd(), count, (count * size as u64) as i64)
+        }
+        Pattern::Writev { count, iovecs, size, rate } => {
+            let devnull = open_devnull();
+            let buf = vec![b'x'; size];
+            let iov = vec![libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: size }; iovecs];
+            paced(count, rate, |_| writev(devnull.as_raw_fd(), &iov));
+            tally(devnull.as_raw_fd(), count, (count * (iovecs * size) as u64) as i64)
+        }
+        Pattern::Sendmmsg { count, messages, size } => sendmmsg_pattern(count, messages, size),
+        Pattern::Timer { period, flushes } => timer_pattern(period, flushes),
+        Pattern::Eagain { eagain } => eagain_pattern(eagain),
+        Pattern::Epipe { count } => epipe_pattern(count),
+    };
+    report.pid = std::process::id();
+    let line = serde_json::to_string(&report).expect("report serialises");
+    std::io::stdout().write_all(format!("{line}\n").as_bytes()).expect("stdout");
+}
+
+fn tally(fd: RawFd, calls: u64, bytes_written: i64) -> WorkloadReport {
+    WorkloadReport { fd, calls, bytes_written: bytes_written as u64, ..Default::default() }
+}
+
+/// Runs `op` `count` times, at most `rate` times a second when `rate > 0`.
+fn paced(count: u64, rate: u64, mut op: impl FnMut(u64) -> isize) {
+    let start = Instant::now();
+    for i in 0..count {
+        if rate > 0 {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+        }
+        assert!(op(i) >= 0, "write failed: {}", std::io::Error::last_os_error());
+    }
+}
+
+fn open_devnull() -> OwnedFd {
+    std::fs::OpenOptions::new().write(true).open("/dev/null").expect("open /dev/null").into()
+}
+
+fn write(fd: RawFd, buf: &[u8]) -> isize {
+    // SAFETY: `buf` is valid for its length.
+    unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }
+}
+
+fn writev(fd: RawFd, iov: &[libc::iovec]) -> isize {
+    // SAFETY: every iovec points into a live buffer.
+    unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) }
+}
+
+fn sendmmsg_pattern(count: u64, messages: usize, size: usize) -> WorkloadReport {
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    sender.connect(receiver.local_addr().expect("addr")).expect("connect");
+    let buf = vec![b'x'; size];
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: size };
+    // SAFETY: an all-zero msghdr is valid; the iovec it points at lives on.
+    let mut msgs: Vec<libc::mmsghdr> = (0..messages)
+        .map(|_| {
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = &raw mut iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let mut report = tally(sender.as_raw_fd(), count, 0);
+    for _ in 0..count {
+        // SAFETY: `msgs` holds `messages` valid headers.
+        let sent = unsafe {
+            libc::sendmmsg(sender.as_raw_fd(), msgs.as_mut_ptr(), messages as u32, 0)
+        };
+        assert_eq!(sent, messages as i32, "sendmmsg: {}", std::io::Error::last_os_error());
+        report.bytes_written += (messages * size) as u64;
+    }
+    report
+}
+
+fn timer_pattern(period: Duration, flushes: u64) -> WorkloadReport {
+    let devnull = open_devnull();
+    let record = [b'r'; 100];
+    let iov = vec![libc::iovec { iov_base: record.as_ptr() as *mut _, iov_len: 100 }; 64];
+    let mut bytes = 0;
+    let start = Instant::now();
+    for i in 0..flushes {
+        let due = start + period * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let records = if i % 10 == 9 { 64 } else { 1 + (i as usize % 8) };
+        let n = writev(devnull.as_raw_fd(), &iov[..records]);
+        assert!(n >= 0, "writev: {}", std::io::Error::last_os_error());
+        bytes += n as u64;
+    }
+    WorkloadReport { fd: devnull.as_raw_fd(), calls: flushes, bytes_written: bytes, ..Default::default() }
+}
+
+fn eagain_pattern(eagain: u64) -> WorkloadReport {
+    let mut pair = [0; 2];
+    // SAFETY: `pair` has room for two descriptors.
+    let rc = unsafe {
+        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0, pair.as_mut_ptr())
+    };
+    assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
+    let fd = pair[0];
+    let chunk = vec![b'x'; 4096];
+    let mut report = tally(fd, 0, 0);
+    while report.eagain < eagain {
+        report.calls += 1;
+        match write(fd, &chunk) {
+            n if n == chunk.len() as isize => report.bytes_written += n as u64,
+            n if n >= 0 => {
+                report.short += 1;
+                report.bytes_written += n as u64;
+            }
+            _ => {
+                let err = std::io::Error::last_os_error();
+                assert_eq!(err.raw_os_error(), Some(libc::EAGAIN), "write: {err}");
+                report.eagain += 1;
+            }
+        }
+    }
+    report
+}
+
+fn epipe_pattern(count: u64) -> WorkloadReport {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two descriptors; SIG_IGN turns SIGPIPE into EPIPE.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    for _ in 0..count {
+        assert_eq!(write(fds[1], b"x"), -1);
+        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EPIPE));
+    }
+    WorkloadReport { fd: fds[1], calls: count, epipe: count, ..Default::default() }
+}
