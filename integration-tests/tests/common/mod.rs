@@ -1,0 +1,100 @@
+//! Shared by the integration tests: start the agent, run workloads, find
+//! what the agent saw of them.
+#![allow(dead_code, reason = "each test file uses its own subset")]
+
+use std::{
+    process::{Command, Stdio},
+    rc::Rc,
+    thread,
+    time::Duration,
+};
+
+use batchwatch::{
+    agent::Agent,
+    config::Config,
+    model::ProcessState,
+};
+use integration_tests::WorkloadReport;
+
+pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
+
+/// A workload that ran while the agent watched.
+pub struct Observed {
+    pub report: WorkloadReport,
+    pub agent: Rc<Agent>,
+}
+
+impl Observed {
+    /// What the agent knows of the workload's process.
+    pub fn process(&self) -> &ProcessState {
+        self.agent
+            .model()
+            .process(self.report.pid)
+            .unwrap_or_else(|| panic!("the agent never saw pid {} ({:?})", self.report.pid, self.report))
+    }
+}
+
+/// Starts the agent with the default configuration, or fails saying why.
+pub fn start_agent() -> Agent {
+    Agent::start(&Config::default()).unwrap_or_else(|e| panic!("starting the agent (these tests need root): {e}"))
+}
+
+/// Runs the workload helper with `args` under the agent.
+pub fn observe(args: &[&str]) -> Observed {
+    observe_command(Command::new(WORKLOAD).args(args))
+}
+
+/// Runs `command` (which runs the workload helper) under the agent, then
+/// reads the maps once.
+pub fn observe_command(command: &mut Command) -> Observed {
+    let mut agent = start_agent();
+    let output = command.stderr(Stdio::inherit()).output().expect("the workload runs");
+    assert!(output.status.success(), "workload failed: {output:?}");
+    agent.tick().expect("reading the maps");
+    Observed { report: parse_report(&output.stdout), agent: Rc::new(agent) }
+}
+
+/// Runs several workloads at once, ticking every interval as the live agent
+/// would, until they are all done.
+pub fn observe_while_ticking<const N: usize>(workloads: [&[&str]; N]) -> [Observed; N] {
+    let mut agent = start_agent();
+    let mut children = workloads
+        .map(|args| Command::new(WORKLOAD).args(args).stdout(Stdio::piped()).spawn().expect("spawn workload"));
+    while children.iter_mut().any(|c| c.try_wait().expect("wait").is_none()) {
+        thread::sleep(Duration::from_secs(1));
+        agent.tick().expect("reading the maps");
+    }
+    agent.tick().expect("reading the maps");
+    let agent = Rc::new(agent);
+    children.map(|child| {
+        let output = child.wait_with_output().expect("workload output");
+        assert!(output.status.success(), "workload failed: {output:?}");
+        Observed { report: parse_report(&output.stdout), agent: Rc::clone(&agent) }
+    })
+}
+
+fn parse_report(stdout: &[u8]) -> WorkloadReport {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().last().unwrap_or_else(|| panic!("no report from the workload: {text:?}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad report {line:?}: {e}"))
+}
+
+/// The path of `tool`, or a failure that says how to install it.
+pub fn require_tool(tool: &str, package: &str) -> String {
+    let found = Command::new("which").arg(tool).output().expect("which runs");
+    assert!(
+        found.status.success(),
+        "{tool} is missing: `apt-get install {package}` (`cargo xtask setup` installs it)"
+    );
+    String::from_utf8_lossy(&found.stdout).trim().to_owned()
+}
+
+/// Calls of `syscall` in an `strace -c` summary table.
+pub fn strace_calls(summary: &str, syscall: &str) -> u64 {
+    summary
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.last() == Some(&syscall))
+        .and_then(|fields| fields.get(3)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {syscall} row in:\n{summary}"))
+}

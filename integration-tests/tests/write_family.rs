@@ -1,0 +1,150 @@
+//! The write-family probes against known workloads: every count exact.
+//!
+//! Root only: each test loads the real probes, runs the `workload` helper,
+//! and compares what the agent saw for that pid and fd with what the helper
+//! did.
+
+mod common;
+
+use agent_common::{
+    hist::log2_slot,
+    write::{Outcome, WriteStats, WriteSyscall},
+};
+use common::{Observed, observe, observe_while_ticking};
+
+/// The statistics of the fd the pattern wrote to.
+fn pattern_fd(observed: &Observed) -> WriteStats {
+    let process = observed.process();
+    process.fds.get(&observed.report.fd).unwrap_or_else(|| panic!("no fd {} in {process:#?}", observed.report.fd)).total
+}
+
+fn assert_all_in_slot(hist: &[u64], value: u64, calls: u64) {
+    let mut expected = vec![0; hist.len()];
+    expected[log2_slot(value, hist.len())] = calls;
+    assert_eq!(hist, expected, "all {calls} calls in the bucket of {value}");
+}
+
+#[test]
+fn n_writes_of_b_bytes() {
+    let observed = observe(&["write", "--count", "100000", "--size", "100"]);
+    let fd = pattern_fd(&observed);
+    assert_eq!(fd.calls[WriteSyscall::Write as usize], 100_000);
+    assert_eq!(fd.total_calls(), 100_000);
+    assert_eq!(fd.bytes_requested, 10_000_000);
+    assert_eq!(fd.bytes_written, 10_000_000);
+    assert_eq!(fd.records, 100_000);
+    assert_eq!(fd.outcomes[Outcome::Complete as usize], 100_000);
+    assert_all_in_slot(&fd.bytes_hist, 100, 100_000);
+    assert_all_in_slot(&fd.records_hist, 1, 100_000);
+    // One gap per call after the first.
+    assert_eq!(fd.gap_hist.iter().sum::<u64>(), 99_999);
+}
+
+#[test]
+fn writev_with_k_iovecs() {
+    let observed = observe(&["writev", "--count", "20000", "--iovecs", "16", "--size", "256"]);
+    let fd = pattern_fd(&observed);
+    assert_eq!(fd.calls[WriteSyscall::Writev as usize], 20_000);
+    assert_eq!(fd.records, 20_000 * 16);
+    assert_eq!(fd.bytes_requested, 20_000 * 16 * 256);
+    assert_eq!(fd.bytes_written, observed.report.bytes_written);
+    assert_all_in_slot(&fd.records_hist, 16, 20_000);
+    assert_all_in_slot(&fd.bytes_hist, 16 * 256, 20_000);
+}
+
+#[test]
+fn writev_with_iovec_counts_that_are_not_chunk_multiples() {
+    // The probe reads iovecs 8 at a time, then one by one: 1, 7, 9 and 1024
+    // (IOV_MAX) cover every path.
+    for iovecs in [1, 7, 9, 1024] {
+        let observed = observe(&["writev", "--count", "500", "--iovecs", &iovecs.to_string(), "--size", "3"]);
+        let fd = pattern_fd(&observed);
+        assert_eq!(fd.records, 500 * iovecs, "{iovecs} iovecs");
+        assert_eq!(fd.bytes_requested, 500 * iovecs * 3, "{iovecs} iovecs");
+        assert_eq!(fd.outcomes[Outcome::Complete as usize], 500, "{iovecs} iovecs");
+    }
+}
+
+#[test]
+fn sendmmsg_with_m_messages() {
+    let observed = observe(&["sendmmsg", "--count", "2000", "--messages", "32", "--size", "200"]);
+    let fd = pattern_fd(&observed);
+    assert_eq!(fd.calls[WriteSyscall::Sendmmsg as usize], 2000);
+    assert_eq!(fd.records, 2000 * 32);
+    assert_eq!(fd.bytes_written, 2000 * 32 * 200);
+    assert_eq!(fd.outcomes[Outcome::Complete as usize], 2000);
+    assert_all_in_slot(&fd.records_hist, 32, 2000);
+    assert_all_in_slot(&fd.bytes_hist, 32 * 200, 2000);
+}
+
+#[test]
+fn timer_driven_flushing_every_20ms() {
+    let observed = observe(&["timer", "--period", "20ms", "--flushes", "60"]);
+    let process = observed.process();
+    let fd = &process.fds[&observed.report.fd];
+    assert_eq!(fd.total.total_calls(), 60);
+    // 20 ms lies in the log2 bucket [2^24, 2^25) ns.
+    let gaps = fd.total.gap_hist;
+    assert!(gaps[log2_slot(20_000_000, gaps.len())] >= 55, "gaps: {gaps:?}");
+    let timer = fd.timer.expect("timer flushing detected");
+    assert!(timer.period_min_ns <= 20_000_000 && 20_000_000 <= timer.period_max_ns, "{timer:?}");
+    assert!(timer.median_bytes < timer.largest_bytes, "{timer:?}");
+}
+
+#[test]
+fn eagain_and_short_writes_counted_exactly() {
+    let observed = observe(&["eagain", "--eagain", "250"]);
+    let fd = pattern_fd(&observed);
+    let report = &observed.report;
+    assert_eq!(fd.total_calls(), report.calls);
+    assert_eq!(fd.outcomes[Outcome::WouldBlock as usize], 250);
+    assert_eq!(fd.outcomes[Outcome::Short as usize], report.short);
+    assert_eq!(fd.outcomes[Outcome::Complete as usize], report.calls - report.short - 250);
+    assert_eq!(fd.bytes_written, report.bytes_written);
+}
+
+#[test]
+fn epipe_counted_exactly() {
+    let observed = observe(&["epipe", "--count", "123"]);
+    let fd = pattern_fd(&observed);
+    assert_eq!(fd.total_calls(), 123);
+    assert_eq!(fd.outcomes[Outcome::BrokenPipe as usize], 123);
+    assert_eq!(fd.bytes_written, 0);
+}
+
+#[test]
+fn hot_one_byte_writer_is_flagged_and_batched_writer_is_not() {
+    // Same call rate; one record of 1 byte against 16 iovecs of 4 KiB.
+    let hot = ["write", "--count", "30000", "--size", "1", "--rate", "5000"];
+    let batched = ["writev", "--count", "30000", "--iovecs", "16", "--size", "4096", "--rate", "5000"];
+    let [hot, batched] = observe_while_ticking([&hot[..], &batched[..]]);
+
+    let hot_process = hot.process();
+    assert!(hot_process.ever_unbatched, "{hot_process:#?}");
+    let reason = hot_process.last_reasons.join("\n");
+    assert!(reason.contains(&format!("fd {}", hot.report.fd)) && reason.contains("writes/s"), "{reason}");
+
+    let batched_process = batched.process();
+    assert!(!batched_process.ever_unbatched, "{:?}", batched_process.last_reasons);
+    assert_eq!(batched_process.fds[&batched.report.fd].total.records, 30_000 * 16);
+}
+
+#[test]
+fn counts_agree_with_strace() {
+    let strace = common::require_tool("strace", "strace");
+    let log = std::env::temp_dir().join(format!("bw-strace-{}", std::process::id()));
+    let observed = common::observe_command(
+        std::process::Command::new(strace)
+            .args(["-f", "-c", "-e", "trace=write,writev", "-o"])
+            .arg(&log)
+            .arg(common::WORKLOAD)
+            .args(["write", "--count", "20000", "--size", "10"]),
+    );
+    let summary = std::fs::read_to_string(&log).expect("strace summary");
+    std::fs::remove_file(&log).ok();
+    let strace_writes = common::strace_calls(&summary, "write");
+    let agent_writes = observed.process().total().calls[WriteSyscall::Write as usize];
+    // The pattern's writes plus the report line on stdout.
+    assert_eq!(strace_writes, 20_001, "{summary}");
+    assert_eq!(agent_writes, strace_writes, "{summary}");
+}
