@@ -92,7 +92,7 @@ fn timer_driven_flushing_every_20ms() {
 }
 
 #[test]
-fn eagain_and_short_writes_counted_exactly() {
+fn eagain_counted_exactly() {
     let observed = observe(&["eagain", "--eagain", "250"]);
     let fd = pattern_fd(&observed);
     let report = &observed.report;
@@ -101,6 +101,16 @@ fn eagain_and_short_writes_counted_exactly() {
     assert_eq!(fd.outcomes[Outcome::Short as usize], report.short);
     assert_eq!(fd.outcomes[Outcome::Complete as usize], report.calls - report.short - 250);
     assert_eq!(fd.bytes_written, report.bytes_written);
+}
+
+#[test]
+fn short_writes_counted_exactly() {
+    let observed = observe(&["short", "--count", "77"]);
+    let fd = pattern_fd(&observed);
+    assert_eq!(fd.total_calls(), 77);
+    assert_eq!(fd.outcomes[Outcome::Short as usize], 77);
+    assert_eq!(fd.bytes_written, observed.report.bytes_written);
+    assert!(fd.bytes_requested > fd.bytes_written);
 }
 
 #[test]

@@ -62,11 +62,17 @@ enum Pattern {
         #[arg(long)]
         flushes: u64,
     },
-    /// Fill a non-blocking UNIX stream socket until it refuses: the calls end
-    /// in complete writes, one short write, then `eagain` EAGAINs.
+    /// Fill a non-blocking UNIX stream socket until it refuses, then go on
+    /// until `eagain` calls failed with EAGAIN.
     Eagain {
         #[arg(long)]
         eagain: u64,
+    },
+    /// `count` short writes: each asks a non-blocking, emptied pipe for more
+    /// than its capacity, and the kernel writes only what fits.
+    Short {
+        #[arg(long)]
+        count: u64,
     },
     /// `count` writes to a pipe whose reader is gone (EPIPE).
     Epipe {
@@ -95,6 +101,7 @@ fn main() {
         Pattern::Sendmmsg { count, messages, size } => sendmmsg_pattern(count, messages, size),
         Pattern::Timer { period, flushes } => timer_pattern(period, flushes),
         Pattern::Eagain { eagain } => eagain_pattern(eagain),
+        Pattern::Short { count } => short_pattern(count),
         Pattern::Epipe { count } => epipe_pattern(count),
     };
     report.pid = std::process::id();
@@ -221,4 +228,25 @@ fn epipe_pattern(count: u64) -> WorkloadReport {
         assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EPIPE));
     }
     WorkloadReport { fd: fds[1], calls: count, epipe: count, ..Default::default() }
+}
+
+fn short_pattern(count: u64) -> WorkloadReport {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+    let [reader, writer] = fds;
+    // SAFETY: F_GETPIPE_SZ takes no argument.
+    let capacity = unsafe { libc::fcntl(writer, libc::F_GETPIPE_SZ) } as usize;
+    let too_much = vec![b'x'; capacity * 2];
+    let mut drain = vec![0u8; capacity];
+    let mut report = tally(writer, count, 0);
+    for _ in 0..count {
+        let n = write(writer, &too_much);
+        assert!(n > 0 && (n as usize) < too_much.len(), "expected a short write, got {n}");
+        report.short += 1;
+        report.bytes_written += n as u64;
+        // SAFETY: `drain` is valid for its length.
+        while unsafe { libc::read(reader, drain.as_mut_ptr().cast(), drain.len()) } > 0 {}
+    }
+    report
 }
