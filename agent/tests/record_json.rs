@@ -1,0 +1,84 @@
+//! `batchwatch record --format json` end to end: the real binary observes a
+//! `dd` writing a known number of blocks, and its report has every documented
+//! field with the exact counts. Root only.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{ChildStderr, Command, Stdio},
+    thread::{self, JoinHandle},
+};
+
+use serde_json::Value;
+
+const BLOCKS: u64 = 30_000;
+const BLOCK: u64 = 512;
+
+#[test]
+fn report_holds_documented_fields_and_exact_counts() {
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_batchwatch"))
+        .args(["record", "--duration", "4s", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start batchwatch");
+    let stderr = wait_for_probes(agent.stderr.take().expect("stderr"));
+    let dd = Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", &format!("bs={BLOCK}"), &format!("count={BLOCKS}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dd");
+    let dd_pid = dd.id();
+    assert!(dd.wait_with_output().expect("dd").status.success());
+    let output = agent.wait_with_output().expect("batchwatch runs");
+    assert!(output.status.success(), "batchwatch failed: {}", stderr.join().expect("stderr"));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("the report is JSON");
+
+    let cost = report["node"]["transition_cost_ns"].as_f64().expect("node.transition_cost_ns");
+    assert!(cost > 0.0);
+    let processes = report["processes"].as_array().expect("processes array");
+    let dd = processes
+        .iter()
+        .find(|p| p["pid"] == dd_pid)
+        .unwrap_or_else(|| panic!("dd (pid {dd_pid}) missing from {processes:#?}"));
+
+    assert_eq!(dd["comm"], "dd");
+    assert_eq!(dd["exited"], true, "dd exited within the window and is still reported");
+    let stdout = dd["fds"].as_array().unwrap().iter().find(|fd| fd["fd"] == 1).expect("fd 1 of dd");
+    assert_eq!(stdout["write"]["calls"], BLOCKS);
+    assert_eq!(stdout["write"]["bytes"], BLOCKS * BLOCK);
+    assert_eq!(stdout["write"]["bytes_per_call"]["p50"], BLOCK);
+    assert_eq!(stdout["write"]["bytes_per_call"]["p99"], BLOCK);
+    assert_eq!(stdout["write"]["records_per_call"]["p50"], 1);
+    assert_eq!(stdout["drops"]["total"], 0);
+
+    // The documented process-level fields, with their types.
+    let write = &dd["write"];
+    assert!(write["calls"].as_u64().unwrap() >= BLOCKS, "dd also writes its summary on stderr");
+    assert!(write["bytes"].as_u64().unwrap() >= BLOCKS * BLOCK);
+    for field in ["bytes_per_call", "records_per_call", "gap_ns"] {
+        assert!(write[field]["p50"].is_u64(), "write.{field}.p50");
+        assert!(write[field]["p99"].is_u64(), "write.{field}.p99");
+    }
+    for reason in ["short_write", "eagain", "epipe", "enobufs", "other_error", "total"] {
+        assert!(dd["drops"][reason].is_u64(), "drops.{reason}");
+    }
+    assert!(dd["transition_cores"].as_f64().unwrap() > 0.0);
+    assert!(dd["unbatched"].is_boolean());
+    assert!(dd["reasons"].is_array());
+}
+
+/// Returns once the agent says its probes are attached; the rest of its
+/// stderr is collected by the returned thread.
+fn wait_for_probes(stderr: ChildStderr) -> JoinHandle<String> {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("stderr is text");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("probes attached") {
+            break;
+        }
+    }
+    thread::spawn(move || seen + &lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"))
+}
