@@ -5,6 +5,9 @@
 //! The `user` feature adds the `aya::Pod` impls the agent needs.
 #![no_std]
 
+pub mod counters;
 pub mod hist;
+pub mod io_uring;
+pub mod key;
 pub mod maps;
 pub mod write;

@@ -1,13 +1,44 @@
 //! Map and program names, used by the kernel programs and by the loader.
 
-/// Per-CPU write statistics keyed by [`crate::write::WriteKey`].
+/// Per-CPU write statistics keyed by [`crate::key::FdKey`].
 pub const WRITE_STATS: &str = "WRITE_STATS";
 /// Time of the last write call per (tgid, fd), shared by all CPUs.
 pub const LAST_WRITE: &str = "LAST_WRITE";
 /// Command name of each process the first time one of its fds is tracked.
 pub const PROCESS_COMMS: &str = "PROCESS_COMMS";
-/// Per-CPU counters of what the kernel side could not record.
+/// Per-CPU counters of what the kernel side could not record, indexed by
+/// [`ProbeMiss`].
 pub const PROBE_ERRORS: &str = "PROBE_ERRORS";
+
+/// io_uring_enter calls per (tgid, ring fd).
+pub const URING_ENTERS: &str = "URING_ENTERS";
+/// SQEs and CQEs per (tgid, ring context).
+pub const URING_OPS: &str = "URING_OPS";
+/// Ring set-ups by ring context.
+pub const URING_RINGS: &str = "URING_RINGS";
+/// Failed completions per (ring, errno).
+pub const URING_CQE_ERRORS: &str = "URING_CQE_ERRORS";
+/// io_uring_setup outcomes per tgid.
+pub const URING_SETUPS: &str = "URING_SETUPS";
 
 /// Load-time global: the agent's own tgid, whose writes are not counted.
 pub const GLOBAL_SELF_TGID: &str = "SELF_TGID";
+
+/// Things the kernel side could not record. The discriminant indexes the
+/// per-CPU `PROBE_ERRORS` array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeMiss {
+    /// A new (tgid, fd) could not be inserted: `WRITE_STATS` is full.
+    StatsMapFull = 0,
+    /// A call's iovecs or message headers could not be read from user memory;
+    /// its requested bytes were taken from its result.
+    ArgsUnreadable = 1,
+    /// A new ring or ring fd could not be inserted: an io_uring map is full.
+    UringMapFull = 2,
+}
+
+impl ProbeMiss {
+    pub const COUNT: u32 = 3;
+}
+

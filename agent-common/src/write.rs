@@ -121,14 +121,6 @@ impl Outcome {
     }
 }
 
-/// Key of the write statistics: one process and one of its descriptors.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WriteKey {
-    pub tgid: u32,
-    pub fd: i32,
-}
-
 /// What the probes aggregate per (process, fd), per CPU. All counters are
 /// cumulative since the entry was created; the agent turns them into rates.
 #[repr(C)]
@@ -166,60 +158,14 @@ impl WriteStats {
     };
 }
 
-/// Things the kernel side could not record. The discriminant indexes the
-/// per-CPU `PROBE_ERRORS` array.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeError {
-    /// A new (tgid, fd) could not be inserted: `WRITE_STATS` is full.
-    StatsMapFull = 0,
-    /// A call's iovecs or message headers could not be read from user memory;
-    /// its requested bytes were taken from its result.
-    ArgsUnreadable = 1,
-}
-
-impl ProbeError {
-    pub const COUNT: u32 = 2;
-}
-
 #[cfg(feature = "user")]
 mod user {
     use super::WriteStats;
 
-    // SAFETY: both are `#[repr(C)]`, `Copy`, and valid for any bit pattern.
-    unsafe impl aya::Pod for super::WriteKey {}
+    // SAFETY: `#[repr(C)]`, `Copy`, and valid for any bit pattern.
     unsafe impl aya::Pod for WriteStats {}
 
     impl WriteStats {
-        /// Applies `op` to every counter of `self` and `other`, field by field.
-        fn zip_with(&mut self, other: &WriteStats, op: impl Fn(u64, u64) -> u64) {
-            fn each<const N: usize>(a: &mut [u64; N], b: &[u64; N], op: &impl Fn(u64, u64) -> u64) {
-                for (a, b) in a.iter_mut().zip(b) {
-                    *a = op(*a, *b);
-                }
-            }
-            each(&mut self.calls, &other.calls, &op);
-            each(&mut self.outcomes, &other.outcomes, &op);
-            self.bytes_requested = op(self.bytes_requested, other.bytes_requested);
-            self.bytes_written = op(self.bytes_written, other.bytes_written);
-            self.records = op(self.records, other.records);
-            each(&mut self.bytes_hist, &other.bytes_hist, &op);
-            each(&mut self.records_hist, &other.records_hist, &op);
-            each(&mut self.gap_hist, &other.gap_hist, &op);
-        }
-
-        /// Adds `other` into `self` (merging CPUs, fds or intervals).
-        pub fn add(&mut self, other: &WriteStats) {
-            self.zip_with(other, u64::wrapping_add);
-        }
-
-        /// What happened between an earlier reading `before` and `self`.
-        pub fn since(&self, before: &WriteStats) -> WriteStats {
-            let mut delta = *self;
-            delta.zip_with(before, u64::wrapping_sub);
-            delta
-        }
-
         /// All calls, whatever the syscall.
         pub fn total_calls(&self) -> u64 {
             self.calls.iter().sum()

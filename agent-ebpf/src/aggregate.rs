@@ -1,12 +1,26 @@
 //! In-kernel aggregation helpers shared by all probes.
 
-use agent_common::{hist::log2_slot, write::ProbeError};
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+use agent_common::{hist::log2_slot, maps::ProbeMiss};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::bpf_get_current_comm,
+    macros::map,
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
+};
+
+/// Default capacity of the maps keyed per process; the agent sets the
+/// configured one at load time.
+pub const MAX_PROCESSES: u32 = 8192;
 
 /// Per-CPU counters of what the probes could not record, indexed by
-/// [`ProbeError`].
+/// [`ProbeMiss`].
 #[map(name = "PROBE_ERRORS")]
-static PROBE_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ProbeError::COUNT, 0);
+static PROBE_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ProbeMiss::COUNT, 0);
+
+/// The name of each process the first time it is tracked, so that one that
+/// wrote and exited between two reads still has a name.
+#[map(name = "PROCESS_COMMS")]
+static PROCESS_COMMS: LruHashMap<u32, [u8; 16]> = LruHashMap::with_max_entries(MAX_PROCESSES, 0);
 
 /// Adds one to the log2 slot of `value`.
 #[inline(always)]
@@ -23,9 +37,29 @@ pub fn hist_add<const N: usize>(hist: &mut [u64; N], value: u64) {
 
 /// Counts something the probes could not record.
 #[inline(always)]
-pub fn count_error(error: ProbeError) {
-    if let Some(counter) = PROBE_ERRORS.get_ptr_mut(error as u32) {
+pub fn count_miss(miss: ProbeMiss) {
+    if let Some(counter) = PROBE_ERRORS.get_ptr_mut(miss as u32) {
         // SAFETY: a per-CPU slot is only touched by this CPU, and probes do not nest.
         unsafe { *counter += 1 };
     }
+}
+
+/// This CPU's value for `key` in `map`, created from `zero` on first use
+/// (and the process's name remembered then). A full map is counted as `full`.
+#[inline(always)]
+pub fn entry<K, V>(map: &PerCpuHashMap<K, V>, key: &K, zero: &V, tgid: u32, full: ProbeMiss) -> Option<*mut V> {
+    if let Some(value) = map.get_ptr_mut(key) {
+        return Some(value);
+    }
+    if map.insert(key, zero, BPF_NOEXIST as u64).is_ok() {
+        if let Ok(comm) = bpf_get_current_comm() {
+            let _ = PROCESS_COMMS.insert(&tgid, comm, 0);
+        }
+    }
+    let value = map.get_ptr_mut(key);
+    // Another CPU may have created it in between: only a real miss is "full".
+    if value.is_none() {
+        count_miss(full);
+    }
+    value
 }

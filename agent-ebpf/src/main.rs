@@ -8,6 +8,7 @@
 mod aggregate;
 mod probes;
 mod syscall_args;
+mod tracepoint;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -16,11 +16,12 @@ use aya_ebpf::{
     maps::PerCpuArray,
 };
 
-/// The first three arguments of the current task's syscall.
+/// The first four arguments of the current task's syscall.
 pub struct Args {
     pub arg0: u64,
     pub arg1: u64,
     pub arg2: u64,
+    pub arg3: u64,
 }
 
 impl Args {
@@ -34,6 +35,8 @@ impl Args {
                 arg0: (*regs).rdi,
                 arg1: (*regs).rsi,
                 arg2: (*regs).rdx,
+                // The syscall ABI passes the fourth argument in r10, not rcx.
+                arg3: (*regs).r10,
             }
         }
     }

@@ -3,7 +3,12 @@
 
 use std::collections::HashMap;
 
-use agent_common::write::{ProbeError, WriteKey, WriteStats};
+use agent_common::{
+    counters::Counters as _,
+    key::FdKey,
+    maps::ProbeMiss,
+    write::WriteStats,
+};
 use aya::maps::{MapError, PerCpuValues};
 
 use crate::probes::WriteMaps;
@@ -30,7 +35,7 @@ pub struct ProbeErrors {
 /// One reading: the (process, fd) pairs that wrote since the last one.
 #[derive(Debug, Default)]
 pub struct Reading {
-    pub deltas: Vec<(WriteKey, WriteStats)>,
+    pub deltas: Vec<(FdKey, WriteStats)>,
     pub probe_errors: ProbeErrors,
     /// Entries in the statistics map.
     pub tracked: usize,
@@ -39,7 +44,7 @@ pub struct Reading {
 pub struct Collector {
     maps: WriteMaps,
     /// Cumulative counters at the previous reading.
-    previous: HashMap<WriteKey, WriteStats>,
+    previous: HashMap<FdKey, WriteStats>,
 }
 
 impl Collector {
@@ -66,17 +71,17 @@ impl Collector {
     }
 
     fn probe_errors(&self) -> Result<ProbeErrors, CollectError> {
-        let count = |error: ProbeError| -> Result<u64, CollectError> {
+        let count = |miss: ProbeMiss| -> Result<u64, CollectError> {
             let per_cpu = self
                 .maps
                 .errors
-                .get(&(error as u32), 0)
+                .get(&(miss as u32), 0)
                 .map_err(|source| CollectError::Read { map: agent_common::maps::PROBE_ERRORS, source })?;
             Ok(per_cpu.iter().sum())
         };
         Ok(ProbeErrors {
-            stats_map_full: count(ProbeError::StatsMapFull)?,
-            args_unreadable: count(ProbeError::ArgsUnreadable)?,
+            stats_map_full: count(ProbeMiss::StatsMapFull)?,
+            args_unreadable: count(ProbeMiss::ArgsUnreadable)?,
         })
     }
 
@@ -90,7 +95,7 @@ impl Collector {
     /// Deletes everything the kernel and this collector hold for `tgid`,
     /// once its last delta has been read.
     pub fn forget(&mut self, tgid: u32) {
-        let keys: Vec<WriteKey> = self.previous.keys().filter(|k| k.tgid == tgid).copied().collect();
+        let keys: Vec<FdKey> = self.previous.keys().filter(|k| k.tgid == tgid).copied().collect();
         for key in keys {
             self.previous.remove(&key);
             // Already gone is fine: the entry may never have been created on

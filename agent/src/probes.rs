@@ -6,8 +6,9 @@
 //! SIGKILL) detaches them, since nothing is pinned.
 
 use agent_common::{
+    key::FdKey,
     maps,
-    write::{WriteKey, WriteStats, WriteSyscall},
+    write::{WriteStats, WriteSyscall},
 };
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -54,8 +55,8 @@ pub struct Probes {
 
 /// The maps of the write-family probes, owned by the collector.
 pub struct WriteMaps {
-    pub stats: PerCpuHashMap<MapData, WriteKey, WriteStats>,
-    pub last_write: HashMap<MapData, WriteKey, u64>,
+    pub stats: PerCpuHashMap<MapData, FdKey, WriteStats>,
+    pub last_write: HashMap<MapData, FdKey, u64>,
     pub comms: HashMap<MapData, u32, [u8; 16]>,
     pub errors: PerCpuArray<MapData, u64>,
 }

@@ -6,52 +6,40 @@
 //! arguments from the saved user registers, so each call costs one probe.
 
 use agent_common::{
-    write::{Outcome, ProbeError, WriteKey, WriteStats, WriteSyscall},
+    key::FdKey,
+    maps::ProbeMiss,
+    write::{Outcome, WriteStats, WriteSyscall},
 };
 use aya_ebpf::{
-    EbpfContext as _,
-    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    bindings::BPF_F_NO_PREALLOC,
+    helpers::bpf_ktime_get_ns,
     macros::{map, tracepoint},
     maps::{Array, LruHashMap, PerCpuHashMap},
     programs::TracePointContext,
-    Global,
 };
 
 use crate::{
-    aggregate::{count_error, hist_add},
+    aggregate::{count_miss, entry, hist_add},
     syscall_args::{Args, iovec_bytes, mmsghdr_sent_bytes, msghdr_iov},
+    tracepoint::{syscall_ret, traced_tgid},
 };
 
 /// Default capacity of the maps keyed per (tgid, fd); the agent sets the
 /// configured one at load time.
 const MAX_FDS: u32 = 16384;
-/// Default capacity of the maps keyed per process.
-const MAX_PROCESSES: u32 = 8192;
 
 #[map(name = "WRITE_STATS")]
-static WRITE_STATS: PerCpuHashMap<WriteKey, WriteStats> =
+static WRITE_STATS: PerCpuHashMap<FdKey, WriteStats> =
     PerCpuHashMap::with_max_entries(MAX_FDS, BPF_F_NO_PREALLOC);
 
 /// Shared by all CPUs, so the gap is right when a writer moves between CPUs.
 /// LRU: a forgotten fd only costs one gap sample.
 #[map(name = "LAST_WRITE")]
-static LAST_WRITE: LruHashMap<WriteKey, u64> = LruHashMap::with_max_entries(MAX_FDS, 0);
-
-/// So that a process that wrote and exited between two reads still has a name.
-#[map(name = "PROCESS_COMMS")]
-static PROCESS_COMMS: LruHashMap<u32, [u8; 16]> = LruHashMap::with_max_entries(MAX_PROCESSES, 0);
+static LAST_WRITE: LruHashMap<FdKey, u64> = LruHashMap::with_max_entries(MAX_FDS, 0);
 
 /// Never written: the zeroed value a new entry starts from (too big for the stack).
 #[map(name = "ZERO_STATS")]
 static ZERO_STATS: Array<WriteStats> = Array::with_max_entries(1, 0);
-
-#[unsafe(no_mangle)]
-static SELF_TGID: Global<u32> = Global::new(0);
-
-/// `long ret` in every `syscalls:sys_exit_*` record, after the common fields
-/// and `int __syscall_nr`.
-const EXIT_RET_OFFSET: usize = 16;
 
 macro_rules! exit_probe {
     ($fn_name:ident, $tracepoint:literal, $syscall:expr) => {
@@ -82,19 +70,19 @@ struct Request {
 
 #[inline(always)]
 fn on_write_exit(ctx: &TracePointContext, syscall: WriteSyscall) {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if tgid == SELF_TGID.load() {
-        return;
-    }
-    // SAFETY: the offset is inside every sys_exit record; the verifier checks it.
-    let ret = unsafe { *(ctx.as_ptr() as *const u8).add(EXIT_RET_OFFSET).cast::<i64>() };
+    let Some(tgid) = traced_tgid() else { return };
+    let ret = syscall_ret(ctx);
     let args = Args::current();
-    let key = WriteKey { tgid, fd: args.arg0 as i32 };
+    let key = FdKey { tgid, fd: args.arg0 as i32 };
     let request = request(syscall, &args, ret);
     let outcome = Outcome::classify(ret, request.wanted);
     let gap = gap_since_last_write(&key);
 
-    let Some(stats) = stats_entry(&key) else { return };
+    let Some(zero) = ZERO_STATS.get_ptr(0) else { return };
+    // SAFETY: `zero` points at a map value of the right type.
+    let Some(stats) = entry(&WRITE_STATS, &key, unsafe { &*zero }, tgid, ProbeMiss::StatsMapFull) else {
+        return;
+    };
     // SAFETY: this CPU's copy; probes do not nest on a CPU.
     let stats = unsafe { &mut *stats };
     stats.calls[syscall as usize] += 1;
@@ -133,7 +121,7 @@ fn request(syscall: WriteSyscall, args: &Args, ret: i64) -> Request {
             let bytes = match mmsghdr_sent_bytes(args.arg1, sent) {
                 Some(bytes) => bytes,
                 None => {
-                    count_error(ProbeError::ArgsUnreadable);
+                    count_miss(ProbeMiss::ArgsUnreadable);
                     0
                 }
             };
@@ -154,14 +142,14 @@ fn vectored(iov: u64, count: u64, ret: i64) -> Request {
 /// the result as the request, so the call counts as complete.
 #[inline(always)]
 fn unreadable(ret: i64, records: u64) -> Request {
-    count_error(ProbeError::ArgsUnreadable);
+    count_miss(ProbeMiss::ArgsUnreadable);
     let bytes = if ret > 0 { ret as u64 } else { 0 };
     Request { wanted: bytes, bytes, records }
 }
 
 /// Nanoseconds since the previous call on the same fd, and records this one.
 #[inline(always)]
-fn gap_since_last_write(key: &WriteKey) -> Option<u64> {
+fn gap_since_last_write(key: &FdKey) -> Option<u64> {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     match LAST_WRITE.get_ptr_mut(key) {
@@ -177,23 +165,4 @@ fn gap_since_last_write(key: &WriteKey) -> Option<u64> {
             None
         }
     }
-}
-
-/// This CPU's statistics for `key`, created on first use.
-#[inline(always)]
-fn stats_entry(key: &WriteKey) -> Option<*mut WriteStats> {
-    if let Some(stats) = WRITE_STATS.get_ptr_mut(key) {
-        return Some(stats);
-    }
-    let zero = ZERO_STATS.get_ptr(0)?;
-    // SAFETY: `zero` points at a map value of the right type.
-    if WRITE_STATS.insert(key, unsafe { &*zero }, BPF_NOEXIST as u64).is_err() {
-        // Another CPU may have created it in between; only a real miss is "full".
-        if WRITE_STATS.get_ptr_mut(key).is_none() {
-            count_error(ProbeError::StatsMapFull);
-        }
-    } else if let Ok(comm) = bpf_get_current_comm() {
-        let _ = PROCESS_COMMS.insert(&key.tgid, comm, 0);
-    }
-    WRITE_STATS.get_ptr_mut(key)
 }

@@ -12,7 +12,7 @@ use std::{
     time::Instant,
 };
 
-use agent_common::write::WriteStats;
+use agent_common::{counters::Counters as _, write::WriteStats};
 
 use self::{
     classify::{Streak, TimerFlush, is_hot_unbatched},

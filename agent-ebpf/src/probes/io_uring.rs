@@ -1,0 +1,182 @@
+//! io_uring: ring set-up, `io_uring_enter` calls, and every SQE and failed
+//! CQE, aggregated per ring. Field offsets are from the tracepoints'
+//! `format` files (checked on Linux 6.18).
+//!
+//! SQEs are counted where the kernel submits them (`io_uring_submit_req`),
+//! so SQPOLL submissions, which make no syscall, count too. The SQPOLL
+//! thread belongs to the ring owner's thread group, so the current tgid is
+//! the owner's.
+
+use agent_common::{
+    io_uring::{
+        CqeErrorKey, ENTER_GETEVENTS, ENTER_SQ_WAKEUP, EnterStats, OpClass, RingKey, RingOpStats, RingSetup,
+        SetupStats,
+    },
+    key::FdKey,
+    maps::ProbeMiss,
+};
+use aya_ebpf::{
+    macros::{map, tracepoint},
+    maps::{LruHashMap, PerCpuHashMap},
+    programs::TracePointContext,
+};
+
+use crate::{
+    aggregate::{MAX_PROCESSES, entry, hist_add},
+    syscall_args::Args,
+    tracepoint::{field, syscall_ret, traced_tgid},
+};
+
+/// Rings tracked at once (by fd and by context); the agent sets it at load.
+const MAX_RINGS: u32 = 4096;
+
+#[map(name = "URING_ENTERS")]
+static URING_ENTERS: PerCpuHashMap<FdKey, EnterStats> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
+
+#[map(name = "URING_OPS")]
+static URING_OPS: PerCpuHashMap<RingKey, RingOpStats> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
+
+/// Ring context → set-up; LRU so that rings closed unseen age out.
+#[map(name = "URING_RINGS")]
+static URING_RINGS: LruHashMap<u64, RingSetup> = LruHashMap::with_max_entries(MAX_RINGS, 0);
+
+#[map(name = "URING_CQE_ERRORS")]
+static URING_CQE_ERRORS: PerCpuHashMap<CqeErrorKey, u64> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
+
+#[map(name = "URING_SETUPS")]
+static URING_SETUPS: PerCpuHashMap<u32, SetupStats> = PerCpuHashMap::with_max_entries(MAX_PROCESSES, 0);
+
+const EAGAIN: i32 = 11;
+const EPERM: i64 = 1;
+const ENOSYS: i64 = 38;
+
+#[tracepoint(category = "io_uring", name = "io_uring_create")]
+pub fn io_uring_create(ctx: TracePointContext) -> u32 {
+    let Some(tgid) = traced_tgid() else { return 0 };
+    let setup = RingSetup {
+        tgid,
+        fd: field(&ctx, 8),
+        sq_entries: field(&ctx, 24),
+        cq_entries: field(&ctx, 28),
+        flags: field(&ctx, 32),
+        _pad: 0,
+    };
+    let ring: u64 = field(&ctx, 16);
+    let _ = URING_RINGS.insert(&ring, &setup, 0);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_io_uring_enter")]
+pub fn sys_exit_io_uring_enter(ctx: TracePointContext) -> u32 {
+    let Some(tgid) = traced_tgid() else { return 0 };
+    let ret = syscall_ret(&ctx);
+    let args = Args::current();
+    let key = FdKey { tgid, fd: args.arg0 as i32 };
+    let Some(stats) = entry(&URING_ENTERS, &key, &EnterStats::ZERO, tgid, ProbeMiss::UringMapFull) else {
+        return 0;
+    };
+    // SAFETY: this CPU's copy; probes do not nest on a CPU.
+    let stats = unsafe { &mut *stats };
+    stats.enters += 1;
+    let flags = args.arg3;
+    stats.getevents += u64::from(flags & ENTER_GETEVENTS != 0);
+    stats.sq_wakeups += u64::from(flags & ENTER_SQ_WAKEUP != 0);
+    if ret < 0 {
+        stats.errors += 1;
+    } else {
+        stats.submitted += ret as u64;
+        hist_add(&mut stats.submitted_hist, ret as u64);
+    }
+    0
+}
+
+#[tracepoint(category = "io_uring", name = "io_uring_submit_req")]
+pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
+    let opcode: u8 = field(&ctx, 32);
+    let by_sqpoll: u8 = field(&ctx, 48);
+    with_ring_ops(&ctx, |ops| {
+        ops.sqes += 1;
+        if let Some(class) = ops.sqes_by_class.get_mut(OpClass::of(opcode) as usize) {
+            *class += 1;
+        }
+        ops.sqpoll_sqes += u64::from(by_sqpoll != 0);
+    });
+    0
+}
+
+#[tracepoint(category = "io_uring", name = "io_uring_complete")]
+pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
+    let res: i32 = field(&ctx, 32);
+    if res >= 0 {
+        return 0;
+    }
+    if res == -EAGAIN {
+        with_ring_ops(&ctx, |ops| ops.cqe_eagain += 1);
+    } else {
+        with_ring_ops(&ctx, |ops| ops.cqe_errors += 1);
+        count_cqe_error(&ctx, -res as u32);
+    }
+    0
+}
+
+#[tracepoint(category = "io_uring", name = "io_uring_cqe_overflow")]
+pub fn io_uring_cqe_overflow(ctx: TracePointContext) -> u32 {
+    with_ring_ops(&ctx, |ops| ops.cq_overflows += 1);
+    0
+}
+
+#[tracepoint(category = "io_uring", name = "io_uring_req_failed")]
+pub fn io_uring_req_failed(ctx: TracePointContext) -> u32 {
+    with_ring_ops(&ctx, |ops| ops.failed += 1);
+    0
+}
+
+#[tracepoint(category = "io_uring", name = "io_uring_short_write")]
+pub fn io_uring_short_write(ctx: TracePointContext) -> u32 {
+    with_ring_ops(&ctx, |ops| ops.short_writes += 1);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_io_uring_setup")]
+pub fn sys_exit_io_uring_setup(ctx: TracePointContext) -> u32 {
+    let Some(tgid) = traced_tgid() else { return 0 };
+    let ret = syscall_ret(&ctx);
+    let zero = SetupStats::default();
+    let Some(stats) = entry(&URING_SETUPS, &tgid, &zero, tgid, ProbeMiss::UringMapFull) else { return 0 };
+    // SAFETY: this CPU's copy; probes do not nest on a CPU.
+    let stats = unsafe { &mut *stats };
+    match ret {
+        0.. => stats.ok += 1,
+        _ if ret == -EPERM => stats.eperm += 1,
+        _ if ret == -ENOSYS => stats.enosys += 1,
+        _ => stats.other_errors += 1,
+    }
+    0
+}
+
+/// The ring of a record whose first field is `void *ctx`.
+#[inline(always)]
+fn ring_key(ctx: &TracePointContext) -> Option<RingKey> {
+    Some(RingKey { tgid: traced_tgid()?, _pad: 0, ctx: field(ctx, 8) })
+}
+
+/// Applies `update` to this CPU's statistics of the record's ring.
+#[inline(always)]
+fn with_ring_ops(ctx: &TracePointContext, update: impl FnOnce(&mut RingOpStats)) {
+    let Some(key) = ring_key(ctx) else { return };
+    if let Some(ops) = entry(&URING_OPS, &key, &RingOpStats::ZERO, key.tgid, ProbeMiss::UringMapFull) {
+        // SAFETY: this CPU's copy; probes do not nest on a CPU.
+        update(unsafe { &mut *ops });
+    }
+}
+
+#[inline(always)]
+fn count_cqe_error(ctx: &TracePointContext, errno: u32) {
+    let Some(ring) = ring_key(ctx) else { return };
+    let key = CqeErrorKey { ring, errno, _pad: 0 };
+    if let Some(count) = entry(&URING_CQE_ERRORS, &key, &0, ring.tgid, ProbeMiss::UringMapFull) {
+        // SAFETY: as above.
+        unsafe { *count += 1 };
+    }
+}
+
