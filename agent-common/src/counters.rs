@@ -52,6 +52,7 @@ macro_rules! counters {
 }
 
 counters!(
+    u64,
     crate::write::WriteStats,
     crate::io_uring::EnterStats,
     crate::io_uring::RingOpStats,

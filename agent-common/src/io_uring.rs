@@ -18,7 +18,7 @@ pub const ENTER_SQ_WAKEUP: u64 = 1 << 1;
 
 /// What `io_uring_enter` calls on one ring fd did, per CPU.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EnterStats {
     pub enters: u64,
     /// Enters that asked to wait for completions (`IORING_ENTER_GETEVENTS`).
@@ -27,10 +27,12 @@ pub struct EnterStats {
     pub sq_wakeups: u64,
     /// Enters that failed.
     pub errors: u64,
-    /// Sum of non-negative results: SQEs submitted, except on SQPOLL rings,
-    /// where the kernel returns what was asked to submit.
+    /// Enters that asked to submit (`to_submit > 0`); the others only wait.
+    pub submitting: u64,
+    /// Sum of their non-negative results: SQEs submitted, except on SQPOLL
+    /// rings, where the kernel returns what was asked to submit.
     pub submitted: u64,
-    /// Log2 histogram of the result of each successful enter.
+    /// Log2 histogram of SQEs submitted per submitting enter: the batch size.
     pub submitted_hist: [u64; SUBMIT_SLOTS],
 }
 
@@ -40,6 +42,7 @@ impl EnterStats {
         getevents: 0,
         sq_wakeups: 0,
         errors: 0,
+        submitting: 0,
         submitted: 0,
         submitted_hist: [0; SUBMIT_SLOTS],
     };
@@ -91,7 +94,7 @@ impl OpClass {
 
 /// What one ring's submission and completion queues saw, per CPU.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RingOpStats {
     /// SQEs submitted, by whoever submitted them.
     pub sqes: u64,

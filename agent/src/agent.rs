@@ -4,17 +4,15 @@
 //! process that made it (telling a reused pid from the process it replaced),
 //! retires processes that exited, and closes the model's interval.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Instant,
-};
+use std::{collections::HashMap, time::Instant};
 
 use crate::{
-    collector::{CollectError, Collector, ProbeErrors},
+    collector::{CollectError, Collector, ProbeErrors, Reading},
+    fdinfo::RingFdinfo,
     config::Config,
     fds::FdResolver,
     identity::{self, Identity},
-    model::{Model, Rules, metrics::Transition},
+    model::{Model, Rules, io_uring::UringState, metrics::Transition},
     preflight::{self, PreflightError},
     probes::{AttachFailure, ProbeError, Probes},
     transition,
@@ -38,6 +36,9 @@ pub struct NodeInfo {
     pub attached: Vec<String>,
     pub failed: Vec<AttachFailure>,
     pub mounted_tracefs: bool,
+    /// `kernel.io_uring_disabled`: 0 allowed, 1 only for a group, 2 off;
+    /// `None` where the kernel has no such setting.
+    pub io_uring_disabled: Option<u8>,
 }
 
 pub struct Agent {
@@ -64,17 +65,21 @@ impl Agent {
             None => (transition::measure_crossing_ns(), true),
         };
         let mut probes = Probes::load(&config.maps)?;
-        let collector = Collector::new(probes.take_write_maps()?);
+        let collector = Collector::new(probes.take_maps()?);
         let node = NodeInfo {
             transition_cost_ns,
             transition_cost_measured: measured,
             attached: probes.attached.clone(),
             failed: probes.failed.clone(),
             mounted_tracefs: preflight.mounted_tracefs,
+            io_uring_disabled: std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
         };
         let rules = Rules {
             hot_writer: config.hot_writer.clone(),
             timer_flush: config.timer_flush.clone(),
+            io_uring: config.io_uring.clone(),
             transition: Transition { cost_ns: transition_cost_ns, batch_target: config.hot_writer.batch_target },
         };
         Ok(Agent {
@@ -121,17 +126,17 @@ impl Agent {
         self.probe_errors = reading.probe_errors;
         self.tracked = reading.tracked;
 
-        let mut seen = HashMap::new();
-        for (key, delta) in &reading.deltas {
-            let alive = *seen.entry(key.tgid).or_insert_with(|| self.resolve_identity(key.tgid, seconds));
-            let identity = &self.identities[&key.tgid];
-            let info = if alive { self.fds.resolve(key.tgid, key.fd) } else { self.fds.cached(key.tgid, key.fd) };
-            self.model.record(identity, key.fd, info, delta);
+        let mut alive = HashMap::new();
+        for (key, delta) in &reading.writes {
+            let running = self.resolve_once(key.tgid, seconds, &mut alive);
+            let info = if running { self.fds.resolve(key.tgid, key.fd) } else { self.fds.cached(key.tgid, key.fd) };
+            self.model.record(&self.identities[&key.tgid], key.fd, info, delta);
         }
-        let gone: HashSet<u32> = self
+        self.record_io_uring(&reading, seconds, &mut alive);
+        let gone: Vec<u32> = self
             .identities
             .iter()
-            .filter(|(pid, identity)| seen.get(pid).map_or_else(|| !identity.is_alive(), |alive| !alive))
+            .filter(|(pid, identity)| alive.get(pid).map_or_else(|| !identity.is_alive(), |alive| !alive))
             .map(|(&pid, _)| pid)
             .collect();
         for pid in gone {
@@ -139,6 +144,45 @@ impl Agent {
         }
         self.model.close_interval(seconds);
         Ok(())
+    }
+
+    /// Adds the io_uring deltas, and samples the fdinfo of every ring that
+    /// was busy.
+    fn record_io_uring(&mut self, reading: &Reading, seconds: f64, alive: &mut HashMap<u32, bool>) {
+        for (key, delta) in &reading.uring_setups {
+            self.uring_of(*key, seconds, alive).record_setups(delta);
+        }
+        for (key, delta) in &reading.uring_enters {
+            self.uring_of(key.tgid, seconds, alive).record_enters(key.fd, delta);
+        }
+        for (key, delta) in &reading.uring_ops {
+            let setup = reading.rings.get(&key.ctx).filter(|setup| setup.tgid == key.tgid);
+            self.uring_of(key.tgid, seconds, alive).record_ops(key.ctx, setup, delta);
+        }
+        for (key, count) in &reading.uring_cqe_errors {
+            self.uring_of(key.ring.tgid, seconds, alive).record_cqe_error(key.errno, *count);
+        }
+        for (&pid, _) in alive.iter().filter(|(_, alive)| **alive) {
+            self.model.sample_ring_depths(pid, RingFdinfo::read);
+        }
+    }
+
+    /// Resolves `pid`'s identity once per tick; returns whether it runs.
+    fn resolve_once(&mut self, pid: u32, seconds: f64, alive: &mut HashMap<u32, bool>) -> bool {
+        match alive.get(&pid) {
+            Some(&running) => running,
+            None => {
+                let running = self.resolve_identity(pid, seconds);
+                alive.insert(pid, running);
+                running
+            }
+        }
+    }
+
+    /// The io_uring state of `pid` in the model.
+    fn uring_of(&mut self, pid: u32, seconds: f64, alive: &mut HashMap<u32, bool>) -> &mut UringState {
+        self.resolve_once(pid, seconds, alive);
+        self.model.io_uring(&self.identities[&pid])
     }
 
     /// Makes `self.identities[pid]` the process that owns `pid` now; returns

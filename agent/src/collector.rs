@@ -1,26 +1,28 @@
 //! Reads the kernel maps: sums each entry over CPUs and turns the cumulative
 //! counters into deltas since the previous reading.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, hash::Hash};
 
 use agent_common::{
-    counters::Counters as _,
+    counters::Counters,
+    io_uring::{CqeErrorKey, EnterStats, RingKey, RingOpStats, RingSetup, SetupStats},
     key::FdKey,
-    maps::ProbeMiss,
+    maps::{self, ProbeMiss},
     write::WriteStats,
 };
-use aya::maps::{MapError, PerCpuValues};
+use aya::{
+    Pod,
+    maps::{MapData, MapError, PerCpuHashMap},
+};
 
-use crate::probes::WriteMaps;
+use crate::probes::Maps;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CollectError {
-    #[error("reading map {map}: {source}")]
-    Read {
-        map: &'static str,
-        #[source]
-        source: MapError,
-    },
+#[error("reading map {map}: {source}")]
+pub struct CollectError {
+    map: &'static str,
+    #[source]
+    source: MapError,
 }
 
 /// What the kernel side could not record, as totals since the agent started.
@@ -30,86 +32,179 @@ pub struct ProbeErrors {
     pub stats_map_full: u64,
     /// Calls whose iovecs or message headers could not be read.
     pub args_unreadable: u64,
+    /// Rings or ring fds dropped because an io_uring map was full.
+    pub uring_map_full: u64,
 }
 
-/// One reading: the (process, fd) pairs that wrote since the last one.
+/// One reading: what changed since the last one.
 #[derive(Debug, Default)]
 pub struct Reading {
-    pub deltas: Vec<(FdKey, WriteStats)>,
+    pub writes: Vec<(FdKey, WriteStats)>,
+    pub uring_enters: Vec<(FdKey, EnterStats)>,
+    pub uring_ops: Vec<(RingKey, RingOpStats)>,
+    pub uring_cqe_errors: Vec<(CqeErrorKey, u64)>,
+    pub uring_setups: Vec<(u32, SetupStats)>,
+    /// Every ring whose creation the probes saw, by context.
+    pub rings: HashMap<u64, RingSetup>,
     pub probe_errors: ProbeErrors,
-    /// Entries in the statistics map.
+    /// (process, fd) pairs in the write statistics map.
     pub tracked: usize,
 }
 
+/// Keys that belong to one process, so its entries can be forgotten.
+pub trait OfProcess {
+    fn tgid(&self) -> u32;
+}
+
+impl OfProcess for FdKey {
+    fn tgid(&self) -> u32 {
+        self.tgid
+    }
+}
+
+impl OfProcess for RingKey {
+    fn tgid(&self) -> u32 {
+        self.tgid
+    }
+}
+
+impl OfProcess for CqeErrorKey {
+    fn tgid(&self) -> u32 {
+        self.ring.tgid
+    }
+}
+
+impl OfProcess for u32 {
+    fn tgid(&self) -> u32 {
+        *self
+    }
+}
+
+/// One per-CPU map of counters and its previous reading.
+struct DeltaMap<K: Pod, V: Pod> {
+    name: &'static str,
+    map: PerCpuHashMap<MapData, K, V>,
+    previous: HashMap<K, V>,
+}
+
+impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
+    fn new(name: &'static str, map: PerCpuHashMap<MapData, K, V>) -> Self {
+        DeltaMap { name, map, previous: HashMap::new() }
+    }
+
+    /// Every entry that changed, with what changed.
+    fn deltas(&mut self) -> Result<Vec<(K, V)>, CollectError> {
+        let mut changed = Vec::new();
+        for entry in self.map.iter() {
+            let (key, per_cpu) = entry.map_err(|source| CollectError { map: self.name, source })?;
+            let mut total = per_cpu[0];
+            for cpu in per_cpu.iter().skip(1) {
+                total.add(cpu);
+            }
+            let delta = match self.previous.insert(key, total) {
+                Some(before) => total.since(&before),
+                None => total,
+            };
+            if !delta.is_zero() {
+                changed.push((key, delta));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Deletes `tgid`'s entries here and in the kernel; returns their keys.
+    fn forget(&mut self, tgid: u32) -> Vec<K> {
+        let keys: Vec<K> = self.previous.keys().filter(|k| k.tgid() == tgid).copied().collect();
+        for key in &keys {
+            self.previous.remove(key);
+            // Already gone is fine: nothing else deletes, but be lenient.
+            let _ = self.map.remove(key);
+        }
+        keys
+    }
+}
+
 pub struct Collector {
-    maps: WriteMaps,
-    /// Cumulative counters at the previous reading.
-    previous: HashMap<FdKey, WriteStats>,
+    writes: DeltaMap<FdKey, WriteStats>,
+    uring_enters: DeltaMap<FdKey, EnterStats>,
+    uring_ops: DeltaMap<RingKey, RingOpStats>,
+    uring_cqe_errors: DeltaMap<CqeErrorKey, u64>,
+    uring_setups: DeltaMap<u32, SetupStats>,
+    last_write: aya::maps::HashMap<MapData, FdKey, u64>,
+    comms: aya::maps::HashMap<MapData, u32, [u8; 16]>,
+    rings: aya::maps::HashMap<MapData, u64, RingSetup>,
+    misses: aya::maps::PerCpuArray<MapData, u64>,
 }
 
 impl Collector {
-    pub fn new(maps: WriteMaps) -> Collector {
-        Collector { maps, previous: HashMap::new() }
+    pub fn new(maps: Maps) -> Collector {
+        Collector {
+            writes: DeltaMap::new(maps::WRITE_STATS, maps.write_stats),
+            uring_enters: DeltaMap::new(maps::URING_ENTERS, maps.uring_enters),
+            uring_ops: DeltaMap::new(maps::URING_OPS, maps.uring_ops),
+            uring_cqe_errors: DeltaMap::new(maps::URING_CQE_ERRORS, maps.uring_cqe_errors),
+            uring_setups: DeltaMap::new(maps::URING_SETUPS, maps.uring_setups),
+            last_write: maps.last_write,
+            comms: maps.comms,
+            rings: maps.uring_rings,
+            misses: maps.misses,
+        }
     }
 
-    /// Reads every entry and returns what changed since the last call.
+    /// Reads every map and returns what changed since the last call.
     pub fn read(&mut self) -> Result<Reading, CollectError> {
-        let read_error = |source| CollectError::Read { map: agent_common::maps::WRITE_STATS, source };
-        let mut reading = Reading::default();
-        for entry in self.maps.stats.iter() {
-            let (key, per_cpu) = entry.map_err(read_error)?;
-            let total = sum_cpus(&per_cpu);
-            let before = self.previous.insert(key, total).unwrap_or(WriteStats::ZERO);
-            let delta = total.since(&before);
-            if delta.total_calls() > 0 {
-                reading.deltas.push((key, delta));
-            }
-        }
-        reading.tracked = self.previous.len();
-        reading.probe_errors = self.probe_errors()?;
-        Ok(reading)
+        let rings = self
+            .rings
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(|source| CollectError { map: maps::URING_RINGS, source })?;
+        Ok(Reading {
+            writes: self.writes.deltas()?,
+            uring_enters: self.uring_enters.deltas()?,
+            uring_ops: self.uring_ops.deltas()?,
+            uring_cqe_errors: self.uring_cqe_errors.deltas()?,
+            uring_setups: self.uring_setups.deltas()?,
+            rings,
+            probe_errors: self.probe_errors()?,
+            tracked: self.writes.previous.len(),
+        })
     }
 
     fn probe_errors(&self) -> Result<ProbeErrors, CollectError> {
         let count = |miss: ProbeMiss| -> Result<u64, CollectError> {
             let per_cpu = self
-                .maps
-                .errors
+                .misses
                 .get(&(miss as u32), 0)
-                .map_err(|source| CollectError::Read { map: agent_common::maps::PROBE_ERRORS, source })?;
+                .map_err(|source| CollectError { map: maps::PROBE_ERRORS, source })?;
             Ok(per_cpu.iter().sum())
         };
         Ok(ProbeErrors {
             stats_map_full: count(ProbeMiss::StatsMapFull)?,
             args_unreadable: count(ProbeMiss::ArgsUnreadable)?,
+            uring_map_full: count(ProbeMiss::UringMapFull)?,
         })
     }
 
-    /// The name the kernel recorded for `tgid` at its first tracked write.
+    /// The name the kernel recorded for `tgid` when it was first tracked.
     pub fn kernel_comm(&self, tgid: u32) -> Option<String> {
-        let comm = self.maps.comms.get(&tgid, 0).ok()?;
+        let comm = self.comms.get(&tgid, 0).ok()?;
         let len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
         Some(String::from_utf8_lossy(&comm[..len]).into_owned())
     }
 
     /// Deletes everything the kernel and this collector hold for `tgid`,
-    /// once its last delta has been read.
+    /// once its last deltas have been read.
     pub fn forget(&mut self, tgid: u32) {
-        let keys: Vec<FdKey> = self.previous.keys().filter(|k| k.tgid == tgid).copied().collect();
-        for key in keys {
-            self.previous.remove(&key);
-            // Already gone is fine: the entry may never have been created on
-            // this side, or the LRU map may have evicted it.
-            let _ = self.maps.stats.remove(&key);
-            let _ = self.maps.last_write.remove(&key);
+        for key in self.writes.forget(tgid) {
+            // The LRU map may have evicted it already.
+            let _ = self.last_write.remove(&key);
         }
-        let _ = self.maps.comms.remove(&tgid);
+        self.uring_enters.forget(tgid);
+        for ring in self.uring_ops.forget(tgid) {
+            let _ = self.rings.remove(&ring.ctx);
+        }
+        self.uring_cqe_errors.forget(tgid);
+        self.uring_setups.forget(tgid);
+        let _ = self.comms.remove(&tgid);
     }
-}
-
-fn sum_cpus(per_cpu: &PerCpuValues<WriteStats>) -> WriteStats {
-    per_cpu.iter().fold(WriteStats::ZERO, |mut sum, cpu| {
-        sum.add(cpu);
-        sum
-    })
 }

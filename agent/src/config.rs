@@ -32,6 +32,10 @@ pub struct Settings {
     #[serde(default)]
     pub timer_flush: TimerFlushSettings,
 
+    #[command(flatten, next_help_heading = "io_uring")]
+    #[serde(default)]
+    pub io_uring: IoUringSettings,
+
     #[command(flatten, next_help_heading = "Kernel maps")]
     #[serde(default)]
     pub maps: MapSettings,
@@ -67,6 +71,15 @@ pub struct TimerFlushSettings {
     /// Gaps needed before judging [default: 10].
     #[arg(long, env = "BATCHWATCH_MIN_FLUSHES")]
     pub min_flushes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IoUringSettings {
+    /// SQPOLL wake-ups per second from which a ring counts as a trickle load
+    /// that SQPOLL does not suit [default: 10].
+    #[arg(long, env = "BATCHWATCH_MIN_WAKEUPS_PER_SEC")]
+    pub min_wakeups_per_sec: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
@@ -110,6 +123,9 @@ impl Settings {
                 min_share: over.timer_flush.min_share.or(self.timer_flush.min_share),
                 min_flushes: over.timer_flush.min_flushes.or(self.timer_flush.min_flushes),
             },
+            io_uring: IoUringSettings {
+                min_wakeups_per_sec: over.io_uring.min_wakeups_per_sec.or(self.io_uring.min_wakeups_per_sec),
+            },
             maps: MapSettings {
                 max_fds: over.maps.max_fds.or(self.maps.max_fds),
                 max_processes: over.maps.max_processes.or(self.maps.max_processes),
@@ -125,6 +141,7 @@ pub struct Config {
     pub transition_cost_ns: Option<f64>,
     pub hot_writer: HotWriterRule,
     pub timer_flush: TimerFlushRule,
+    pub io_uring: IoUringRule,
     pub maps: MapLimits,
 }
 
@@ -143,6 +160,12 @@ pub struct TimerFlushRule {
     pub min_period: Duration,
     pub min_share: f64,
     pub min_flushes: u64,
+}
+
+/// When an SQPOLL ring is on a load too light for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IoUringRule {
+    pub min_wakeups_per_sec: f64,
 }
 
 /// Capacities of the kernel maps.
@@ -190,6 +213,14 @@ impl Config {
                 min_period: check("timer_flush.min_period", timer.min_period, ms(1), Duration::from_micros(1)..=ms(60_000))?,
                 min_share: check("timer_flush.min_share", timer.min_share, 0.8, 0.5..=1.0)?,
                 min_flushes: check("timer_flush.min_flushes", timer.min_flushes, 10, 2..=1_000_000)?,
+            },
+            io_uring: IoUringRule {
+                min_wakeups_per_sec: check(
+                    "io_uring.min_wakeups_per_sec",
+                    s.io_uring.min_wakeups_per_sec,
+                    10.0,
+                    0.01..=1e6,
+                )?,
             },
             maps: MapLimits {
                 max_fds: check("maps.max_fds", s.maps.max_fds, 16384, 256..=1 << 20)?,

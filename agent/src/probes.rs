@@ -6,6 +6,7 @@
 //! SIGKILL) detaches them, since nothing is pinned.
 
 use agent_common::{
+    io_uring::{CqeErrorKey, EnterStats, RingKey, RingOpStats, RingSetup, SetupStats},
     key::FdKey,
     maps,
     write::{WriteStats, WriteSyscall},
@@ -26,8 +27,8 @@ pub enum ProbeError {
     /// The kernel refused the maps or the object is malformed.
     #[error("the kernel refused batchwatch's BPF object: {0}")]
     Load(#[source] EbpfError),
-    /// Not one write-family tracepoint could be attached.
-    #[error("no write-family tracepoint could be attached: {0}")]
+    /// Not one tracepoint could be attached.
+    #[error("no tracepoint could be attached: {0}")]
     NothingAttached(String),
     /// A map the agent reads is missing or of another type.
     #[error("map {name}: {source}")]
@@ -53,12 +54,36 @@ pub struct Probes {
     pub failed: Vec<AttachFailure>,
 }
 
-/// The maps of the write-family probes, owned by the collector.
-pub struct WriteMaps {
-    pub stats: PerCpuHashMap<MapData, FdKey, WriteStats>,
+/// The maps the probes fill, owned by the collector.
+pub struct Maps {
+    pub write_stats: PerCpuHashMap<MapData, FdKey, WriteStats>,
     pub last_write: HashMap<MapData, FdKey, u64>,
     pub comms: HashMap<MapData, u32, [u8; 16]>,
-    pub errors: PerCpuArray<MapData, u64>,
+    pub misses: PerCpuArray<MapData, u64>,
+    pub uring_enters: PerCpuHashMap<MapData, FdKey, EnterStats>,
+    pub uring_ops: PerCpuHashMap<MapData, RingKey, RingOpStats>,
+    pub uring_rings: HashMap<MapData, u64, RingSetup>,
+    pub uring_cqe_errors: PerCpuHashMap<MapData, CqeErrorKey, u64>,
+    pub uring_setups: PerCpuHashMap<MapData, u32, SetupStats>,
+}
+
+/// Every tracepoint, as (category, name); each program is named like its
+/// tracepoint.
+fn tracepoints() -> impl Iterator<Item = (&'static str, String)> {
+    let write_family = WriteSyscall::ALL.into_iter().map(|s| ("syscalls", format!("sys_exit_{}", s.name())));
+    let io_uring = [
+        ("syscalls", "sys_exit_io_uring_setup"),
+        ("syscalls", "sys_exit_io_uring_enter"),
+        ("io_uring", "io_uring_create"),
+        ("io_uring", "io_uring_submit_req"),
+        ("io_uring", "io_uring_complete"),
+        ("io_uring", "io_uring_cqe_overflow"),
+        ("io_uring", "io_uring_req_failed"),
+        ("io_uring", "io_uring_short_write"),
+    ]
+    .into_iter()
+    .map(|(category, name)| (category, name.to_owned()));
+    write_family.chain(io_uring)
 }
 
 impl Probes {
@@ -70,11 +95,12 @@ impl Probes {
             .map_max_entries(maps::WRITE_STATS, limits.max_fds)
             .map_max_entries(maps::LAST_WRITE, limits.max_fds)
             .map_max_entries(maps::PROCESS_COMMS, limits.max_processes)
+            .map_max_entries(maps::URING_SETUPS, limits.max_processes)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
         let mut probes = Probes { ebpf, attached: Vec::new(), failed: Vec::new() };
-        for syscall in WriteSyscall::ALL {
-            probes.attach("syscalls", &format!("sys_exit_{}", syscall.name()));
+        for (category, name) in tracepoints() {
+            probes.attach(category, &name);
         }
         if probes.attached.is_empty() {
             let reasons: Vec<_> = probes.failed.iter().map(|f| format!("{}: {}", f.tracepoint, f.reason)).collect();
@@ -92,13 +118,19 @@ impl Probes {
         }
     }
 
-    /// Hands the write-family maps over; call once.
-    pub fn take_write_maps(&mut self) -> Result<WriteMaps, ProbeError> {
-        Ok(WriteMaps {
-            stats: take(&mut self.ebpf, maps::WRITE_STATS)?,
-            last_write: take(&mut self.ebpf, maps::LAST_WRITE)?,
-            comms: take(&mut self.ebpf, maps::PROCESS_COMMS)?,
-            errors: take(&mut self.ebpf, maps::PROBE_ERRORS)?,
+    /// Hands the maps over; call once.
+    pub fn take_maps(&mut self) -> Result<Maps, ProbeError> {
+        let ebpf = &mut self.ebpf;
+        Ok(Maps {
+            write_stats: take(ebpf, maps::WRITE_STATS)?,
+            last_write: take(ebpf, maps::LAST_WRITE)?,
+            comms: take(ebpf, maps::PROCESS_COMMS)?,
+            misses: take(ebpf, maps::PROBE_ERRORS)?,
+            uring_enters: take(ebpf, maps::URING_ENTERS)?,
+            uring_ops: take(ebpf, maps::URING_OPS)?,
+            uring_rings: take(ebpf, maps::URING_RINGS)?,
+            uring_cqe_errors: take(ebpf, maps::URING_CQE_ERRORS)?,
+            uring_setups: take(ebpf, maps::URING_SETUPS)?,
         })
     }
 }

@@ -19,4 +19,17 @@ pub struct WorkloadReport {
     pub eagain: u64,
     /// Calls that failed with EPIPE.
     pub epipe: u64,
+    /// io_uring: SQEs submitted, `io_uring_enter` calls made, of which
+    /// SQPOLL wake-ups, and CQEs that overflowed the CQ.
+    #[serde(default)]
+    pub sqes: u64,
+    #[serde(default)]
+    pub enters: u64,
+    #[serde(default)]
+    pub wakeups: u64,
+    #[serde(default)]
+    pub cq_overflows: u64,
+    /// `io_uring_setup` calls refused.
+    #[serde(default)]
+    pub denied_setups: u64,
 }

@@ -83,7 +83,9 @@ pub fn sys_exit_io_uring_enter(ctx: TracePointContext) -> u32 {
     stats.sq_wakeups += u64::from(flags & ENTER_SQ_WAKEUP != 0);
     if ret < 0 {
         stats.errors += 1;
-    } else {
+    } else if args.arg1 > 0 {
+        // Only enters that submit make a batch; the rest just wait.
+        stats.submitting += 1;
         stats.submitted += ret as u64;
         hist_add(&mut stats.submitted_hist, ret as u64);
     }

@@ -7,11 +7,8 @@ use agent_common::{
 };
 use serde::Serialize;
 
-use super::{
-    histogram::Log2Histogram,
-    metrics::BatchingMetrics,
-};
-use crate::config::{HotWriterRule, TimerFlushRule};
+use super::{histogram::Log2Histogram, io_uring::RingMetrics, metrics::BatchingMetrics};
+use crate::config::{HotWriterRule, IoUringRule, TimerFlushRule};
 
 /// Whether one interval of a descriptor looks like an un-batched hot writer:
 /// many calls a second, each carrying one small record.
@@ -19,6 +16,18 @@ pub fn is_hot_unbatched(m: &BatchingMetrics, rule: &HotWriterRule) -> bool {
     let one_record = m.records_per_call.is_some_and(|r| r.p50 == 1);
     let small = m.bytes_per_call.is_some_and(|b| b.p50 <= rule.max_bytes_per_call);
     m.calls_per_sec >= rule.min_calls_per_sec && one_record && small
+}
+
+/// Whether one interval of a ring looks un-batched: many `io_uring_enter`
+/// calls a second, each submitting one SQE. SQPOLL rings are judged apart.
+pub fn is_unbatched_ring(m: &RingMetrics, rule: &HotWriterRule) -> bool {
+    !m.sqpoll && m.enters_per_sec >= rule.min_calls_per_sec && m.sqes_per_enter.is_some_and(|q| q.p50 == 1)
+}
+
+/// Whether one interval of an SQPOLL ring is a trickle: the application
+/// keeps having to wake the poller, so submissions cost syscalls anyway.
+pub fn is_sqpoll_trickle(m: &RingMetrics, rule: &IoUringRule) -> bool {
+    m.sqpoll && m.wakeups_per_sec >= rule.min_wakeups_per_sec
 }
 
 /// A flag that is raised after `sustain` hot intervals in a row and cleared

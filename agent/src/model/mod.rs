@@ -5,6 +5,7 @@
 
 pub mod classify;
 pub mod histogram;
+pub mod io_uring;
 pub mod metrics;
 
 use std::{
@@ -15,11 +16,13 @@ use std::{
 use agent_common::{counters::Counters as _, write::WriteStats};
 
 use self::{
-    classify::{Streak, TimerFlush, is_hot_unbatched},
+    classify::{Streak, TimerFlush, is_hot_unbatched, is_sqpoll_trickle, is_unbatched_ring},
+    io_uring::{RingState, UringState},
     metrics::{BatchingMetrics, Transition},
 };
 use crate::{
-    config::{HotWriterRule, TimerFlushRule},
+    config::{HotWriterRule, IoUringRule, TimerFlushRule},
+    fdinfo::RingFdinfo,
     fds::FdInfo,
     identity::Identity,
 };
@@ -29,6 +32,7 @@ use crate::{
 pub struct Rules {
     pub hot_writer: HotWriterRule,
     pub timer_flush: TimerFlushRule,
+    pub io_uring: IoUringRule,
     pub transition: Transition,
 }
 
@@ -54,7 +58,9 @@ pub struct ProcessState {
     pub fds: BTreeMap<i32, FdState>,
     /// Metrics of the last interval, all descriptors together.
     pub metrics: BatchingMetrics,
-    /// When it was first seen writing.
+    /// io_uring use, once the process set up or used a ring.
+    pub io_uring: Option<UringState>,
+    /// When it was first seen.
     pub first_seen: Instant,
     pub exited: Option<Instant>,
     /// Flagged now, and why.
@@ -91,6 +97,17 @@ impl ProcessState {
     pub fn hot_fds(&self) -> impl Iterator<Item = (&i32, &FdState)> {
         self.fds.iter().filter(|(_, fd)| fd.streak.flagged)
     }
+
+    /// Cores spent crossing into the kernel in the last interval: write-family
+    /// calls and `io_uring_enter` calls.
+    pub fn transition_cores(&self) -> f64 {
+        self.metrics.transition_cores + self.io_uring.as_ref().map_or(0.0, |u| u.metrics.transition_cores)
+    }
+
+    /// What batching would save, writes and rings together.
+    pub fn saving_cores(&self) -> f64 {
+        self.metrics.saving_cores + self.io_uring.as_ref().map_or(0.0, |u| u.metrics.saving_cores)
+    }
 }
 
 pub struct Model {
@@ -110,18 +127,7 @@ impl Model {
 
     /// Adds what `fd` of `identity` wrote since the last reading.
     pub fn record(&mut self, identity: &Identity, fd: i32, info: Option<&FdInfo>, delta: &WriteStats) {
-        let now = Instant::now();
-        let process = self.live.entry(identity.pid).or_insert_with(|| ProcessState {
-            identity: identity.clone(),
-            fds: BTreeMap::new(),
-            metrics: BatchingMetrics::default(),
-            first_seen: now,
-            exited: None,
-            unbatched: false,
-            reasons: Vec::new(),
-            ever_unbatched: false,
-            last_reasons: Vec::new(),
-        });
+        let process = self.process_entry(identity);
         let state = process.fds.entry(fd).or_insert_with(|| FdState::new(info.cloned()));
         if info.is_some() && state.info.as_ref() != info {
             // The fd number now names another file: start its history afresh.
@@ -129,6 +135,37 @@ impl Model {
         }
         state.interval.add(delta);
         state.total.add(delta);
+    }
+
+    /// The io_uring state of `identity`, for the collector's io_uring deltas.
+    pub fn io_uring(&mut self, identity: &Identity) -> &mut UringState {
+        self.process_entry(identity).io_uring.get_or_insert_with(UringState::default)
+    }
+
+    fn process_entry(&mut self, identity: &Identity) -> &mut ProcessState {
+        self.live.entry(identity.pid).or_insert_with(|| ProcessState {
+            identity: identity.clone(),
+            fds: BTreeMap::new(),
+            metrics: BatchingMetrics::default(),
+            io_uring: None,
+            first_seen: Instant::now(),
+            exited: None,
+            unbatched: false,
+            reasons: Vec::new(),
+            ever_unbatched: false,
+            last_reasons: Vec::new(),
+        })
+    }
+
+    /// Refreshes the queue occupancy of `pid`'s rings that have an fd,
+    /// through `read` (the fdinfo reader, or a stand-in in tests).
+    pub fn sample_ring_depths(&mut self, pid: u32, read: impl Fn(u32, i32) -> Option<RingFdinfo>) {
+        let Some(uring) = self.live.get_mut(&pid).and_then(|p| p.io_uring.as_mut()) else { return };
+        for ring in &mut uring.rings {
+            if let Some(fd) = ring.fd {
+                ring.depth = read(pid, fd);
+            }
+        }
     }
 
     /// Retires `pid`: judges its last, partial interval of `seconds` and keeps
@@ -171,8 +208,23 @@ impl Model {
 
 /// Computes the metrics of the interval that just ended and updates verdicts.
 fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
-    let mut interval = WriteStats::ZERO;
     process.reasons.clear();
+    judge_fds(process, seconds, rules);
+    if let Some(uring) = &mut process.io_uring {
+        uring.close_interval(seconds, &rules.transition);
+        for ring in &mut uring.rings {
+            judge_ring(ring, seconds, rules, &mut process.reasons);
+        }
+    }
+    process.unbatched = !process.reasons.is_empty();
+    if process.unbatched {
+        process.ever_unbatched = true;
+        process.last_reasons.clone_from(&process.reasons);
+    }
+}
+
+fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
+    let mut interval = WriteStats::ZERO;
     for (&fd, state) in &mut process.fds {
         interval.add(&state.interval);
         state.metrics = BatchingMetrics::of(&state.interval, seconds, &rules.transition);
@@ -186,10 +238,28 @@ fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
         state.interval = WriteStats::ZERO;
     }
     process.metrics = BatchingMetrics::of(&interval, seconds, &rules.transition);
-    process.unbatched = !process.reasons.is_empty();
-    if process.unbatched {
-        process.ever_unbatched = true;
-        process.last_reasons.clone_from(&process.reasons);
+}
+
+fn judge_ring(ring: &mut RingState, seconds: f64, rules: &Rules, reasons: &mut Vec<String>) {
+    let sustain = rules.hot_writer.sustain_intervals;
+    let m = &ring.metrics;
+    ring.streak.update(is_unbatched_ring(m, &rules.hot_writer), sustain);
+    ring.trickle.update(is_sqpoll_trickle(m, &rules.io_uring), sustain);
+    let name = ring.fd.map_or_else(|| "io_uring ring (fd unknown)".to_owned(), |fd| format!("io_uring ring fd {fd}"));
+    let held = seconds * f64::from(ring.streak.hot_for.max(ring.trickle.hot_for));
+    if ring.streak.flagged {
+        reasons.push(format!(
+            "{name}: {:.0} io_uring_enter calls/s submitting 1 SQE each (median), for {held:.0} s; \
+             batching to {} SQEs per enter would save {:.3} cores",
+            m.enters_per_sec, rules.transition.batch_target, m.saving_cores,
+        ));
+    }
+    if ring.trickle.flagged {
+        reasons.push(format!(
+            "{name} (SQPOLL): its poller fell asleep and was woken {:.0} times/s for {held:.0} s, for {:.0} SQEs/s: \
+             zero-syscall submission does not hold on this trickle load, which SQPOLL does not suit",
+            m.wakeups_per_sec, m.sqes_per_sec,
+        ));
     }
 }
 

@@ -47,11 +47,33 @@ pub fn observe(args: &[&str]) -> Observed {
 /// Runs `command` (which runs the workload helper) under the agent, then
 /// reads the maps once.
 pub fn observe_command(command: &mut Command) -> Observed {
+    let (agent, output, _) = run_under_agent(command);
+    Observed { report: parse_report(&output.stdout), agent: Rc::new(agent) }
+}
+
+/// Runs fio writing 8 MiB with direct I/O through io_uring, submitting and
+/// reaping `batch` at a time, in one process (`--thread`).
+pub fn observe_fio(fio: &str, file: &std::path::Path, batch: u32) -> Observed {
+    let (agent, _, pid) = run_under_agent(
+        Command::new(fio)
+            .args(["--name=batchwatch", "--size=8M", "--rw=write", "--bs=4k", "--ioengine=io_uring"])
+            .args(["--direct=1", "--iodepth=16", "--thread", "--output=/dev/null"])
+            .arg(format!("--filename={}", file.display()))
+            .arg(format!("--iodepth_batch_submit={batch}"))
+            .arg(format!("--iodepth_batch_complete_min={batch}")),
+    );
+    Observed { report: WorkloadReport { pid, ..WorkloadReport::default() }, agent: Rc::new(agent) }
+}
+
+/// Runs `command` to its end under a fresh agent, then reads the maps once.
+fn run_under_agent(command: &mut Command) -> (Agent, std::process::Output, u32) {
     let mut agent = start_agent();
-    let output = command.stderr(Stdio::inherit()).output().expect("the workload runs");
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the workload starts");
+    let pid = child.id();
+    let output = child.wait_with_output().expect("the workload runs");
     assert!(output.status.success(), "workload failed: {output:?}");
     agent.tick().expect("reading the maps");
-    Observed { report: parse_report(&output.stdout), agent: Rc::new(agent) }
+    (agent, output, pid)
 }
 
 /// Runs several workloads at once, ticking every interval as the live agent

@@ -12,6 +12,8 @@ use std::{
 use clap::{Parser, Subcommand};
 use integration_tests::WorkloadReport;
 
+mod uring;
+
 #[derive(Parser)]
 struct Cli {
     /// Wait this long before the pattern (lets a tracer settle).
@@ -79,6 +81,26 @@ enum Pattern {
         #[arg(long)]
         count: u64,
     },
+    /// `rounds` io_uring submits of `batch` writes each.
+    UringBatch {
+        #[arg(long)]
+        rounds: u64,
+        #[arg(long)]
+        batch: u32,
+        /// Use SQPOLL, its poller sleeping after this idle time.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        sqpoll_idle: Option<Duration>,
+        /// Wait between rounds.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        pause: Duration,
+    },
+    /// io_uring NOPs overflowing a CQ of 8 entries that is never reaped.
+    UringOverflow {
+        #[arg(long)]
+        rounds: u64,
+    },
+    /// io_uring set-up refused by a seccomp filter; falls back to write().
+    UringDenied,
 }
 
 fn main() {
@@ -103,6 +125,11 @@ fn main() {
         Pattern::Eagain { eagain } => eagain_pattern(eagain),
         Pattern::Short { count } => short_pattern(count),
         Pattern::Epipe { count } => epipe_pattern(count),
+        Pattern::UringBatch { rounds, batch, sqpoll_idle, pause } => {
+            uring::batches(&uring::Batches { rounds, batch, sqpoll_idle, pause })
+        }
+        Pattern::UringOverflow { rounds } => uring::overflow(rounds),
+        Pattern::UringDenied => uring::denied(),
     };
     report.pid = std::process::id();
     let line = serde_json::to_string(&report).expect("report serialises");
