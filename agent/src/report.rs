@@ -12,7 +12,8 @@ use crate::{
     model::{
         FdState, ProcessState,
         classify::TimerFlush,
-        metrics::{BatchingMetrics, Drops, Quantiles},
+        io_uring::{RingMetrics, RingState, UringState},
+        metrics::{BatchingMetrics, Drops, Quantiles, Transition},
     },
 };
 
@@ -37,6 +38,11 @@ pub struct NodeReport {
     pub stats_map_full: u64,
     /// Calls whose iovecs or headers could not be read from user memory.
     pub args_unreadable: u64,
+    /// Rings the kernel could not track: an io_uring map was full.
+    pub uring_map_full: u64,
+    /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
+    /// (from `kernel.io_uring_disabled`), or `unknown`.
+    pub io_uring: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +69,55 @@ pub struct ProcessReport {
     pub unbatched: bool,
     pub reasons: Vec<String>,
     pub fds: Vec<FdReport>,
+    /// Present once the process set up or used io_uring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_uring: Option<UringReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UringReport {
+    pub enters: u64,
+    pub enters_per_sec: f64,
+    pub sqes: u64,
+    pub sqes_per_sec: f64,
+    /// SQEs per submitting `io_uring_enter`, over the non-SQPOLL rings.
+    pub sqes_per_enter: Distribution,
+    pub syscalls_avoided_per_sec: f64,
+    pub sqpoll: bool,
+    /// Enters that woke an SQPOLL poller that had gone to sleep.
+    pub wakeups: u64,
+    pub sqes_by_class: BTreeMap<&'static str, u64>,
+    pub cq_overflows: u64,
+    pub failed_requests: u64,
+    pub cqe_eagain: u64,
+    /// Failed completions by errno name (EAGAIN apart).
+    pub cqe_errors: BTreeMap<String, u64>,
+    pub short_writes: u64,
+    pub setups: u64,
+    /// `io_uring_setup` refused with EPERM or ENOSYS: the process fell back or failed.
+    pub denied_setups: u64,
+    pub transition_cores: f64,
+    pub rings: Vec<RingReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RingReport {
+    /// `null` for a ring created before batchwatch started that could not be
+    /// matched to a descriptor.
+    pub fd: Option<i32>,
+    pub sqpoll: bool,
+    pub sq_entries: Option<u32>,
+    pub cq_entries: Option<u32>,
+    pub enters: u64,
+    pub sqes: u64,
+    pub sqes_per_enter: Distribution,
+    pub wakeups: u64,
+    pub cq_overflows: u64,
+    /// Queue occupancy at the last look, in % of the queue's entries.
+    pub sq_depth_percent: Option<f64>,
+    pub cq_depth_percent: Option<f64>,
+    pub unbatched: bool,
+    pub sqpoll_trickle: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,6 +185,13 @@ impl Report {
                     .collect(),
                 stats_map_full: errors.stats_map_full,
                 args_unreadable: errors.args_unreadable,
+                uring_map_full: errors.uring_map_full,
+                io_uring: match node.io_uring_disabled {
+                    Some(0) => "allowed",
+                    Some(1) => "group-only",
+                    Some(_) => "disabled",
+                    None => "unknown",
+                },
             },
             window: Window { duration_s },
             processes,
@@ -140,7 +202,11 @@ impl Report {
 impl ProcessReport {
     fn build(process: &ProcessState, seconds: f64, agent: &Agent) -> ProcessReport {
         let total = process.total();
-        let metrics = BatchingMetrics::of(&total, seconds, &agent.model().rules().transition);
+        let transition = &agent.model().rules().transition;
+        let metrics = BatchingMetrics::of(&total, seconds, transition);
+        let io_uring = process.io_uring.as_ref().map(|uring| UringReport::build(uring, seconds, transition));
+        let uring_cores = io_uring.as_ref().map_or(0.0, |u| u.transition_cores);
+        let uring_saving = process.io_uring.as_ref().map_or(0.0, |u| u.total_metrics(seconds, transition).saving_cores);
         ProcessReport {
             pid: process.identity.pid,
             comm: process.identity.comm.clone(),
@@ -148,13 +214,85 @@ impl ProcessReport {
             exited: process.exited.is_some(),
             write: WriteReport::build(&total, &metrics),
             drops: DropReport::build(&metrics),
-            transition_cores: metrics.transition_cores,
-            saving_cores: metrics.saving_cores,
+            transition_cores: metrics.transition_cores + uring_cores,
+            saving_cores: metrics.saving_cores + uring_saving,
             unbatched: process.ever_unbatched,
             reasons: process.last_reasons.clone(),
             fds: process.fds.iter().map(|(&fd, state)| FdReport::build(fd, state, seconds, agent)).collect(),
+            io_uring,
         }
     }
+}
+
+impl UringReport {
+    fn build(uring: &UringState, seconds: f64, transition: &Transition) -> UringReport {
+        let m = uring.total_metrics(seconds, transition);
+        UringReport {
+            enters: m.enters,
+            enters_per_sec: m.enters_per_sec,
+            sqes: m.sqes,
+            sqes_per_sec: m.sqes_per_sec,
+            sqes_per_enter: Distribution::of(m.sqes_per_enter, (m.enters > 0).then_some(m.mean_sqes_per_enter)),
+            syscalls_avoided_per_sec: m.syscalls_avoided_per_sec,
+            sqpoll: m.sqpoll,
+            wakeups: m.wakeups,
+            sqes_by_class: [("write", m.write_sqes), ("read", m.read_sqes), ("other", m.other_sqes)].into(),
+            cq_overflows: m.cq_overflows,
+            failed_requests: m.failed,
+            cqe_eagain: m.cqe_eagain,
+            cqe_errors: uring.cqe_errors.iter().map(|(&errno, &n)| (errno_name(errno), n)).collect(),
+            short_writes: m.short_writes,
+            setups: uring.setups.ok,
+            denied_setups: uring.denied_setups(),
+            transition_cores: m.transition_cores,
+            rings: uring.rings.iter().map(|ring| RingReport::build(ring, seconds, transition)).collect(),
+        }
+    }
+}
+
+impl RingReport {
+    fn build(ring: &RingState, seconds: f64, transition: &Transition) -> RingReport {
+        let m = RingMetrics::of(&ring.total_enters, &ring.total_ops, ring.sqpoll(), seconds, transition);
+        RingReport {
+            fd: ring.fd,
+            sqpoll: m.sqpoll,
+            sq_entries: ring.setup.map(|s| s.sq_entries).or(ring.depth.map(|d| d.sq_entries)),
+            cq_entries: ring.setup.map(|s| s.cq_entries).or(ring.depth.map(|d| d.cq_entries)),
+            enters: m.enters,
+            sqes: m.sqes,
+            sqes_per_enter: Distribution::of(m.sqes_per_enter, (m.enters > 0).then_some(m.mean_sqes_per_enter)),
+            wakeups: m.wakeups,
+            cq_overflows: m.cq_overflows,
+            sq_depth_percent: ring.depth.map(|d| d.sq_percent()),
+            cq_depth_percent: ring.depth.map(|d| d.cq_percent()),
+            unbatched: ring.streak.flagged,
+            sqpoll_trickle: ring.trickle.flagged,
+        }
+    }
+}
+
+/// `11` → `EAGAIN`; unknown numbers as `errno 123`.
+fn errno_name(errno: u32) -> String {
+    let name = match errno as i32 {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::ENOMEM => "ENOMEM",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EINVAL => "EINVAL",
+        libc::ENOSPC => "ENOSPC",
+        libc::EPIPE => "EPIPE",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ETIME => "ETIME",
+        libc::ECANCELED => "ECANCELED",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_owned()
 }
 
 impl FdReport {
@@ -172,13 +310,15 @@ impl FdReport {
     }
 }
 
+impl Distribution {
+    fn of(quantiles: Option<Quantiles>, mean: Option<f64>) -> Distribution {
+        Distribution { p50: quantiles.map(|q| q.p50), p99: quantiles.map(|q| q.p99), mean }
+    }
+}
+
 impl WriteReport {
     fn build(stats: &WriteStats, m: &BatchingMetrics) -> WriteReport {
-        let dist = |q: Option<Quantiles>, mean: Option<f64>| Distribution {
-            p50: q.map(|q| q.p50),
-            p99: q.map(|q| q.p99),
-            mean: mean.filter(|_| m.calls > 0),
-        };
+        let dist = |q: Option<Quantiles>, mean: f64| Distribution::of(q, (m.calls > 0).then_some(mean));
         WriteReport {
             calls: m.calls,
             calls_by_syscall: WriteSyscall::ALL
@@ -190,9 +330,9 @@ impl WriteReport {
             bytes: m.bytes,
             bytes_requested: m.bytes_requested,
             records: m.records,
-            bytes_per_call: dist(m.bytes_per_call, Some(m.mean_bytes_per_call)),
-            records_per_call: dist(m.records_per_call, Some(m.mean_records_per_call)),
-            gap_ns: dist(m.gap_ns, None),
+            bytes_per_call: dist(m.bytes_per_call, m.mean_bytes_per_call),
+            records_per_call: dist(m.records_per_call, m.mean_records_per_call),
+            gap_ns: Distribution::of(m.gap_ns, None),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    process::{ChildStderr, Command, Stdio},
+    process::{Child, ChildStderr, Command, Stdio},
     thread::{self, JoinHandle},
 };
 
@@ -15,13 +15,7 @@ const BLOCK: u64 = 512;
 
 #[test]
 fn report_holds_documented_fields_and_exact_counts() {
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_batchwatch"))
-        .args(["record", "--duration", "4s", "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start batchwatch");
-    let stderr = wait_for_probes(agent.stderr.take().expect("stderr"));
+    let (agent, stderr) = start_recording();
     let dd = Command::new("dd")
         .args(["if=/dev/zero", "of=/dev/null", &format!("bs={BLOCK}"), &format!("count={BLOCKS}")])
         .stderr(Stdio::null())
@@ -29,17 +23,12 @@ fn report_holds_documented_fields_and_exact_counts() {
         .expect("start dd");
     let dd_pid = dd.id();
     assert!(dd.wait_with_output().expect("dd").status.success());
-    let output = agent.wait_with_output().expect("batchwatch runs");
-    assert!(output.status.success(), "batchwatch failed: {}", stderr.join().expect("stderr"));
-    let report: Value = serde_json::from_slice(&output.stdout).expect("the report is JSON");
+    let report = finish_recording(agent, stderr);
 
     let cost = report["node"]["transition_cost_ns"].as_f64().expect("node.transition_cost_ns");
     assert!(cost > 0.0);
-    let processes = report["processes"].as_array().expect("processes array");
-    let dd = processes
-        .iter()
-        .find(|p| p["pid"] == dd_pid)
-        .unwrap_or_else(|| panic!("dd (pid {dd_pid}) missing from {processes:#?}"));
+    assert_eq!(report["node"]["io_uring"], "allowed");
+    let dd = process(&report, dd_pid);
 
     assert_eq!(dd["comm"], "dd");
     assert_eq!(dd["exited"], true, "dd exited within the window and is still reported");
@@ -65,6 +54,57 @@ fn report_holds_documented_fields_and_exact_counts() {
     assert!(dd["transition_cores"].as_f64().unwrap() > 0.0);
     assert!(dd["unbatched"].is_boolean());
     assert!(dd["reasons"].is_array());
+}
+
+#[test]
+fn report_holds_io_uring_batches_of_fio() {
+    let (agent, stderr) = start_recording();
+    let file = std::env::temp_dir().join(format!("bw-record-fio-{}", std::process::id()));
+    let fio = Command::new("fio")
+        .args(["--name=batchwatch", "--size=8M", "--rw=write", "--bs=4k", "--ioengine=io_uring", "--direct=1"])
+        .args(["--iodepth=16", "--iodepth_batch_submit=16", "--iodepth_batch_complete_min=16", "--thread"])
+        .arg(format!("--filename={}", file.display()))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("fio runs (apt-get install fio)");
+    let fio_pid = fio.id();
+    assert!(fio.wait_with_output().expect("fio").status.success());
+    std::fs::remove_file(&file).ok();
+    let report = finish_recording(agent, stderr);
+
+    let uring = &process(&report, fio_pid)["io_uring"];
+    assert_eq!(uring["sqes"], 2048, "8 MiB in 4 KiB writes");
+    assert_eq!(uring["sqes_by_class"]["write"], 2048);
+    assert_eq!(uring["sqes_per_enter"]["p50"], 16);
+    assert!(uring["enters"].as_u64().unwrap() >= 128);
+    assert_eq!(uring["sqpoll"], false);
+    assert_eq!(uring["wakeups"], 0);
+    assert_eq!(uring["cq_overflows"], 0);
+    assert_eq!(uring["denied_setups"], 0);
+    assert_eq!(uring["rings"][0]["sq_entries"], 16);
+}
+
+/// Starts `batchwatch record` for 4 s and waits until its probes are attached.
+fn start_recording() -> (Child, JoinHandle<String>) {
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_batchwatch"))
+        .args(["record", "--duration", "4s", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start batchwatch");
+    let stderr = wait_for_probes(agent.stderr.take().expect("stderr"));
+    (agent, stderr)
+}
+
+fn finish_recording(agent: Child, stderr: JoinHandle<String>) -> Value {
+    let output = agent.wait_with_output().expect("batchwatch runs");
+    assert!(output.status.success(), "batchwatch failed: {}", stderr.join().expect("stderr"));
+    serde_json::from_slice(&output.stdout).expect("the report is JSON")
+}
+
+fn process(report: &Value, pid: u32) -> &Value {
+    let processes = report["processes"].as_array().expect("processes array");
+    processes.iter().find(|p| p["pid"] == pid).unwrap_or_else(|| panic!("pid {pid} missing from {processes:#?}"))
 }
 
 /// Returns once the agent says its probes are attached; the rest of its

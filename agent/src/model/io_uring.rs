@@ -135,25 +135,44 @@ impl UringState {
     /// Closes an interval of `seconds` for every ring, and computes the
     /// process's metrics over all of them.
     pub fn close_interval(&mut self, seconds: f64, transition: &Transition) {
+        self.metrics = self.combined(|ring| (&ring.enters, &ring.ops), seconds, transition);
+        for ring in &mut self.rings {
+            ring.close_interval(seconds, transition);
+        }
+    }
+
+    /// The process's metrics over everything since its rings were first seen.
+    pub fn total_metrics(&self, seconds: f64, transition: &Transition) -> RingMetrics {
+        self.combined(|ring| (&ring.total_enters, &ring.total_ops), seconds, transition)
+    }
+
+    /// Metrics of all rings together, from the statistics `pick` chooses.
+    fn combined(
+        &self,
+        pick: impl Fn(&RingState) -> (&EnterStats, &RingOpStats),
+        seconds: f64,
+        transition: &Transition,
+    ) -> RingMetrics {
         let (mut enters, mut ops) = (EnterStats::ZERO, RingOpStats::ZERO);
+        let mut saving_cores = 0.0;
         for ring in &self.rings {
-            let mut ring_enters = ring.enters;
+            let (ring_enters, ring_ops) = pick(ring);
+            let mut ring_enters = *ring_enters;
             if ring.sqpoll() {
                 // SQPOLL enters only wake the poller: keep them out of the
                 // SQEs-per-enter distribution.
                 ring_enters.submitted_hist = Default::default();
+            } else {
+                saving_cores += RingMetrics::of(&ring_enters, ring_ops, false, seconds, transition).saving_cores;
             }
             enters.add(&ring_enters);
-            ops.add(&ring.ops);
+            ops.add(ring_ops);
         }
-        for ring in &mut self.rings {
-            ring.close_interval(seconds, transition);
-        }
-        self.metrics = RingMetrics {
+        RingMetrics {
             sqpoll: self.rings.iter().any(RingState::sqpoll),
-            saving_cores: self.rings.iter().map(|r| r.metrics.saving_cores).sum(),
+            saving_cores,
             ..RingMetrics::of(&enters, &ops, false, seconds, transition)
-        };
+        }
     }
 }
 
