@@ -1,0 +1,74 @@
+//! The Debian packages that running and testing batchwatch use.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::{
+    cmd, kernel,
+    setup::{Plan, Step},
+};
+
+/// Every Debian package the project needs at run and test time, with why.
+/// Add a line here when a test starts using a new tool.
+pub const PACKAGES: &[(&str, &str)] = &[
+    ("bpftrace", "second opinion on what the probes count"),
+    ("strace", "integration tests cross-check syscall counts with `strace -c`"),
+    ("fio", "io_uring and buffered-write workloads"),
+    ("tmux", "tests drive the live view in a real terminal (send-keys, capture-pane)"),
+    ("prometheus", "promtool checks the exporter's text; tests scrape it with the server"),
+    ("curl", "tests fetch the exporter's /metrics"),
+    ("iproute2", "`ip netns` for socket tests, `ss` to look at sockets"),
+    ("procps", "`ps`, `pgrep` for finding workload processes"),
+    ("mount", "`mount -t tracefs` (setup's tracefs step)"),
+    ("debianutils", "`which`, used by the tests to find tools"),
+];
+
+pub const STEP: Step = Step { name: "apt packages", plan, by_hand };
+
+fn plan() -> anyhow::Result<Plan> {
+    let missing: Vec<&str> = PACKAGES.iter().map(|(name, _)| *name).filter(|name| !installed(name)).collect();
+    if missing.is_empty() {
+        return Ok(Plan::Done(format!("all {} installed", PACKAGES.len())));
+    }
+    let what = format!("installing {}", missing.join(", "));
+    Ok(Plan::Do(what, Box::new(move || install(&missing))))
+}
+
+/// Whether dpkg says `package` is installed (not just known or half-removed).
+fn installed(package: &str) -> bool {
+    cmd::probe(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|status| status.trim() == "install ok installed")
+}
+
+fn install(packages: &[&str]) -> anyhow::Result<()> {
+    if !kernel::is_root() {
+        bail!("installing packages needs root, and this is not root");
+    }
+    for (name, why) in PACKAGES.iter().filter(|(name, _)| packages.contains(name)) {
+        println!("    {name}: {why}");
+    }
+    cmd::run(apt_get().arg("update")).context("refreshing the package lists")?;
+    cmd::run(apt_get().args(["install", "-y", "--no-install-recommends"]).args(packages))
+        .context("installing the packages")?;
+    let still_missing: Vec<&str> = packages.iter().copied().filter(|name| !installed(name)).collect();
+    if !still_missing.is_empty() {
+        bail!("apt-get finished but dpkg does not list {} as installed", still_missing.join(", "));
+    }
+    Ok(())
+}
+
+/// `apt-get` that never asks a question and waits for another apt to finish.
+fn apt_get() -> Command {
+    let mut apt = Command::new("apt-get");
+    apt.env("DEBIAN_FRONTEND", "noninteractive").args(["-q", "-o", "DPkg::Lock::Timeout=300"]);
+    apt
+}
+
+fn by_hand() -> String {
+    let names: Vec<&str> = PACKAGES.iter().map(|(name, _)| *name).collect();
+    format!(
+        "  sudo apt-get update\n  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {}",
+        names.join(" ")
+    )
+}

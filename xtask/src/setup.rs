@@ -1,0 +1,74 @@
+//! `cargo xtask setup`: makes this machine able to build and test batchwatch.
+//!
+//! Each step first looks whether its work is done, prints one line saying
+//! what it found or what it is about to do, and only then changes anything.
+//! Running setup twice therefore does nothing the second time. A step that
+//! fails stops setup with the step's name, the error, and how to do the step
+//! by hand. docs/setup.md describes the steps for people.
+
+use std::time::Instant;
+
+use anyhow::anyhow;
+
+use crate::{apt, bpf_linker, kernel, toolchain};
+
+/// What a step found when it looked.
+pub enum Plan {
+    /// Nothing to do; the text says what is already there.
+    Done(String),
+    /// Nothing this step can do, but the user should know (setup goes on).
+    Warn(String),
+    /// Work to do: what it is, and the work itself.
+    Do(String, Box<dyn FnOnce() -> anyhow::Result<()>>),
+}
+
+/// One step of setup.
+pub struct Step {
+    /// Short name, shown at the start of the step's line and in failures.
+    pub name: &'static str,
+    /// Looks at the machine and says what the step must do.
+    pub plan: fn() -> anyhow::Result<Plan>,
+    /// How to do the step by hand, shown when it fails.
+    pub by_hand: fn() -> String,
+}
+
+/// The steps, in order: packages first (nothing later needs them, but they
+/// are the longest wait on a fresh machine and the one a person most often
+/// has to do by hand), then the eBPF build toolchain, then the kernel.
+fn steps() -> [Step; 6] {
+    [apt::STEP, toolchain::NIGHTLY_STEP, bpf_linker::STEP, kernel::TRACEFS_STEP, kernel::BTF_STEP, kernel::ROOT_STEP]
+}
+
+/// Runs every step, stopping at the first that fails.
+pub fn run() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut warnings = 0;
+    for step in steps() {
+        let plan = (step.plan)().map_err(|error| failed(&step, &error))?;
+        match plan {
+            Plan::Done(what) => println!("setup: {:<12} ok: {what}", step.name),
+            Plan::Warn(what) => {
+                warnings += 1;
+                println!("setup: {:<12} WARNING: {what}", step.name);
+            }
+            Plan::Do(what, work) => {
+                println!("setup: {:<12} {what}", step.name);
+                let step_started = Instant::now();
+                work().map_err(|error| failed(&step, &error))?;
+                println!("setup: {:<12} done in {:.1?}", step.name, step_started.elapsed());
+            }
+        }
+    }
+    if warnings > 0 {
+        println!("setup: finished in {:.1?} with {warnings} warning(s) above", started.elapsed());
+    }
+    Ok(())
+}
+
+fn failed(step: &Step, error: &anyhow::Error) -> anyhow::Error {
+    anyhow!(
+        "setup step `{}` failed: {error:#}\n\nTo do this step by hand:\n{}\n\nThen run `cargo xtask setup` again.",
+        step.name,
+        (step.by_hand)(),
+    )
+}
