@@ -46,7 +46,7 @@ fn install(packages: &[&str]) -> anyhow::Result<()> {
         bail!("installing packages needs root, and this is not root");
     }
     for (name, why) in PACKAGES.iter().filter(|(name, _)| packages.contains(name)) {
-        println!("    {name}: {why}");
+        eprintln!("    {name}: {why}");
     }
     cmd::run(apt_get().arg("update")).context("refreshing the package lists")?;
     cmd::run(apt_get().args(["install", "-y", "--no-install-recommends"]).args(packages))

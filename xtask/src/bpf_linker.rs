@@ -193,7 +193,7 @@ fn install_bin_dir() -> anyhow::Result<PathBuf> {
 fn install(llvm: &ToolchainLlvm, force: bool) -> anyhow::Result<()> {
     let prefix = prefix(llvm)?;
     let lib = prefix.join("lib");
-    println!("  $ mkdir -p {}", lib.display());
+    eprintln!("  $ mkdir -p {}", lib.display());
     std::fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
     for link in ["libLLVM.so", &llvm.name] {
         symlink(&llvm.file, &lib.join(link))?;
@@ -229,7 +229,7 @@ fn install(llvm: &ToolchainLlvm, force: bool) -> anyhow::Result<()> {
 
 /// Makes `link` a symlink to `target`, replacing whatever was there.
 fn symlink(target: &Path, link: &Path) -> anyhow::Result<()> {
-    println!("  $ ln -sfn {} {}", target.display(), link.display());
+    eprintln!("  $ ln -sfn {} {}", target.display(), link.display());
     if link.symlink_metadata().is_ok() {
         std::fs::remove_file(link).with_context(|| format!("removing the old {}", link.display()))?;
     }

@@ -1,5 +1,6 @@
 //! Running other programs: every command that changes something is printed
 //! before it runs; read-only checks are printed only with `--verbose`.
+//! xtask's own messages go to stderr.
 
 use std::{
     ffi::OsStr,
@@ -31,10 +32,15 @@ fn quote(word: &OsStr) -> String {
 }
 
 /// Prints `cmd`, runs it with the terminal, and fails unless it succeeds.
+/// What it prints goes to stderr, like everything xtask says itself, so that
+/// `cargo xtask run -- record > report.json` keeps only the agent's output.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let line = display(cmd);
-    println!("  $ {line}");
-    let status = cmd.status().with_context(|| format!("could not start `{line}` (is it installed and on PATH?)"))?;
+    eprintln!("  $ {line}");
+    let status = cmd
+        .stdout(std::io::stderr())
+        .status()
+        .with_context(|| format!("could not start `{line}` (is it installed and on PATH?)"))?;
     if !status.success() {
         bail!("`{line}` failed ({status})");
     }
@@ -44,7 +50,7 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 /// Prints `cmd` and runs it with the terminal; returns whether it succeeded.
 pub fn run_status(cmd: &mut Command) -> anyhow::Result<bool> {
     let line = display(cmd);
-    println!("  $ {line}");
+    eprintln!("  $ {line}");
     let status = cmd.status().with_context(|| format!("could not start `{line}` (is it installed and on PATH?)"))?;
     Ok(status.success())
 }
@@ -75,7 +81,7 @@ pub fn read(cmd: &mut Command) -> anyhow::Result<String> {
 /// Prints a read-only check with `--verbose`.
 pub fn show_check(cmd: &Command) {
     if VERBOSE.load(Ordering::Relaxed) {
-        println!("  (check) $ {}", display(cmd));
+        eprintln!("  (check) $ {}", display(cmd));
     }
 }
 

@@ -16,7 +16,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let binary = target_dir().join("release").join("batchwatch");
     let mut agent = Command::new(&binary);
     agent.args(args);
-    println!("  $ {}", cmd::display(&agent));
+    eprintln!("  $ {}", cmd::display(&agent));
     // `exec` only returns when it failed.
     let error = agent.exec();
     Err(error).with_context(|| format!("could not start {}", binary.display()))

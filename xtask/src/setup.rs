@@ -46,21 +46,21 @@ pub fn run() -> anyhow::Result<()> {
     for step in steps() {
         let plan = (step.plan)().map_err(|error| failed(&step, &error))?;
         match plan {
-            Plan::Done(what) => println!("setup: {:<12} ok: {what}", step.name),
+            Plan::Done(what) => eprintln!("setup: {:<12} ok: {what}", step.name),
             Plan::Warn(what) => {
                 warnings += 1;
-                println!("setup: {:<12} WARNING: {what}", step.name);
+                eprintln!("setup: {:<12} WARNING: {what}", step.name);
             }
             Plan::Do(what, work) => {
-                println!("setup: {:<12} {what}", step.name);
+                eprintln!("setup: {:<12} {what}", step.name);
                 let step_started = Instant::now();
                 work().map_err(|error| failed(&step, &error))?;
-                println!("setup: {:<12} done in {:.1?}", step.name, step_started.elapsed());
+                eprintln!("setup: {:<12} done in {:.1?}", step.name, step_started.elapsed());
             }
         }
     }
     if warnings > 0 {
-        println!("setup: finished in {:.1?} with {warnings} warning(s) above", started.elapsed());
+        eprintln!("setup: finished in {:.1?} with {warnings} warning(s) above", started.elapsed());
     }
     Ok(())
 }

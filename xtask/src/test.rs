@@ -24,7 +24,7 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
     if cmd::probe(&mut cargo(&["fmt", "--version"])).is_some() {
         check(&mut failed, "cargo fmt", cargo(&["fmt", "--all", "--check"]))?;
     } else {
-        println!("test: rustfmt is missing, skipping the format check (`rustup component add rustfmt` adds it)");
+        eprintln!("test: rustfmt is missing, skipping the format check (`rustup component add rustfmt` adds it)");
     }
     check(
         &mut failed,
@@ -39,7 +39,7 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
     if !failed.is_empty() {
         bail!("failed: {}", failed.join(", "));
     }
-    println!("test: fmt, clippy and tests all passed");
+    eprintln!("test: fmt, clippy and tests all passed");
     Ok(())
 }
 
@@ -63,9 +63,9 @@ fn kernel_clippy() -> Command {
 
 /// Runs one check, noting its name in `failed` when it fails.
 fn check(failed: &mut Vec<&'static str>, name: &'static str, mut command: Command) -> anyhow::Result<()> {
-    println!("test: {name}");
+    eprintln!("test: {name}");
     if !cmd::run_status(&mut command)? {
-        println!("test: {name} FAILED");
+        eprintln!("test: {name} FAILED");
         failed.push(name);
     }
     Ok(())
