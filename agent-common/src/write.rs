@@ -137,6 +137,8 @@ pub struct WriteStats {
     /// Records the calls carried: 1 per plain write, iovecs per vectored
     /// write, messages per `sendmmsg`.
     pub records: u64,
+    /// Sum of the gaps in `gap_hist`, in nanoseconds.
+    pub gap_ns_total: u64,
     /// Log2 histogram of bytes requested per call.
     pub bytes_hist: [u64; BYTES_SLOTS],
     /// Log2 histogram of records per call.
@@ -152,6 +154,7 @@ impl WriteStats {
         bytes_requested: 0,
         bytes_written: 0,
         records: 0,
+        gap_ns_total: 0,
         bytes_hist: [0; BYTES_SLOTS],
         records_hist: [0; RECORDS_SLOTS],
         gap_hist: [0; GAP_SLOTS],

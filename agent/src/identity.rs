@@ -3,6 +3,8 @@
 
 use procfs::process::Process;
 
+use crate::container::Container;
+
 /// A process as `/proc` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -13,6 +15,8 @@ pub struct Identity {
     pub comm: String,
     /// The command line, arguments joined by spaces.
     pub command: String,
+    /// The container it runs in, if any.
+    pub container: Option<Container>,
 }
 
 impl Identity {
@@ -21,7 +25,7 @@ impl Identity {
         let process = Process::new(pid as i32).ok()?;
         let stat = process.stat().ok()?;
         let command = process.cmdline().map(|args| args.join(" ")).unwrap_or_default();
-        Some(Identity { pid, start_ticks: stat.starttime, comm: stat.comm, command })
+        Some(Identity { pid, start_ticks: stat.starttime, comm: stat.comm, command, container: Container::of_process(pid) })
     }
 
     /// An identity for a process that exited before `/proc` could be read:
@@ -32,6 +36,7 @@ impl Identity {
             start_ticks: 0,
             comm: comm.unwrap_or_else(|| "?".to_owned()),
             command: String::new(),
+            container: None,
         }
     }
 

@@ -97,6 +97,7 @@ fn on_write_exit(ctx: &TracePointContext, syscall: WriteSyscall) {
             if syscall == WriteSyscall::Sendmmsg { request.bytes } else { ret as u64 };
     }
     if let Some(gap) = gap {
+        stats.gap_ns_total += gap;
         hist_add(&mut stats.gap_hist, gap);
     }
 }
