@@ -1,0 +1,265 @@
+//! Drawing the live view from a snapshot and the view state: the header with
+//! the node's facts, the process table, the detail pane (in `detail`) and the
+//! keys. Nothing here reads the agent, so all of it draws in tests.
+
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout, Margin, Rect},
+    style::{Style, Stylize as _},
+    text::Line,
+    widgets::{Cell, Paragraph, Row, TableState},
+};
+
+use super::{
+    app::{SortColumn, ViewState},
+    columns::{Column, METRIC_COLUMNS, column, metric_cells, table, text_cells, unbatched_flag},
+    detail::Detail,
+    format,
+    snapshot::{NodeFacts, Snapshot},
+};
+use crate::model::ProcessState;
+
+/// The whole screen.
+pub fn draw(frame: &mut Frame, snapshot: &Snapshot, state: &ViewState) {
+    let rows = state.rows(snapshot);
+    let selected = state.selected(&rows);
+    let area = frame.area();
+    let detail =
+        selected.filter(|_| state.detail).map(|row| Detail::new(snapshot, rows[row], state.focus_fd(rows[row])));
+    // The pane takes what its content needs, up to 60% of the screen.
+    let detail_height = detail.as_ref().map_or(0, |detail| detail.height(area.width).min(area.height * 3 / 5));
+    let [header, table, detail_area, footer] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Min(3),
+        Constraint::Length(detail_height),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(header_lines(snapshot, state.paused)), header);
+    draw_processes(frame, table, &rows, selected, state);
+    if let Some(detail) = detail {
+        detail.draw(frame, detail_area);
+    }
+    frame.render_widget(Paragraph::new(footer_line(state)), footer);
+}
+
+fn header_lines(snapshot: &Snapshot, paused: bool) -> Vec<Line<'static>> {
+    let node = &snapshot.node;
+    let totals = snapshot.totals();
+    let mut title = vec![
+        "batchwatch".bold(),
+        format!("  write batching per process, refreshed every {}", humantime::format_duration(node.interval)).into(),
+    ];
+    if paused {
+        title.push("  PAUSED (measuring goes on)".black().on_yellow());
+    }
+    let mut summary = vec![
+        format!(
+            "total {} writes/s │ {} est. cores crossing into the kernel │ {} flagged ",
+            format::rate(totals.writes_per_sec),
+            format::cores(totals.transition_cores),
+            totals.flagged,
+        )
+        .into(),
+    ];
+    if totals.flagged > 0 {
+        summary.push(unbatched_flag());
+    }
+    vec![Line::from(title), Line::from(node_facts(node)), Line::from(summary)]
+}
+
+fn node_facts(node: &NodeFacts) -> String {
+    let failed = match node.probes_failed.as_slice() {
+        [] => "0 failed".to_owned(),
+        names => format!("{} failed ({})", names.len(), names.join(", ")),
+    };
+    format!(
+        "crossing {:.0} ns ({}) │ probes {} attached, {failed} │ tracked fds {} │ \
+         kernel errors: {} fds and {} rings untracked (map full), {} calls with unreadable args",
+        node.transition_cost_ns,
+        if node.cost_measured { "measured" } else { "configured" },
+        node.probes_attached,
+        node.tracked_fds,
+        node.errors.stats_map_full,
+        node.errors.uring_map_full,
+        node.errors.args_unreadable,
+    )
+}
+
+const PID: Column = column("PID", 7, true, Some(SortColumn::Pid));
+const COMMAND: Column = column("COMMAND", 15, false, None);
+const CORES: Column = column("EST.CORES", 11, true, Some(SortColumn::Cores));
+const FLAG: Column = column("FLAG", 0, false, None);
+
+fn draw_processes(frame: &mut Frame, area: Rect, rows: &[&ProcessState], selected: Option<usize>, state: &ViewState) {
+    let columns: Vec<&Column> = [&PID, &COMMAND].into_iter().chain(&METRIC_COLUMNS).chain([&CORES, &FLAG]).collect();
+    let table = table(rows.iter().map(|p| process_row(p, &columns)), &columns, Some((state.sort, state.reversed)));
+    frame.render_stateful_widget(table, area, &mut TableState::new().with_selected(selected));
+    if rows.is_empty() {
+        let why = if state.filter.is_empty() && !state.only_unbatched {
+            "no process has written yet"
+        } else {
+            "no process matches the filter"
+        };
+        frame.render_widget(Paragraph::new(why).dim(), area.inner(Margin::new(1, 1)));
+    }
+}
+
+fn process_row<'a>(p: &ProcessState, columns: &[&Column]) -> Row<'a> {
+    let mut texts = vec![p.identity.pid.to_string(), p.identity.comm.clone()];
+    texts.extend(metric_cells(&p.metrics));
+    texts.push(format::cores(p.transition_cores()));
+    let mut cells = text_cells(texts, columns);
+    cells.push(Cell::from(process_flags(p)));
+    // An exited process lingers a few seconds, dimmed, before it goes.
+    let style = if p.exited.is_some() { Style::new().dim() } else { Style::new() };
+    Row::new(cells).style(style)
+}
+
+/// `UNBATCHED`, `timer flush`, `exited`: what stands out about a process.
+fn process_flags(p: &ProcessState) -> Line<'static> {
+    let flags = [
+        p.unbatched.then(unbatched_flag),
+        p.fds.values().any(|fd| fd.timer.is_some()).then(|| "timer flush".yellow()),
+        p.exited.is_some().then(|| "exited".into()),
+    ];
+    Line::from(flags.into_iter().flatten().flat_map(|flag| [" ".into(), flag]).skip(1).collect::<Vec<_>>())
+}
+
+fn footer_line(state: &ViewState) -> Line<'static> {
+    if state.editing_filter {
+        return Line::from(vec![
+            "filter: ".bold(),
+            format!("{}▏", state.filter).into(),
+            "   Enter keep · Esc clear".dim(),
+        ]);
+    }
+    let on = |flag: bool| if flag { " [on]" } else { "" };
+    let filter = if state.filter.is_empty() { String::new() } else { format!(": {}", state.filter) };
+    let keys = [
+        ("q Esc ^C", "quit".to_owned()),
+        ("↑↓ j k", "select".to_owned()),
+        ("Enter", "details".to_owned()),
+        ("Tab", "fd histograms".to_owned()),
+        ("s", format!("sort: {}", state.sort.name())),
+        ("r", format!("reverse{}", on(state.reversed))),
+        ("/", format!("filter{filter}")),
+        ("u", format!("unbatched only{}", on(state.only_unbatched))),
+        ("p", if state.paused { "resume".to_owned() } else { "pause".to_owned() }),
+    ];
+    let spans = keys.into_iter().flat_map(|(key, what)| [key.black().on_cyan(), format!(" {what}  ").into()]);
+    Line::from(spans.collect::<Vec<_>>())
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::style::{Color, Modifier};
+
+    use super::*;
+    use crate::view::testing::{self, line_with, lines, words};
+
+    #[test]
+    fn header_tells_the_node_facts_and_totals() {
+        let (_, shown) = testing::three_writers();
+        let screen = lines(&testing::draw(&shown, &ViewState::default(), 200, 30));
+        assert_eq!(screen[0], "batchwatch  write batching per process, refreshed every 1s");
+        assert_eq!(
+            screen[1],
+            "crossing 1000 ns (configured) │ probes 16 attached, 1 failed (sys_exit_pwritev2) │ tracked fds 3 │ \
+             kernel errors: 2 fds and 1 rings untracked (map full), 5 calls with unreadable args"
+        );
+        assert_eq!(screen[2], "total 53.2k writes/s │ 0.053 est. cores crossing into the kernel │ 1 flagged UNBATCHED");
+    }
+
+    #[test]
+    fn process_rows_by_cores_with_their_metrics_and_flag() {
+        let (_, shown) = testing::three_writers();
+        let buffer = testing::draw(&shown, &ViewState::default(), 200, 30);
+        let screen = lines(&buffer);
+        let (header, titles) = line_with(&screen, "COMMAND");
+        assert_eq!(
+            words(titles),
+            [
+                "PID",
+                "COMMAND",
+                "WRITES/S",
+                "BYTES/CALL",
+                "p50/p99",
+                "REC/CALL",
+                "GAP",
+                "p50/p99",
+                "DROPS/S",
+                "DEPTH%",
+                "EST.CORES",
+                "▼",
+                "FLAG"
+            ]
+        );
+        let (logger, logger_line) = line_with(&screen, "logger");
+        let (batcher, batcher_line) = line_with(&screen, "batcher");
+        let (dropper, dropper_line) = line_with(&screen, "dropper");
+        assert_eq!((logger, batcher, dropper), (header + 1, header + 2, header + 3), "sorted by est. cores");
+        assert_eq!(
+            words(logger_line),
+            ["100", "logger", "50.0k", "64", "B/64", "B", "1.0", "16.4µs/16.4µs", "0", "-", "0.050", "UNBATCHED"]
+        );
+        assert_eq!(
+            words(batcher_line),
+            ["200", "batcher", "2.0k", "8", "KiB/8", "KiB", "16.0", "262.1µs/262.1µs", "0", "-", "0.002"]
+        );
+        assert_eq!(
+            words(dropper_line),
+            ["300", "dropper", "1.2k", "4", "KiB/4", "KiB", "1.0", "524.3µs/524.3µs", "300", "-", "0.001"]
+        );
+        let flag_x = logger_line.find("UNBATCHED").map(|byte| logger_line[..byte].chars().count()).unwrap();
+        assert_eq!(buffer[(flag_x as u16, logger)].fg, Color::Red, "the flag stands out");
+    }
+
+    #[test]
+    fn exited_processes_are_dimmed_and_timer_flushers_marked() {
+        let (mut model, shown) = testing::three_writers();
+        testing::add_ticker(&mut model);
+        model.close_interval(1.0);
+        model.exit(300, 1.0);
+        let shown = Snapshot::capture(&model, testing::node(), &shown);
+        let buffer = testing::draw(&shown, &ViewState::default(), 200, 30);
+        let screen = lines(&buffer);
+        let (dropper, dropper_line) = line_with(&screen, "dropper");
+        assert!(dropper_line.ends_with(" exited"), "{dropper_line}");
+        assert!(buffer[(0, dropper)].modifier.contains(Modifier::DIM));
+        let (ticker, ticker_line) = line_with(&screen, "ticker");
+        assert!(ticker_line.ends_with(" timer flush"), "{ticker_line}");
+        assert!(!buffer[(0, ticker)].modifier.contains(Modifier::DIM));
+    }
+
+    #[test]
+    fn sort_arrow_filter_and_keys_are_shown() {
+        let (_, shown) = testing::three_writers();
+        let mut state = ViewState::default();
+        (state.sort, state.reversed, state.only_unbatched, state.paused) = (SortColumn::Drops, true, true, true);
+        state.filter = "er".into();
+        let screen = lines(&testing::draw(&shown, &state, 200, 30));
+        assert!(screen[0].ends_with("PAUSED (measuring goes on)"), "{}", screen[0]);
+        assert!(line_with(&screen, "COMMAND").1.contains("DROPS/S ▲"));
+        line_with(&screen, "logger");
+        assert!(!screen.iter().any(|line| line.contains("batcher") || line.contains("dropper")), "only the unbatched");
+        assert_eq!(
+            screen[29],
+            "q Esc ^C quit  ↑↓ j k select  Enter details  Tab fd histograms  s sort: drops  r reverse [on]  / filter: er  \
+             u unbatched only [on]  p resume"
+        );
+    }
+
+    #[test]
+    fn empty_tables_say_why() {
+        let empty = Snapshot::empty(testing::node());
+        let screen = lines(&testing::draw(&empty, &ViewState::default(), 120, 12));
+        line_with(&screen, "no process has written yet");
+        let (_, shown) = testing::three_writers();
+        let mut state = ViewState::default();
+        (state.filter, state.editing_filter) = ("nobody".into(), true);
+        let screen = lines(&testing::draw(&shown, &state, 120, 12));
+        line_with(&screen, "no process matches the filter");
+        assert_eq!(screen[11], "filter: nobody▏   Enter keep · Esc clear");
+    }
+}
