@@ -265,8 +265,8 @@ impl RingReport {
             cq_overflows: m.cq_overflows,
             sq_depth_percent: ring.depth.map(|d| d.sq_percent()),
             cq_depth_percent: ring.depth.map(|d| d.cq_percent()),
-            unbatched: ring.streak.flagged,
-            sqpoll_trickle: ring.trickle.flagged,
+            unbatched: ring.unbatched.is_raised(),
+            sqpoll_trickle: ring.trickle.is_raised(),
         }
     }
 }
@@ -304,7 +304,7 @@ impl FdReport {
             target: state.info.as_ref().map(|info| info.target.clone()),
             write: WriteReport::build(&state.total, &metrics),
             drops: DropReport::build(&metrics),
-            unbatched: state.streak.flagged,
+            unbatched: state.flag.is_raised(),
             timer_flush: state.timer,
         }
     }

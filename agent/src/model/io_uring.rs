@@ -11,7 +11,7 @@ use agent_common::{
 use serde::Serialize;
 
 use super::{
-    classify::Streak,
+    classify::Flag,
     metrics::{Quantiles, Transition},
 };
 use crate::fdinfo::RingFdinfo;
@@ -31,9 +31,9 @@ pub struct RingState {
     pub total_ops: RingOpStats,
     pub metrics: RingMetrics,
     /// Un-batched: about one SQE per enter at a high enter rate.
-    pub streak: Streak,
+    pub unbatched: Flag,
     /// SQPOLL on a trickle: the poller keeps falling asleep.
-    pub trickle: Streak,
+    pub trickle: Flag,
     /// Queue occupancy from the last look at its fdinfo.
     pub depth: Option<RingFdinfo>,
 }

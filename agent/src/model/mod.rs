@@ -16,7 +16,7 @@ use std::{
 use agent_common::{counters::Counters as _, write::WriteStats};
 
 use self::{
-    classify::{Streak, TimerFlush, is_hot_unbatched, is_sqpoll_trickle, is_unbatched_ring},
+    classify::{Flag, TimerFlush, is_hot_unbatched, is_sqpoll_trickle, is_unbatched_ring},
     io_uring::{RingState, UringState},
     metrics::{BatchingMetrics, Transition},
 };
@@ -47,7 +47,8 @@ pub struct FdState {
     pub total: WriteStats,
     /// Metrics of the last interval.
     pub metrics: BatchingMetrics,
-    pub streak: Streak,
+    /// Raised while the descriptor is an un-batched hot writer.
+    pub flag: Flag,
     pub timer: Option<TimerFlush>,
 }
 
@@ -78,7 +79,7 @@ impl FdState {
             interval: WriteStats::ZERO,
             total: WriteStats::ZERO,
             metrics: BatchingMetrics::default(),
-            streak: Streak::default(),
+            flag: Flag::default(),
             timer: None,
         }
     }
@@ -95,7 +96,7 @@ impl ProcessState {
 
     /// Descriptors flagged as un-batched hot writers.
     pub fn hot_fds(&self) -> impl Iterator<Item = (&i32, &FdState)> {
-        self.fds.iter().filter(|(_, fd)| fd.streak.flagged)
+        self.fds.iter().filter(|(_, fd)| fd.flag.is_raised())
     }
 
     /// Cores spent crossing into the kernel in the last interval: write-family
@@ -228,13 +229,15 @@ fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
     for (&fd, state) in &mut process.fds {
         interval.add(&state.interval);
         state.metrics = BatchingMetrics::of(&state.interval, seconds, &rules.transition);
-        state.streak.update(is_hot_unbatched(&state.metrics, &rules.hot_writer), rules.hot_writer.sustain_intervals);
+        let hot = is_hot_unbatched(&state.metrics, &rules.hot_writer);
+        let (metrics, info) = (&state.metrics, state.info.as_ref());
+        state.flag.update(hot, rules.hot_writer.sustain_intervals, |hot_for| {
+            hot_reason(fd, info, metrics, seconds * f64::from(hot_for), &rules.transition)
+        });
         if state.interval.total_calls() > 0 {
             state.timer = TimerFlush::detect(&state.total, &rules.timer_flush);
         }
-        if state.streak.flagged {
-            process.reasons.push(hot_reason(fd, state, seconds, rules));
-        }
+        process.reasons.extend(state.flag.reason().map(str::to_owned));
         state.interval = WriteStats::ZERO;
     }
     process.metrics = BatchingMetrics::of(&interval, seconds, &rules.transition);
@@ -243,37 +246,36 @@ fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
 fn judge_ring(ring: &mut RingState, seconds: f64, rules: &Rules, reasons: &mut Vec<String>) {
     let sustain = rules.hot_writer.sustain_intervals;
     let m = &ring.metrics;
-    ring.streak.update(is_unbatched_ring(m, &rules.hot_writer), sustain);
-    ring.trickle.update(is_sqpoll_trickle(m, &rules.io_uring), sustain);
     let name = ring.fd.map_or_else(|| "io_uring ring (fd unknown)".to_owned(), |fd| format!("io_uring ring fd {fd}"));
-    let held = seconds * f64::from(ring.streak.hot_for.max(ring.trickle.hot_for));
-    if ring.streak.flagged {
-        reasons.push(format!(
-            "{name}: {:.0} io_uring_enter calls/s submitting 1 SQE each (median), for {held:.0} s; \
+    ring.unbatched.update(is_unbatched_ring(m, &rules.hot_writer), sustain, |hot_for| {
+        format!(
+            "{name}: {:.0} io_uring_enter calls/s submitting 1 SQE each (median), for {:.0} s; \
              batching to {} SQEs per enter would save {:.3} cores",
-            m.enters_per_sec, rules.transition.batch_target, m.saving_cores,
-        ));
-    }
-    if ring.trickle.flagged {
-        reasons.push(format!(
-            "{name} (SQPOLL): its poller fell asleep and was woken {:.0} times/s for {held:.0} s, for {:.0} SQEs/s: \
+            m.enters_per_sec,
+            seconds * f64::from(hot_for),
+            rules.transition.batch_target,
+            m.saving_cores,
+        )
+    });
+    ring.trickle.update(is_sqpoll_trickle(m, &rules.io_uring), sustain, |hot_for| {
+        format!(
+            "{name} (SQPOLL): its poller fell asleep and was woken {:.0} times/s for {:.0} s, for {:.0} SQEs/s: \
              zero-syscall submission does not hold on this trickle load, which SQPOLL does not suit",
-            m.wakeups_per_sec, m.sqes_per_sec,
-        ));
-    }
+            m.wakeups_per_sec,
+            seconds * f64::from(hot_for),
+            m.sqes_per_sec,
+        )
+    });
+    reasons.extend([ring.unbatched.reason(), ring.trickle.reason()].into_iter().flatten().map(str::to_owned));
 }
 
 /// Why a descriptor is flagged, in words a user can act on.
-fn hot_reason(fd: i32, state: &FdState, seconds: f64, rules: &Rules) -> String {
-    let m = &state.metrics;
-    let what = state.info.as_ref().map_or_else(|| format!("fd {fd}"), |info| info.describe(fd));
+fn hot_reason(fd: i32, info: Option<&FdInfo>, m: &BatchingMetrics, held_s: f64, transition: &Transition) -> String {
+    let what = info.map_or_else(|| format!("fd {fd}"), |info| info.describe(fd));
     let bytes = m.bytes_per_call.map_or(0, |q| q.p50);
     format!(
-        "{what}: {:.0} writes/s, median 1 record and {bytes} B per call, for {:.0} s; \
+        "{what}: {:.0} writes/s, median 1 record and {bytes} B per call, for {held_s:.0} s; \
          batching to {} records per call would save {:.3} cores",
-        m.calls_per_sec,
-        seconds * f64::from(state.streak.hot_for),
-        rules.transition.batch_target,
-        m.saving_cores,
+        m.calls_per_sec, transition.batch_target, m.saving_cores,
     )
 }

@@ -105,7 +105,7 @@ fn fd_row<'a>(fd: i32, state: &FdState, columns: &[&Column]) -> Row<'a> {
     let mut cells = text_cells(texts, columns);
     // Not `Cell::default()`: ratatui 0.30 derives it with a column span of 0,
     // which draws the next cell in its place.
-    cells.push(Cell::from(if state.streak.flagged { unbatched_flag() } else { "".into() }));
+    cells.push(Cell::from(if state.flag.is_raised() { unbatched_flag() } else { "".into() }));
     cells.push(Cell::from(state.timer.as_ref().map(timer_period).unwrap_or_default()));
     Row::new(cells)
 }
