@@ -21,6 +21,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "`ip netns` for socket tests, `ss` to look at sockets"),
     ("procps", "`ps`, `pgrep` for finding workload processes"),
     ("mount", "`mount -t tracefs` (setup's tracefs step)"),
+    ("util-linux", "`unshare` for tests in other network namespaces"),
     ("debianutils", "`which`, used by the tests to find tools"),
 ];
 

@@ -32,7 +32,8 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
         cargo(&["clippy", "--workspace", "--exclude", KERNEL_CRATE, "--all-targets", "--", "-D", "warnings"]),
     )?;
     check(&mut failed, "clippy (kernel programs)", kernel_clippy())?;
-    let mut test = cargo(&["test", "--workspace", "--exclude", KERNEL_CRATE]);
+    // --no-fail-fast: a failing test binary must not hide the results of the others.
+    let mut test = cargo(&["test", "--workspace", "--exclude", KERNEL_CRATE, "--no-fail-fast"]);
     test.args(test_args);
     check(&mut failed, "cargo test", test)?;
 
