@@ -4,10 +4,14 @@
 //! process that made it (telling a reused pid from the process it replaced),
 //! retires processes that exited, and closes the model's interval.
 
-use std::{collections::HashMap, time::Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use crate::{
     collector::{CollectError, Collector, ProbeErrors, Reading},
+    depth::{DepthRequest, DepthSampler},
     fdinfo::RingFdinfo,
     config::Config,
     fds::FdResolver,
@@ -17,6 +21,10 @@ use crate::{
     probes::{AttachFailure, ProbeError, Probes},
     transition,
 };
+
+/// A socket or pipe keeps having its depth sampled for this many intervals
+/// after its last write: a writer blocked on a full buffer makes no calls.
+const DEPTH_WINDOW_INTERVALS: u32 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -46,6 +54,11 @@ pub struct Agent {
     _probes: Probes,
     collector: Collector,
     fds: FdResolver,
+    /// `None` where netlink sock_diag could not be set up (said at start).
+    depth: Option<DepthSampler>,
+    /// Depth errors already logged, so each is said once.
+    depth_errors: HashSet<String>,
+    interval: Duration,
     identities: HashMap<u32, Identity>,
     model: Model,
     last_tick: Instant,
@@ -82,10 +95,16 @@ impl Agent {
             io_uring: config.io_uring.clone(),
             transition: Transition { cost_ns: transition_cost_ns, batch_target: config.hot_writer.batch_target },
         };
+        let depth = DepthSampler::new()
+            .inspect_err(|e| tracing::warn!("buffer depth of sockets and pipes is off: {e}"))
+            .ok();
         Ok(Agent {
             _probes: probes,
             collector,
             fds: FdResolver::default(),
+            depth,
+            depth_errors: HashSet::new(),
+            interval: config.interval,
             identities: HashMap::new(),
             model: Model::new(rules),
             last_tick: Instant::now(),
@@ -133,6 +152,7 @@ impl Agent {
             self.model.record(&self.identities[&key.tgid], key.fd, info, delta);
         }
         self.record_io_uring(&reading, seconds, &mut alive);
+        self.sample_depths(now);
         let gone: Vec<u32> = self
             .identities
             .iter()
@@ -164,6 +184,24 @@ impl Agent {
         }
         for (&pid, _) in alive.iter().filter(|(_, alive)| **alive) {
             self.model.sample_ring_depths(pid, RingFdinfo::read);
+        }
+    }
+
+    /// Samples how full the buffers of recent socket and pipe writers are.
+    fn sample_depths(&mut self, now: Instant) {
+        let Some(sampler) = &mut self.depth else { return };
+        let since = now.checked_sub(self.interval * DEPTH_WINDOW_INTERVALS).unwrap_or(now);
+        let requests: Vec<DepthRequest> =
+            self.model.recent_writers(since).filter_map(|(pid, fd, info)| DepthRequest::for_fd(pid, fd, info)).collect();
+        let round = sampler.sample(&requests);
+        for error in round.errors {
+            let text = error.to_string();
+            if self.depth_errors.insert(text.clone()) {
+                tracing::warn!("buffer depth: {text}");
+            }
+        }
+        for (key, depth) in round.depths {
+            self.model.set_depth(key.pid, key.fd, depth);
         }
     }
 

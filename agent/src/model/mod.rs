@@ -22,8 +22,9 @@ use self::{
 };
 use crate::{
     config::{HotWriterRule, IoUringRule, TimerFlushRule},
+    depth::Depth,
     fdinfo::RingFdinfo,
-    fds::FdInfo,
+    fds::{FdInfo, FdKind},
     identity::Identity,
 };
 
@@ -50,6 +51,10 @@ pub struct FdState {
     /// Raised while the descriptor is an un-batched hot writer.
     pub flag: Flag,
     pub timer: Option<TimerFlush>,
+    /// When it last wrote.
+    pub last_write: Instant,
+    /// How full its socket or pipe was at the last look.
+    pub depth: Option<Depth>,
 }
 
 /// One process.
@@ -75,6 +80,8 @@ pub struct ProcessState {
 impl FdState {
     fn new(info: Option<FdInfo>) -> FdState {
         FdState {
+            last_write: Instant::now(),
+            depth: None,
             info,
             interval: WriteStats::ZERO,
             total: WriteStats::ZERO,
@@ -105,6 +112,14 @@ impl ProcessState {
         self.metrics.transition_cores + self.io_uring.as_ref().map_or(0.0, |u| u.metrics.transition_cores)
     }
 
+    /// The fullest of its buffers at the last look, in % of capacity:
+    /// socket and pipe buffers, and io_uring submission and completion queues.
+    pub fn depth_percent(&self) -> Option<f64> {
+        let fds = self.fds.values().filter_map(|fd| fd.depth.map(|d| d.percent()));
+        let rings = self.io_uring.iter().flat_map(|u| &u.rings).filter_map(|r| r.depth);
+        fds.chain(rings.map(|d| d.sq_percent().max(d.cq_percent()))).reduce(f64::max)
+    }
+
     /// What batching would save, writes and rings together.
     pub fn saving_cores(&self) -> f64 {
         self.metrics.saving_cores + self.io_uring.as_ref().map_or(0.0, |u| u.metrics.saving_cores)
@@ -130,10 +145,12 @@ impl Model {
     pub fn record(&mut self, identity: &Identity, fd: i32, info: Option<&FdInfo>, delta: &WriteStats) {
         let process = self.process_entry(identity);
         let state = process.fds.entry(fd).or_insert_with(|| FdState::new(info.cloned()));
-        if info.is_some() && state.info.as_ref() != info {
+        let target = |info: Option<&FdInfo>| info.map(|info| info.target.clone());
+        if info.is_some() && target(state.info.as_ref()) != target(info) {
             // The fd number now names another file: start its history afresh.
             *state = FdState::new(info.cloned());
         }
+        state.last_write = Instant::now();
         state.interval.add(delta);
         state.total.add(delta);
     }
@@ -156,6 +173,30 @@ impl Model {
             ever_unbatched: false,
             last_reasons: Vec::new(),
         })
+    }
+
+    /// Socket and pipe descriptors of live processes that wrote since
+    /// `since`: the ones whose buffer depth is worth sampling. A writer
+    /// blocked on a full buffer makes no calls, so "recently" rather than
+    /// "in the last interval".
+    pub fn recent_writers(&self, since: Instant) -> impl Iterator<Item = (u32, i32, &FdInfo)> {
+        self.live.values().flat_map(move |process| {
+            process.fds.iter().filter(move |(_, state)| state.last_write >= since).filter_map(move |(&fd, state)| {
+                Some((process.identity.pid, fd, state.info.as_ref()?))
+            })
+        })
+    }
+
+    /// Records the depth sampled for `fd` of `pid`, and the protocol it
+    /// revealed for a socket.
+    pub fn set_depth(&mut self, pid: u32, fd: i32, depth: Depth) {
+        let Some(state) = self.live.get_mut(&pid).and_then(|p| p.fds.get_mut(&fd)) else { return };
+        if let (Some(info), Some(protocol)) = (&mut state.info, depth.protocol) {
+            if info.kind == FdKind::Socket {
+                info.kind = protocol.fd_kind();
+            }
+        }
+        state.depth = Some(depth);
     }
 
     /// Refreshes the queue occupancy of `pid`'s rings that have an fd,

@@ -69,6 +69,9 @@ enum Pattern {
     Eagain {
         #[arg(long)]
         eagain: u64,
+        /// Keep the full socket open this long afterwards.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        hold: Duration,
     },
     /// `count` short writes: each asks a non-blocking, emptied pipe for more
     /// than its capacity, and the kernel writes only what fits.
@@ -122,7 +125,7 @@ fn main() {
         }
         Pattern::Sendmmsg { count, messages, size } => sendmmsg_pattern(count, messages, size),
         Pattern::Timer { period, flushes } => timer_pattern(period, flushes),
-        Pattern::Eagain { eagain } => eagain_pattern(eagain),
+        Pattern::Eagain { eagain, hold } => eagain_pattern(eagain, hold),
         Pattern::Short { count } => short_pattern(count),
         Pattern::Epipe { count } => epipe_pattern(count),
         Pattern::UringBatch { rounds, batch, sqpoll_idle, pause } => {
@@ -214,7 +217,7 @@ fn timer_pattern(period: Duration, flushes: u64) -> WorkloadReport {
     WorkloadReport { fd: devnull.as_raw_fd(), calls: flushes, bytes_written: bytes, ..Default::default() }
 }
 
-fn eagain_pattern(eagain: u64) -> WorkloadReport {
+fn eagain_pattern(eagain: u64, hold: Duration) -> WorkloadReport {
     let mut pair = [0; 2];
     // SAFETY: `pair` has room for two descriptors.
     let rc = unsafe {
@@ -239,6 +242,7 @@ fn eagain_pattern(eagain: u64) -> WorkloadReport {
             }
         }
     }
+    thread::sleep(hold);
     report
 }
 
