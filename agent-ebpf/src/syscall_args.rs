@@ -25,12 +25,21 @@ pub struct Args {
 }
 
 impl Args {
+    /// The arguments of the current task's syscall, from the user registers
+    /// the kernel saved on entry.
     #[inline(always)]
     pub fn current() -> Args {
-        // SAFETY: both helpers return BTF-typed pointers that the verifier
-        // checks; `pt_regs` is the x86-64 user register frame.
+        // SAFETY: both helpers return BTF-typed pointers that the verifier checks.
+        Args::from_regs(unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs)
+    }
+
+    /// The arguments in a saved user register frame: a BTF-typed pointer,
+    /// which the verifier lets the program read directly.
+    #[inline(always)]
+    pub fn from_regs(regs: *const pt_regs) -> Args {
+        // SAFETY: `pt_regs` is the x86-64 user register frame; the verifier
+        // checks every load against its BTF type.
         unsafe {
-            let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const pt_regs;
             Args {
                 arg0: (*regs).rdi,
                 arg1: (*regs).rsi,

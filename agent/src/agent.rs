@@ -18,7 +18,7 @@ use crate::{
     identity::{self, Identity},
     model::{Model, Rules, io_uring::UringState, metrics::Transition},
     preflight::{self, PreflightError},
-    probes::{AttachFailure, ProbeError, Probes},
+    probes::{AttachFailure, AttachMode, ProbeError, Probes},
     transition,
 };
 
@@ -41,6 +41,9 @@ pub struct NodeInfo {
     pub transition_cost_ns: f64,
     /// Whether that cost was measured here (or taken from the config).
     pub transition_cost_measured: bool,
+    /// How syscall exits are hooked, and why not as preferred.
+    pub attach_mode: AttachMode,
+    pub attach_fallback: Option<String>,
     pub attached: Vec<String>,
     pub failed: Vec<AttachFailure>,
     pub mounted_tracefs: bool,
@@ -77,11 +80,13 @@ impl Agent {
             Some(cost) => (cost, false),
             None => (transition::measure_crossing_ns(), true),
         };
-        let mut probes = Probes::load(&config.maps)?;
+        let mut probes = Probes::load(&config.maps, config.attach)?;
         let collector = Collector::new(probes.take_maps()?);
         let node = NodeInfo {
             transition_cost_ns,
             transition_cost_measured: measured,
+            attach_mode: probes.mode,
+            attach_fallback: probes.fallback.clone(),
             attached: probes.attached.clone(),
             failed: probes.failed.clone(),
             mounted_tracefs: preflight.mounted_tracefs,

@@ -24,6 +24,12 @@ pub struct Settings {
     #[serde(default)]
     pub transition_cost_ns: Option<f64>,
 
+    /// How syscall exits are hooked: `auto` tries fexit and falls back to
+    /// tracepoints [default: auto].
+    #[arg(long, env = "BATCHWATCH_ATTACH", value_enum)]
+    #[serde(default)]
+    pub attach: Option<AttachPreference>,
+
     #[command(flatten, next_help_heading = "Un-batched hot writers")]
     #[serde(default)]
     pub hot_writer: HotWriterSettings,
@@ -112,6 +118,7 @@ impl Settings {
         Settings {
             interval: over.interval.or(self.interval),
             transition_cost_ns: over.transition_cost_ns.or(self.transition_cost_ns),
+            attach: over.attach.or(self.attach),
             hot_writer: HotWriterSettings {
                 min_calls_per_sec: over.hot_writer.min_calls_per_sec.or(self.hot_writer.min_calls_per_sec),
                 max_bytes_per_call: over.hot_writer.max_bytes_per_call.or(self.hot_writer.max_bytes_per_call),
@@ -139,10 +146,25 @@ impl Settings {
 pub struct Config {
     pub interval: Duration,
     pub transition_cost_ns: Option<f64>,
+    pub attach: AttachPreference,
     pub hot_writer: HotWriterRule,
     pub timer_flush: TimerFlushRule,
     pub io_uring: IoUringRule,
     pub maps: MapLimits,
+}
+
+/// How the probes hook syscall exits (see `probes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachPreference {
+    /// fexit where the kernel allows it, else classic tracepoints.
+    Auto,
+    /// fexit on the syscall functions; fails where the kernel refuses it.
+    Fexit,
+    /// Classic `syscalls:sys_exit_*` tracepoints.
+    Tracepoint,
+    /// One BTF tracepoint on every syscall exit, filtered by number.
+    RawTracepoint,
 }
 
 /// When a descriptor counts as an un-batched hot writer.
@@ -193,6 +215,7 @@ impl Config {
                 .transition_cost_ns
                 .map(|cost| check("transition_cost_ns", Some(cost), cost, 1.0..=100_000.0))
                 .transpose()?,
+            attach: s.attach.unwrap_or(AttachPreference::Auto),
             hot_writer: HotWriterRule {
                 min_calls_per_sec: check(
                     "hot_writer.min_calls_per_sec",

@@ -90,12 +90,16 @@ fn announce(agent: &Agent) {
     if node.mounted_tracefs {
         eprintln!("batchwatch: mounted tracefs at /sys/kernel/tracing");
     }
+    if let Some(fallback) = &node.attach_fallback {
+        eprintln!("batchwatch: {fallback}");
+    }
     for failure in &node.failed {
         eprintln!("batchwatch: not attached: {}: {} (the other probes still run)", failure.tracepoint, failure.reason);
     }
     eprintln!(
-        "batchwatch: {} probes attached; one kernel crossing costs {:.0} ns here ({})",
+        "batchwatch: {} probes attached ({}); one kernel crossing costs {:.0} ns here ({})",
         node.attached.len(),
+        node.attach_mode.name(),
         node.transition_cost_ns,
         if node.transition_cost_measured { "measured" } else { "from config" },
     );

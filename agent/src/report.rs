@@ -32,6 +32,10 @@ pub struct NodeReport {
     pub transition_cost_ns: f64,
     /// `measured` at start-up, or `config`.
     pub transition_cost_source: &'static str,
+    /// How syscall exits are hooked: `fexit`, `tracepoint` or `raw-tracepoint`.
+    pub attach_mode: &'static str,
+    /// Why not the preferred way, when it was refused.
+    pub attach_fallback: Option<String>,
     pub probes_attached: Vec<String>,
     pub probes_failed: Vec<FailedProbe>,
     /// New (process, fd) pairs the kernel could not track: its map was full.
@@ -177,6 +181,8 @@ impl Report {
                 kernel: read_trimmed("/proc/sys/kernel/osrelease"),
                 transition_cost_ns: node.transition_cost_ns,
                 transition_cost_source: if node.transition_cost_measured { "measured" } else { "config" },
+                attach_mode: node.attach_mode.name(),
+                attach_fallback: node.attach_fallback.clone(),
                 probes_attached: node.attached.clone(),
                 probes_failed: node
                     .failed

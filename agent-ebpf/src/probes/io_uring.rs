@@ -1,5 +1,5 @@
-//! io_uring: ring set-up, `io_uring_enter` calls, and every SQE and failed
-//! CQE, aggregated per ring. Field offsets are from the tracepoints'
+//! io_uring: ring set-up, `io_uring_enter` calls (hooked in `syscalls`), and
+//! every SQE and failed CQE, aggregated per ring. Field offsets are from the tracepoints'
 //! `format` files (checked on Linux 6.18).
 //!
 //! SQEs are counted where the kernel submits them (`io_uring_submit_req`),
@@ -24,7 +24,7 @@ use aya_ebpf::{
 use crate::{
     aggregate::{MAX_PROCESSES, entry, hist_add},
     syscall_args::Args,
-    tracepoint::{field, syscall_ret, traced_tgid},
+    tracepoint::{field, traced_tgid},
 };
 
 /// Rings tracked at once (by fd and by context); the agent sets it at load.
@@ -66,14 +66,13 @@ pub fn io_uring_create(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_io_uring_enter")]
-pub fn sys_exit_io_uring_enter(ctx: TracePointContext) -> u32 {
-    let Some(tgid) = traced_tgid() else { return 0 };
-    let ret = syscall_ret(&ctx);
-    let args = Args::current();
+/// Aggregates one finished `io_uring_enter` (see `syscalls`).
+#[inline(always)]
+pub fn record_enter(args: &Args, ret: i64) {
+    let Some(tgid) = traced_tgid() else { return };
     let key = FdKey { tgid, fd: args.arg0 as i32 };
     let Some(stats) = entry(&URING_ENTERS, &key, &EnterStats::ZERO, tgid, ProbeMiss::UringMapFull) else {
-        return 0;
+        return;
     };
     // SAFETY: this CPU's copy; probes do not nest on a CPU.
     let stats = unsafe { &mut *stats };
@@ -89,7 +88,6 @@ pub fn sys_exit_io_uring_enter(ctx: TracePointContext) -> u32 {
         stats.submitted += ret as u64;
         hist_add(&mut stats.submitted_hist, ret as u64);
     }
-    0
 }
 
 #[tracepoint(category = "io_uring", name = "io_uring_submit_req")]
@@ -139,12 +137,12 @@ pub fn io_uring_short_write(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_io_uring_setup")]
-pub fn sys_exit_io_uring_setup(ctx: TracePointContext) -> u32 {
-    let Some(tgid) = traced_tgid() else { return 0 };
-    let ret = syscall_ret(&ctx);
+/// Aggregates one finished `io_uring_setup` (see `syscalls`).
+#[inline(always)]
+pub fn record_setup(ret: i64) {
+    let Some(tgid) = traced_tgid() else { return };
     let zero = SetupStats::default();
-    let Some(stats) = entry(&URING_SETUPS, &tgid, &zero, tgid, ProbeMiss::UringMapFull) else { return 0 };
+    let Some(stats) = entry(&URING_SETUPS, &tgid, &zero, tgid, ProbeMiss::UringMapFull) else { return };
     // SAFETY: this CPU's copy; probes do not nest on a CPU.
     let stats = unsafe { &mut *stats };
     match ret {
@@ -153,7 +151,6 @@ pub fn sys_exit_io_uring_setup(ctx: TracePointContext) -> u32 {
         _ if ret == -ENOSYS => stats.enosys += 1,
         _ => stats.other_errors += 1,
     }
-    0
 }
 
 /// The ring of a record whose first field is `void *ctx`.

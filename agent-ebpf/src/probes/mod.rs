@@ -1,4 +1,5 @@
-//! The programs, one module per syscall family.
+//! The programs: where syscall exits are hooked, then one module per family.
 
 mod io_uring;
+mod syscalls;
 mod write_family;

@@ -1,9 +1,8 @@
 //! The write family: `write`, `writev`, `pwrite64`, `pwritev`, `pwritev2`,
 //! `sendto`, `sendmsg` and `sendmmsg`.
 //!
-//! One program per `syscalls:sys_exit_<name>` tracepoint (checked on Linux
-//! 6.18). At exit a probe has the result from the tracepoint and the
-//! arguments from the saved user registers, so each call costs one probe.
+//! Called at each call's exit (see `syscalls`), with its arguments and its
+//! result, so each call costs one probe.
 
 use agent_common::{
     key::FdKey,
@@ -13,15 +12,14 @@ use agent_common::{
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
+    macros::map,
     maps::{Array, LruHashMap, PerCpuHashMap},
-    programs::TracePointContext,
 };
 
 use crate::{
     aggregate::{count_miss, entry, hist_add},
     syscall_args::{Args, iovec_bytes, mmsghdr_sent_bytes, msghdr_iov},
-    tracepoint::{syscall_ret, traced_tgid},
+    tracepoint::traced_tgid,
 };
 
 /// Default capacity of the maps keyed per (tgid, fd); the agent sets the
@@ -41,25 +39,6 @@ static LAST_WRITE: LruHashMap<FdKey, u64> = LruHashMap::with_max_entries(MAX_FDS
 #[map(name = "ZERO_STATS")]
 static ZERO_STATS: Array<WriteStats> = Array::with_max_entries(1, 0);
 
-macro_rules! exit_probe {
-    ($fn_name:ident, $tracepoint:literal, $syscall:expr) => {
-        #[tracepoint(category = "syscalls", name = $tracepoint)]
-        pub fn $fn_name(ctx: TracePointContext) -> u32 {
-            on_write_exit(&ctx, $syscall);
-            0
-        }
-    };
-}
-
-exit_probe!(sys_exit_write, "sys_exit_write", WriteSyscall::Write);
-exit_probe!(sys_exit_writev, "sys_exit_writev", WriteSyscall::Writev);
-exit_probe!(sys_exit_pwrite64, "sys_exit_pwrite64", WriteSyscall::Pwrite64);
-exit_probe!(sys_exit_pwritev, "sys_exit_pwritev", WriteSyscall::Pwritev);
-exit_probe!(sys_exit_pwritev2, "sys_exit_pwritev2", WriteSyscall::Pwritev2);
-exit_probe!(sys_exit_sendto, "sys_exit_sendto", WriteSyscall::Sendto);
-exit_probe!(sys_exit_sendmsg, "sys_exit_sendmsg", WriteSyscall::Sendmsg);
-exit_probe!(sys_exit_sendmmsg, "sys_exit_sendmmsg", WriteSyscall::Sendmmsg);
-
 /// What one call asked for: bytes (or, for `sendmmsg`, messages) to compare
 /// the result with, bytes for the size histogram, and records.
 struct Request {
@@ -68,13 +47,12 @@ struct Request {
     records: u64,
 }
 
+/// Aggregates one finished write-family call: its arguments and result.
 #[inline(always)]
-fn on_write_exit(ctx: &TracePointContext, syscall: WriteSyscall) {
+pub fn record_write(syscall: WriteSyscall, args: &Args, ret: i64) {
     let Some(tgid) = traced_tgid() else { return };
-    let ret = syscall_ret(ctx);
-    let args = Args::current();
     let key = FdKey { tgid, fd: args.arg0 as i32 };
-    let request = request(syscall, &args, ret);
+    let request = request(syscall, args, ret);
     let outcome = Outcome::classify(ret, request.wanted);
     let gap = gap_since_last_write(&key);
 

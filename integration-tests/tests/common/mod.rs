@@ -36,12 +36,22 @@ impl Observed {
 
 /// Starts the agent with the default configuration, or fails saying why.
 pub fn start_agent() -> Agent {
-    Agent::start(&Config::default()).unwrap_or_else(|e| panic!("starting the agent (these tests need root): {e}"))
+    start_agent_with(&Config::default())
+}
+
+pub fn start_agent_with(config: &Config) -> Agent {
+    Agent::start(config).unwrap_or_else(|e| panic!("starting the agent (these tests need root): {e}"))
 }
 
 /// Runs the workload helper with `args` under the agent.
 pub fn observe(args: &[&str]) -> Observed {
     observe_command(Command::new(WORKLOAD).args(args))
+}
+
+/// Runs the workload helper with `args` under an agent started with `config`.
+pub fn observe_with(config: &Config, args: &[&str]) -> Observed {
+    let (agent, output, _) = run_under(start_agent_with(config), Command::new(WORKLOAD).args(args));
+    Observed { report: parse_report(&output.stdout), agent: Rc::new(agent) }
 }
 
 /// Runs `command` (which runs the workload helper) under the agent, then
@@ -67,7 +77,10 @@ pub fn observe_fio(fio: &str, file: &std::path::Path, batch: u32) -> Observed {
 
 /// Runs `command` to its end under a fresh agent, then reads the maps once.
 fn run_under_agent(command: &mut Command) -> (Agent, std::process::Output, u32) {
-    let mut agent = start_agent();
+    run_under(start_agent(), command)
+}
+
+fn run_under(mut agent: Agent, command: &mut Command) -> (Agent, std::process::Output, u32) {
     let child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the workload starts");
     let pid = child.id();
     let output = child.wait_with_output().expect("the workload runs");

@@ -1,0 +1,44 @@
+//! Every way of hooking syscall exits counts the same, and `auto` falls back
+//! by itself where the kernel refuses fexit (as these machines do). Root only.
+
+mod common;
+
+use agent_common::write::WriteSyscall;
+use batchwatch::{
+    config::{AttachPreference, Config},
+    probes::AttachMode,
+};
+use common::{observe_with, start_agent_with};
+
+fn config(attach: AttachPreference) -> Config {
+    Config { attach, ..Config::default() }
+}
+
+#[test]
+fn every_attach_mode_counts_exactly() {
+    for attach in [AttachPreference::Tracepoint, AttachPreference::RawTracepoint] {
+        let observed = observe_with(&config(attach), &["writev", "--count", "3000", "--iovecs", "4", "--size", "10"]);
+        let fd = &observed.process().fds[&observed.report.fd].total;
+        assert_eq!(fd.calls[WriteSyscall::Writev as usize], 3000, "{attach:?}");
+        assert_eq!(fd.records, 12_000, "{attach:?}");
+        assert_eq!(fd.bytes_written, 120_000, "{attach:?}");
+        let uring = observe_with(&config(attach), &["uring-batch", "--rounds", "100", "--batch", "8"]);
+        let ring = &uring.process().io_uring.as_ref().expect("io_uring seen").rings[0];
+        assert_eq!((ring.total_enters.enters, ring.total_ops.sqes), (100, 800), "{attach:?}");
+    }
+}
+
+#[test]
+fn auto_uses_fexit_or_says_why_not() {
+    let agent = start_agent_with(&config(AttachPreference::Auto));
+    let node = agent.node();
+    match node.attach_mode {
+        AttachMode::Fexit => assert!(node.attached.iter().any(|p| p == "fexit:__x64_sys_write")),
+        AttachMode::Tracepoint => {
+            let why = node.attach_fallback.as_deref().expect("a reason for not using fexit");
+            assert!(why.starts_with("fexit refused (__x64_sys_write:"), "{why}");
+            assert!(node.attached.iter().any(|p| p == "syscalls:sys_exit_write"));
+        }
+        AttachMode::RawTracepoint => panic!("auto never picks the raw tracepoint"),
+    }
+}
