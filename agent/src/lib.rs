@@ -14,6 +14,7 @@ pub mod depth;
 pub mod fdinfo;
 pub mod fds;
 pub mod identity;
+pub mod kubernetes;
 pub mod model;
 pub mod preflight;
 pub mod probes;
