@@ -51,10 +51,10 @@ pub fn entry<K, V>(map: &PerCpuHashMap<K, V>, key: &K, zero: &V, tgid: u32, full
     if let Some(value) = map.get_ptr_mut(key) {
         return Some(value);
     }
-    if map.insert(key, zero, BPF_NOEXIST as u64).is_ok() {
-        if let Ok(comm) = bpf_get_current_comm() {
-            let _ = PROCESS_COMMS.insert(&tgid, comm, 0);
-        }
+    if map.insert(key, zero, BPF_NOEXIST as u64).is_ok()
+        && let Ok(comm) = bpf_get_current_comm()
+    {
+        let _ = PROCESS_COMMS.insert(tgid, comm, 0);
     }
     let value = map.get_ptr_mut(key);
     // Another CPU may have created it in between: only a real miss is "full".

@@ -62,7 +62,7 @@ pub fn io_uring_create(ctx: TracePointContext) -> u32 {
         _pad: 0,
     };
     let ring: u64 = field(&ctx, 16);
-    let _ = URING_RINGS.insert(&ring, &setup, 0);
+    let _ = URING_RINGS.insert(ring, setup, 0);
     0
 }
 
