@@ -43,16 +43,12 @@ fn containerd(container: &str, pod: &str) -> Container {
 
 /// A container as dockershim's cgroupfs path names it.
 fn docker(container: &str, pod: &str) -> Container {
-    Container::from_cgroup_path(&format!("/kubepods/besteffort/pod{pod}/{container}"))
-        .expect("a docker cgroup path")
+    Container::from_cgroup_path(&format!("/kubepods/besteffort/pod{pod}/{container}")).expect("a docker cgroup path")
 }
 
 /// A container as cri-o's cgroup path names it.
 fn crio(container: &str, pod: &str) -> Container {
-    let path = format!(
-        "/kubepods.slice/kubepods-pod{}.slice/crio-{container}.scope",
-        pod.replace('-', "_")
-    );
+    let path = format!("/kubepods.slice/kubepods-pod{}.slice/crio-{container}.scope", pod.replace('-', "_"));
     Container::from_cgroup_path(&path).expect("a cri-o cgroup path")
 }
 
@@ -144,20 +140,10 @@ struct FakeApi {
 
 impl FakeApi {
     fn start(status: u16, body: Value) -> FakeApi {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind 127.0.0.1:0");
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1:0");
         let address = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(ApiState {
-            status,
-            body,
-            requests: Vec::new(),
-        }));
+        let state = Arc::new(Mutex::new(ApiState { status, body, requests: Vec::new() }));
         let served = state.clone();
         runtime.spawn(async move {
             loop {
@@ -170,17 +156,11 @@ impl FakeApi {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(answer(&state, &request)) }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
-        FakeApi {
-            address,
-            state,
-            _runtime: runtime,
-        }
+        FakeApi { address, state, _runtime: runtime }
     }
 
     fn url(&self) -> String {
@@ -196,24 +176,14 @@ impl FakeApi {
     }
 }
 
-fn answer(
-    state: &Mutex<ApiState>,
-    request: &Request<hyper::body::Incoming>,
-) -> Response<Full<Bytes>> {
+fn answer(state: &Mutex<ApiState>, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let mut state = state.lock().unwrap();
-    state
-        .requests
-        .push((Instant::now(), request.uri().to_string()));
-    let (status, body) =
-        if request.method() == hyper::Method::GET && request.uri().path() == "/api/v1/pods" {
-            (state.status, state.body.to_string())
-        } else {
-            (
-                404,
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404})
-                    .to_string(),
-            )
-        };
+    state.requests.push((Instant::now(), request.uri().to_string()));
+    let (status, body) = if request.method() == hyper::Method::GET && request.uri().path() == "/api/v1/pods" {
+        (state.status, state.body.to_string())
+    } else {
+        (404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}).to_string())
+    };
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -226,15 +196,8 @@ fn assert_node_filtered(requests: &[(Instant, String)]) {
     for (_, uri) in requests {
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         assert_eq!(path, "/api/v1/pods", "{uri}");
-        let selectors: Vec<&str> = query
-            .split('&')
-            .filter(|pair| pair.starts_with("fieldSelector="))
-            .collect();
-        assert_eq!(
-            selectors,
-            [format!("fieldSelector=spec.nodeName%3D{NODE}")],
-            "{uri}"
-        );
+        let selectors: Vec<&str> = query.split('&').filter(|pair| pair.starts_with("fieldSelector=")).collect();
+        assert_eq!(selectors, [format!("fieldSelector=spec.nodeName%3D{NODE}")], "{uri}");
     }
 }
 
@@ -246,13 +209,7 @@ fn quick_policy() -> RefreshPolicy {
     }
 }
 
-fn expected(
-    namespace: &str,
-    pod_name: &str,
-    pod_uid: &str,
-    container_name: &str,
-    service_name: &str,
-) -> ContainerPod {
+fn expected(namespace: &str, pod_name: &str, pod_uid: &str, container_name: &str, service_name: &str) -> ContainerPod {
     ContainerPod {
         namespace: namespace.to_owned(),
         pod_name: pod_name.to_owned(),
@@ -322,171 +279,62 @@ fn kubernetes_identity_from_the_nodes_pod_list() {
             &uid(5),
             json!({"statefulset.kubernetes.io/pod-name": "postgres-0"}),
             Some(("StatefulSet", "postgres")),
-            &[
-                ("postgres", &format!("containerd://{}", id(5))),
-                ("metrics", &format!("containerd://{}", id(6))),
-            ],
+            &[("postgres", &format!("containerd://{}", id(5))), ("metrics", &format!("containerd://{}", id(6)))],
         ),
         // A bare pod without labels.
-        pod(
-            "debug-shell",
-            "default",
-            &uid(7),
-            json!({}),
-            None,
-            &[("shell", &format!("containerd://{}", id(7)))],
-        ),
+        pod("debug-shell", "default", &uid(7), json!({}), None, &[("shell", &format!("containerd://{}", id(7)))]),
     ];
     let api = FakeApi::start(200, pod_list(items));
-    let directory =
-        PodDirectory::with_api_url(&api.url(), NODE, quick_policy()).expect("directory");
-    assert_eq!(
-        directory
-            .wait_for_list(Duration::from_secs(10))
-            .expect("first list"),
-        6
-    );
+    let directory = PodDirectory::with_api_url(&api.url(), NODE, quick_policy()).expect("directory");
+    assert_eq!(directory.wait_for_list(Duration::from_secs(10)).expect("first list"), 6);
 
     let web = directory.lookup(&containerd(&id(1), &uid(1)));
-    assert_eq!(
-        web,
-        Some(expected(
-            "shop",
-            "web-frontend-5d8f7c9b4-x2x9k",
-            &uid(1),
-            "web",
-            "web-frontend"
-        ))
-    );
+    assert_eq!(web, Some(expected("shop", "web-frontend-5d8f7c9b4-x2x9k", &uid(1), "web", "web-frontend")));
     let shipper = directory.lookup(&docker(&id(2), &uid(2)));
-    assert_eq!(
-        shipper,
-        Some(expected(
-            "observability",
-            "log-shipper-7xk2p",
-            &uid(2),
-            "shipper",
-            "log-shipper"
-        ))
-    );
+    assert_eq!(shipper, Some(expected("observability", "log-shipper-7xk2p", &uid(2), "shipper", "log-shipper")));
     let checkout = directory.lookup(&crio(&id(3), &uid(3)));
-    assert_eq!(
-        checkout,
-        Some(expected(
-            "shop",
-            "checkout-6c9d4b7f8-q8w2e",
-            &uid(3),
-            "checkout",
-            "checkout"
-        ))
-    );
+    assert_eq!(checkout, Some(expected("shop", "checkout-6c9d4b7f8-q8w2e", &uid(3), "checkout", "checkout")));
     let orders = directory.lookup(&containerd(&id(4), &uid(4)));
-    assert_eq!(
-        orders,
-        Some(expected("shop", "orders-api", &uid(4), "api", "orders"))
-    );
+    assert_eq!(orders, Some(expected("shop", "orders-api", &uid(4), "api", "orders")));
     let metrics = directory.lookup(&containerd(&id(6), &uid(5)));
-    assert_eq!(
-        metrics,
-        Some(expected(
-            "data",
-            "postgres-0",
-            &uid(5),
-            "metrics",
-            "postgres"
-        ))
-    );
+    assert_eq!(metrics, Some(expected("data", "postgres-0", &uid(5), "metrics", "postgres")));
     let shell = directory.lookup(&containerd(&id(7), &uid(7)));
-    assert_eq!(
-        shell,
-        Some(expected(
-            "default",
-            "debug-shell",
-            &uid(7),
-            "shell",
-            "debug-shell"
-        ))
-    );
+    assert_eq!(shell, Some(expected("default", "debug-shell", &uid(7), "shell", "debug-shell")));
 
     // Matched on the id alone, whatever the cgroup says of the pod.
-    let no_pod_uid = Container {
-        id: id(5),
-        runtime: "containerd",
-        pod_uid: None,
-    };
-    assert_eq!(
-        directory.lookup(&no_pod_uid),
-        Some(expected(
-            "data",
-            "postgres-0",
-            &uid(5),
-            "postgres",
-            "postgres"
-        ))
-    );
+    let no_pod_uid = Container { id: id(5), runtime: "containerd", pod_uid: None };
+    assert_eq!(directory.lookup(&no_pod_uid), Some(expected("data", "postgres-0", &uid(5), "postgres", "postgres")));
 
     // An id not in the statuses yet (a container just started): found by its
     // pod uid; the pod has two containers, so the container name is empty.
     let starting = directory.lookup(&containerd(&id(8), &uid(5)));
-    assert_eq!(
-        starting,
-        Some(expected("data", "postgres-0", &uid(5), "", "postgres"))
-    );
+    assert_eq!(starting, Some(expected("data", "postgres-0", &uid(5), "", "postgres")));
 
     // Misses: an unknown id in an unknown pod; a container outside any pod.
     assert_eq!(directory.lookup(&containerd(&id(9), &uid(9))), None);
-    assert_eq!(
-        directory.lookup(&Container {
-            id: id(10),
-            runtime: "docker",
-            pod_uid: None
-        }),
-        None
-    );
+    assert_eq!(directory.lookup(&Container { id: id(10), runtime: "docker", pod_uid: None }), None);
 
     drop(directory);
     let requests = api.requests();
     assert!(!requests.is_empty());
     assert_node_filtered(&requests);
-    let cached = requests
-        .iter()
-        .all(|(_, uri)| uri.contains("resourceVersion=0"));
-    assert!(
-        cached,
-        "lists may come from the API server's cache: {requests:?}"
-    );
+    let cached = requests.iter().all(|(_, uri)| uri.contains("resourceVersion=0"));
+    assert!(cached, "lists may come from the API server's cache: {requests:?}");
 }
 
 #[test]
 fn kubernetes_miss_lists_again_at_most_once_per_gap() {
-    let first = pod(
-        "web-1",
-        "shop",
-        &uid(1),
-        json!({"app": "web"}),
-        None,
-        &[("web", &format!("containerd://{}", id(1)))],
-    );
+    let first =
+        pod("web-1", "shop", &uid(1), json!({"app": "web"}), None, &[("web", &format!("containerd://{}", id(1)))]);
     let api = FakeApi::start(200, pod_list(vec![first.clone()]));
     let policy = quick_policy();
     let directory = PodDirectory::with_api_url(&api.url(), NODE, policy).expect("directory");
-    assert_eq!(
-        directory
-            .wait_for_list(Duration::from_secs(10))
-            .expect("first list"),
-        1
-    );
+    assert_eq!(directory.wait_for_list(Duration::from_secs(10)).expect("first list"), 1);
     assert_eq!(api.requests().len(), 1);
 
     // Two pods start; the agent sees their processes before any new list.
-    let second = pod(
-        "web-2",
-        "shop",
-        &uid(2),
-        json!({"app": "web"}),
-        None,
-        &[("web", &format!("containerd://{}", id(2)))],
-    );
+    let second =
+        pod("web-2", "shop", &uid(2), json!({"app": "web"}), None, &[("web", &format!("containerd://{}", id(2)))]);
     let third = pod(
         "worker-1",
         "jobs",
@@ -504,34 +352,15 @@ fn kubernetes_miss_lists_again_at_most_once_per_gap() {
         directory.lookup(&web_2);
         directory.lookup(&worker);
     }
-    assert_eq!(
-        eventually(&directory, &web_2),
-        Some(expected("shop", "web-2", &uid(2), "web", "web"))
-    );
-    assert_eq!(
-        directory.lookup(&worker),
-        Some(expected(
-            "jobs",
-            "worker-1",
-            &uid(3),
-            "worker",
-            "reindex-29160"
-        ))
-    );
+    assert_eq!(eventually(&directory, &web_2), Some(expected("shop", "web-2", &uid(2), "web", "web")));
+    assert_eq!(directory.lookup(&worker), Some(expected("jobs", "worker-1", &uid(3), "worker", "reindex-29160")));
     let requests = api.requests();
     assert_eq!(requests.len(), 2, "many misses, one list: {requests:?}");
     let gap = requests[1].0 - requests[0].0;
-    assert!(
-        gap >= policy.min_gap - Duration::from_millis(100),
-        "lists {gap:?} apart"
-    );
+    assert!(gap >= policy.min_gap - Duration::from_millis(100), "lists {gap:?} apart");
 
     // A container no list will ever have (outside Kubernetes) asks once...
-    let foreign = Container {
-        id: id(20),
-        runtime: "docker",
-        pod_uid: None,
-    };
+    let foreign = Container { id: id(20), runtime: "docker", pod_uid: None };
     assert_eq!(directory.lookup(&foreign), None);
     let deadline = Instant::now() + Duration::from_secs(10);
     while api.requests().len() < 3 && Instant::now() < deadline {
@@ -540,21 +369,14 @@ fn kubernetes_miss_lists_again_at_most_once_per_gap() {
     let requests = api.requests();
     assert_eq!(requests.len(), 3, "the miss asked for a list");
     let gap = requests[2].0 - requests[1].0;
-    assert!(
-        gap >= policy.min_gap - Duration::from_millis(100),
-        "lists {gap:?} apart"
-    );
+    assert!(gap >= policy.min_gap - Duration::from_millis(100), "lists {gap:?} apart");
     // ...and then no more until the next periodic list.
     std::thread::sleep(Duration::from_millis(100));
     for _ in 0..20 {
         assert_eq!(directory.lookup(&foreign), None);
         std::thread::sleep(policy.min_gap / 10);
     }
-    assert_eq!(
-        api.requests().len(),
-        3,
-        "an unknown container does not make the agent list every gap"
-    );
+    assert_eq!(api.requests().len(), 3, "an unknown container does not make the agent list every gap");
     assert_node_filtered(&api.requests());
 }
 
@@ -571,21 +393,12 @@ fn kubernetes_refused_list_says_why() {
         "code": 403
     });
     let api = FakeApi::start(403, forbidden);
-    let directory =
-        PodDirectory::with_api_url(&api.url(), NODE, quick_policy()).expect("directory");
-    let error = directory
-        .wait_for_list(Duration::from_secs(10))
-        .expect_err("a 403");
+    let directory = PodDirectory::with_api_url(&api.url(), NODE, quick_policy()).expect("directory");
+    let error = directory.wait_for_list(Duration::from_secs(10)).expect_err("a 403");
     assert!(matches!(error, KubernetesError::List { .. }), "{error:?}");
     let message = error.to_string();
-    assert!(
-        message.starts_with("listing the pods of node node-a: "),
-        "{message}"
-    );
-    assert!(
-        message.contains("cannot list resource \"pods\""),
-        "{message}"
-    );
+    assert!(message.starts_with("listing the pods of node node-a: "), "{message}");
+    assert!(message.contains("cannot list resource \"pods\""), "{message}");
     assert_eq!(directory.lookup(&containerd(&id(1), &uid(1))), None);
 }
 
@@ -596,12 +409,6 @@ fn outside_kubernetes_there_is_no_directory() {
         return;
     }
     let error = PodDirectory::from_environment(NODE).expect_err("not in a cluster");
-    assert!(
-        matches!(error, KubernetesError::NotInCluster { .. }),
-        "{error:?}"
-    );
-    assert_eq!(
-        error.to_string(),
-        "not running in Kubernetes: KUBERNETES_SERVICE_HOST is not set"
-    );
+    assert!(matches!(error, KubernetesError::NotInCluster { .. }), "{error:?}");
+    assert_eq!(error.to_string(), "not running in Kubernetes: KUBERNETES_SERVICE_HOST is not set");
 }

@@ -87,10 +87,7 @@ impl RefreshPolicy {
     fn next_periodic(&self, failures: u32) -> Duration {
         match failures {
             0 => self.interval,
-            n => self
-                .min_gap
-                .saturating_mul(2u32.saturating_pow(n - 1))
-                .min(self.interval),
+            n => self.min_gap.saturating_mul(2u32.saturating_pow(n - 1)).min(self.interval),
         }
     }
 }
@@ -106,9 +103,7 @@ pub enum KubernetesError {
         reason: &'static str,
     },
     /// The pod has no service account token to read the API with.
-    #[error(
-        "no service account token at {path}: the agent's pod needs automountServiceAccountToken"
-    )]
+    #[error("no service account token at {path}: the agent's pod needs automountServiceAccountToken")]
     NoToken {
         /// Where the token should be.
         path: &'static str,
@@ -192,12 +187,7 @@ impl PodDirectory {
         node_name: &str,
         policy: RefreshPolicy,
     ) -> Result<PodDirectory, KubernetesError> {
-        let uri = api_url
-            .parse()
-            .map_err(|source| KubernetesError::InvalidUrl {
-                url: api_url.to_owned(),
-                source,
-            })?;
+        let uri = api_url.parse().map_err(|source| KubernetesError::InvalidUrl { url: api_url.to_owned(), source })?;
         PodDirectory::with_config(kube::Config::new(uri), node_name, policy)
     }
 
@@ -226,18 +216,10 @@ impl PodDirectory {
         let pods: Api<Pod> = Api::all(client);
         // resourceVersion=0: the API server may answer from its cache, which
         // is far cheaper than a read from etcd for every node's agent.
-        let params = ListParams::default()
-            .fields(&format!("spec.nodeName={node_name}"))
-            .match_any();
+        let params = ListParams::default().fields(&format!("spec.nodeName={node_name}")).match_any();
         let shared = Arc::new(Shared::new());
         let (stop, stopped) = oneshot::channel();
-        let refresher = refresh::Refresher {
-            pods,
-            params,
-            policy,
-            node: node_name.to_owned(),
-            shared: shared.clone(),
-        };
+        let refresher = refresh::Refresher { pods, params, policy, node: node_name.to_owned(), shared: shared.clone() };
         let thread = std::thread::Builder::new()
             .name("k8s-pods".to_owned())
             .spawn(move || {
@@ -245,12 +227,7 @@ impl PodDirectory {
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })
             .map_err(|source| KubernetesError::Thread { source })?;
-        Ok(PodDirectory {
-            shared,
-            node_name: node_name.to_owned(),
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        Ok(PodDirectory { shared, node_name: node_name.to_owned(), stop: Some(stop), thread: Some(thread) })
     }
 
     /// The pod of `container`, from the last list; never waits. `None` when
@@ -287,14 +264,8 @@ impl PodDirectory {
             return Ok(state.index.pods());
         }
         match &state.last_error {
-            Some(reason) => Err(KubernetesError::List {
-                node: self.node_name.clone(),
-                reason: reason.clone(),
-            }),
-            None => Err(KubernetesError::NotListedYet {
-                node: self.node_name.clone(),
-                waited: timeout,
-            }),
+            Some(reason) => Err(KubernetesError::List { node: self.node_name.clone(), reason: reason.clone() }),
+            None => Err(KubernetesError::NotListedYet { node: self.node_name.clone(), waited: timeout }),
         }
     }
 
@@ -315,19 +286,14 @@ impl Drop for PodDirectory {
 
 /// The kube configuration of a pod's service account, or why there is none.
 pub fn in_cluster_config() -> Result<kube::Config, KubernetesError> {
-    check_environment(
-        std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
-        Path::new(TOKEN_FILE).exists(),
-    )?;
+    check_environment(std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(), Path::new(TOKEN_FILE).exists())?;
     kube::Config::incluster().map_err(|source| KubernetesError::InClusterConfig { source })
 }
 
 /// Whether the environment is a pod's, with the one-line reason when not.
 fn check_environment(service_host: bool, token: bool) -> Result<(), KubernetesError> {
     match (service_host, token) {
-        (false, _) => Err(KubernetesError::NotInCluster {
-            reason: "KUBERNETES_SERVICE_HOST is not set",
-        }),
+        (false, _) => Err(KubernetesError::NotInCluster { reason: "KUBERNETES_SERVICE_HOST is not set" }),
         (true, false) => Err(KubernetesError::NoToken { path: TOKEN_FILE }),
         (true, true) => Ok(()),
     }
@@ -341,20 +307,14 @@ mod tests {
     fn failed_lists_back_off_up_to_the_interval() {
         let policy = RefreshPolicy::default();
         let seconds = |failures| policy.next_periodic(failures).as_secs();
-        assert_eq!(
-            [0, 1, 2, 3, 4, 5, 40].map(seconds),
-            [60, 5, 10, 20, 40, 60, 60]
-        );
+        assert_eq!([0, 1, 2, 3, 4, 5, 40].map(seconds), [60, 5, 10, 20, 40, 60, 60]);
     }
 
     #[test]
     fn environment_reasons_are_one_line() {
         let outside = check_environment(false, false).unwrap_err();
         assert!(matches!(outside, KubernetesError::NotInCluster { .. }));
-        assert_eq!(
-            outside.to_string(),
-            "not running in Kubernetes: KUBERNETES_SERVICE_HOST is not set"
-        );
+        assert_eq!(outside.to_string(), "not running in Kubernetes: KUBERNETES_SERVICE_HOST is not set");
         let tokenless = check_environment(true, false).unwrap_err();
         assert_eq!(
             tokenless.to_string(),
@@ -366,14 +326,9 @@ mod tests {
 
     #[test]
     fn a_node_name_is_required() {
-        let error = PodDirectory::with_api_url("http://127.0.0.1:1", "", RefreshPolicy::default())
-            .unwrap_err();
+        let error = PodDirectory::with_api_url("http://127.0.0.1:1", "", RefreshPolicy::default()).unwrap_err();
         assert!(matches!(error, KubernetesError::NoNodeName));
-        let error = PodDirectory::with_api_url("not a url", "node-a", RefreshPolicy::default())
-            .unwrap_err();
-        assert!(
-            matches!(error, KubernetesError::InvalidUrl { .. }),
-            "{error:?}"
-        );
+        let error = PodDirectory::with_api_url("not a url", "node-a", RefreshPolicy::default()).unwrap_err();
+        assert!(matches!(error, KubernetesError::InvalidUrl { .. }), "{error:?}");
     }
 }

@@ -39,8 +39,7 @@ impl PodIndex {
         let mut index = PodIndex::default();
         for pod in pods {
             let meta = &pod.metadata;
-            let (Some(name), Some(namespace), Some(uid)) = (&meta.name, &meta.namespace, &meta.uid)
-            else {
+            let (Some(name), Some(namespace), Some(uid)) = (&meta.name, &meta.namespace, &meta.uid) else {
                 continue;
             };
             let empty = BTreeMap::new();
@@ -53,15 +52,10 @@ impl PodIndex {
                 container_name: container_name.to_owned(),
                 service_name: service_name(name, labels, owners),
             };
-            index.pods.insert(
-                uid.clone(),
-                attributes(only_container(pod).unwrap_or_default()),
-            );
+            index.pods.insert(uid.clone(), attributes(only_container(pod).unwrap_or_default()));
             for status in statuses(pod) {
                 if let Some(id) = status.container_id.as_deref().and_then(container_id) {
-                    index
-                        .containers
-                        .insert(id.to_ascii_lowercase(), attributes(&status.name));
+                    index.containers.insert(id.to_ascii_lowercase(), attributes(&status.name));
                 }
             }
         }
@@ -73,11 +67,7 @@ impl PodIndex {
         if let Some(pod) = self.containers.get(&container.id.to_ascii_lowercase()) {
             return Found::Container(pod.clone());
         }
-        match container
-            .pod_uid
-            .as_ref()
-            .and_then(|uid| self.pods.get(uid))
-        {
+        match container.pod_uid.as_ref().and_then(|uid| self.pods.get(uid)) {
             Some(pod) => Found::Pod(pod.clone()),
             None => Found::Nothing,
         }
@@ -108,8 +98,8 @@ fn statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
 /// runs in it.
 fn only_container(pod: &Pod) -> Option<&str> {
     let spec = pod.spec.as_ref()?;
-    let others = spec.init_containers.as_ref().map_or(0, Vec::len)
-        + spec.ephemeral_containers.as_ref().map_or(0, Vec::len);
+    let others =
+        spec.init_containers.as_ref().map_or(0, Vec::len) + spec.ephemeral_containers.as_ref().map_or(0, Vec::len);
     match spec.containers.as_slice() {
         [only] if others == 0 => Some(&only.name),
         _ => None,
@@ -128,21 +118,13 @@ pub(super) fn container_id(status_id: &str) -> Option<&str> {
 /// The service a pod belongs to: its `app.kubernetes.io/name` label, else
 /// its `app` label, else the name of the workload that owns it (a
 /// Deployment for a ReplicaSet's pods), else the pod's own name.
-pub(super) fn service_name(
-    pod_name: &str,
-    labels: &BTreeMap<String, String>,
-    owners: &[OwnerReference],
-) -> String {
+pub(super) fn service_name(pod_name: &str, labels: &BTreeMap<String, String>, owners: &[OwnerReference]) -> String {
     let label = |key: &str| labels.get(key).filter(|value| !value.is_empty());
     if let Some(name) = label("app.kubernetes.io/name").or_else(|| label("app")) {
         return name.clone();
     }
     // The managing controller; pods rarely have other owners.
-    let Some(owner) = owners
-        .iter()
-        .find(|owner| owner.controller == Some(true))
-        .or_else(|| owners.first())
-    else {
+    let Some(owner) = owners.iter().find(|owner| owner.controller == Some(true)).or_else(|| owners.first()) else {
         return pod_name.to_owned();
     };
     match owner.kind.as_str() {
@@ -177,19 +159,11 @@ mod tests {
     const UID: &str = "1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6";
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|&(key, value)| (key.to_owned(), value.to_owned()))
-            .collect()
+        pairs.iter().map(|&(key, value)| (key.to_owned(), value.to_owned())).collect()
     }
 
     fn owner(kind: &str, name: &str) -> OwnerReference {
-        OwnerReference {
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-            controller: Some(true),
-            ..Default::default()
-        }
+        OwnerReference { kind: kind.to_owned(), name: name.to_owned(), controller: Some(true), ..Default::default() }
     }
 
     #[test]
@@ -212,37 +186,22 @@ mod tests {
     #[test]
     fn service_name_prefers_the_recommended_label() {
         let both = labels(&[("app.kubernetes.io/name", "checkout"), ("app", "legacy")]);
-        assert_eq!(
-            service_name("pod", &both, &[owner("StatefulSet", "db")]),
-            "checkout"
-        );
+        assert_eq!(service_name("pod", &both, &[owner("StatefulSet", "db")]), "checkout");
         let app = labels(&[("app", "legacy")]);
-        assert_eq!(
-            service_name("pod", &app, &[owner("StatefulSet", "db")]),
-            "legacy"
-        );
+        assert_eq!(service_name("pod", &app, &[owner("StatefulSet", "db")]), "legacy");
         // An empty label says nothing.
         let empty = labels(&[("app.kubernetes.io/name", ""), ("app", "")]);
-        assert_eq!(
-            service_name("pod", &empty, &[owner("StatefulSet", "db")]),
-            "db"
-        );
+        assert_eq!(service_name("pod", &empty, &[owner("StatefulSet", "db")]), "db");
     }
 
     #[test]
     fn replica_set_pods_belong_to_their_deployment() {
         let hashed = labels(&[("pod-template-hash", "5d8f7c9b4")]);
         let owners = [owner("ReplicaSet", "web-frontend-5d8f7c9b4")];
-        assert_eq!(
-            service_name("web-frontend-5d8f7c9b4-x2x9k", &hashed, &owners),
-            "web-frontend"
-        );
+        assert_eq!(service_name("web-frontend-5d8f7c9b4-x2x9k", &hashed, &owners), "web-frontend");
         // Without the label (a ReplicaSet made by hand) the name stays whole,
         // even when it looks like a hash.
-        assert_eq!(
-            service_name("web-frontend-5d8f7c9b4-x2x9k", &labels(&[]), &owners),
-            "web-frontend-5d8f7c9b4"
-        );
+        assert_eq!(service_name("web-frontend-5d8f7c9b4-x2x9k", &labels(&[]), &owners), "web-frontend-5d8f7c9b4");
         // A hash label that is not the suffix is not stripped.
         let other = labels(&[("pod-template-hash", "77aa")]);
         assert_eq!(service_name("p", &other, &owners), "web-frontend-5d8f7c9b4");
@@ -251,35 +210,16 @@ mod tests {
     #[test]
     fn other_owners_give_their_own_name() {
         let none = labels(&[]);
-        assert_eq!(
-            service_name("db-0", &none, &[owner("StatefulSet", "db")]),
-            "db"
-        );
-        assert_eq!(
-            service_name("agent-7xk2p", &none, &[owner("DaemonSet", "agent")]),
-            "agent"
-        );
-        assert_eq!(
-            service_name("backup-28930-abcde", &none, &[owner("Job", "backup-28930")]),
-            "backup-28930"
-        );
-        assert_eq!(
-            service_name("etcd-node-a", &none, &[owner("Node", "node-a")]),
-            "etcd"
-        );
-        assert_eq!(
-            service_name("debug", &none, &[]),
-            "debug",
-            "a bare pod is its own service"
-        );
+        assert_eq!(service_name("db-0", &none, &[owner("StatefulSet", "db")]), "db");
+        assert_eq!(service_name("agent-7xk2p", &none, &[owner("DaemonSet", "agent")]), "agent");
+        assert_eq!(service_name("backup-28930-abcde", &none, &[owner("Job", "backup-28930")]), "backup-28930");
+        assert_eq!(service_name("etcd-node-a", &none, &[owner("Node", "node-a")]), "etcd");
+        assert_eq!(service_name("debug", &none, &[]), "debug", "a bare pod is its own service");
     }
 
     #[test]
     fn the_controller_owner_wins() {
-        let not_controller = OwnerReference {
-            controller: None,
-            ..owner("ConfigMap", "settings")
-        };
+        let not_controller = OwnerReference { controller: None, ..owner("ConfigMap", "settings") };
         let owners = [not_controller, owner("StatefulSet", "db")];
         assert_eq!(service_name("db-0", &labels(&[]), &owners), "db");
     }
@@ -292,32 +232,19 @@ mod tests {
         pod.metadata.owner_references = Some(vec![owner("StatefulSet", "db")]);
         let containers = containers
             .iter()
-            .map(|&name| k8s_openapi::api::core::v1::Container {
-                name: name.to_owned(),
-                ..Default::default()
-            });
-        pod.spec = Some(PodSpec {
-            containers: containers.collect(),
-            ..Default::default()
-        });
+            .map(|&name| k8s_openapi::api::core::v1::Container { name: name.to_owned(), ..Default::default() });
+        pod.spec = Some(PodSpec { containers: containers.collect(), ..Default::default() });
         let statuses = statuses.iter().map(|&(name, id)| ContainerStatus {
             name: name.to_owned(),
             container_id: Some(id.to_owned()),
             ..Default::default()
         });
-        pod.status = Some(PodStatus {
-            container_statuses: Some(statuses.collect()),
-            ..Default::default()
-        });
+        pod.status = Some(PodStatus { container_statuses: Some(statuses.collect()), ..Default::default() });
         pod
     }
 
     fn container(id: &str, pod_uid: Option<&str>) -> Container {
-        Container {
-            id: id.to_owned(),
-            runtime: "containerd",
-            pod_uid: pod_uid.map(str::to_owned),
-        }
+        Container { id: id.to_owned(), runtime: "containerd", pod_uid: pod_uid.map(str::to_owned) }
     }
 
     fn expected(container_name: &str) -> ContainerPod {
@@ -333,46 +260,25 @@ mod tests {
     #[test]
     fn index_finds_by_id_then_by_pod() {
         let upper = format!("containerd://{}", ID.to_ascii_uppercase());
-        let index = PodIndex::new(&[pod(
-            &["postgres", "exporter"],
-            &[("postgres", &upper), ("exporter", "")],
-        )]);
+        let index = PodIndex::new(&[pod(&["postgres", "exporter"], &[("postgres", &upper), ("exporter", "")])]);
         assert_eq!(index.pods(), 1);
-        assert_eq!(
-            index.find(&container(ID, None)),
-            Found::Container(expected("postgres"))
-        );
+        assert_eq!(index.find(&container(ID, None)), Found::Container(expected("postgres")));
         let other = "ab".repeat(32);
         // Two containers: which one a new id belongs to is unknown.
-        assert_eq!(
-            index.find(&container(&other, Some(UID))),
-            Found::Pod(expected(""))
-        );
+        assert_eq!(index.find(&container(&other, Some(UID))), Found::Pod(expected("")));
         assert_eq!(index.find(&container(&other, None)), Found::Nothing);
-        assert_eq!(
-            index.find(&container(
-                &other,
-                Some("00000000-0000-0000-0000-000000000000")
-            )),
-            Found::Nothing
-        );
+        assert_eq!(index.find(&container(&other, Some("00000000-0000-0000-0000-000000000000"))), Found::Nothing);
     }
 
     #[test]
     fn a_single_container_pod_names_its_container() {
         let index = PodIndex::new(&[pod(&["postgres"], &[])]);
-        assert_eq!(
-            index.find(&container(ID, Some(UID))),
-            Found::Pod(expected("postgres"))
-        );
+        assert_eq!(index.find(&container(ID, Some(UID))), Found::Pod(expected("postgres")));
     }
 
     #[test]
     fn pods_without_identity_are_skipped() {
-        let mut nameless = pod(
-            &["postgres"],
-            &[("postgres", &format!("containerd://{ID}"))],
-        );
+        let mut nameless = pod(&["postgres"], &[("postgres", &format!("containerd://{ID}"))]);
         nameless.metadata.name = None;
         let index = PodIndex::new(&[nameless]);
         assert_eq!(index.pods(), 0);

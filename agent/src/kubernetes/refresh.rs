@@ -52,11 +52,7 @@ pub(super) struct State {
 
 impl Shared {
     pub(super) fn new() -> Shared {
-        Shared {
-            state: Mutex::default(),
-            listed: Condvar::new(),
-            wake: Notify::new(),
-        }
+        Shared { state: Mutex::default(), listed: Condvar::new(), wake: Notify::new() }
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -69,10 +65,7 @@ impl State {
     /// woken: not when a list that started after its first miss is running
     /// or has come back already.
     pub(super) fn ask(&mut self, id: &str) -> bool {
-        let asked_at = *self
-            .asked
-            .entry(id.to_owned())
-            .or_insert(self.lists_started);
+        let asked_at = *self.asked.entry(id.to_owned()).or_insert(self.lists_started);
         let wanted = asked_at == self.lists_started;
         self.wanted |= wanted;
         wanted
@@ -108,16 +101,9 @@ impl Refresher {
             let outcome = match result {
                 Ok(Ok(list)) => Ok(PodIndex::new(&list.items)),
                 Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err(format!(
-                    "no answer within {:?}",
-                    self.policy.request_timeout
-                )),
+                Err(_) => Err(format!("no answer within {:?}", self.policy.request_timeout)),
             };
-            failures = if outcome.is_ok() {
-                0
-            } else {
-                failures.saturating_add(1)
-            };
+            failures = if outcome.is_ok() { 0 } else { failures.saturating_add(1) };
             self.finish(number, outcome, periodic);
 
             let next_periodic = started + self.policy.next_periodic(failures);
@@ -172,16 +158,9 @@ mod tests {
 
     #[test]
     fn a_miss_asks_until_a_list_starts_after_it() {
-        let mut state = State {
-            lists_started: 1,
-            listed_since: 1,
-            ..State::default()
-        };
+        let mut state = State { lists_started: 1, listed_since: 1, ..State::default() };
         assert!(state.ask("a"), "first miss");
-        assert!(
-            state.ask("a"),
-            "no list started since: ask again (the loop coalesces)"
-        );
+        assert!(state.ask("a"), "no list started since: ask again (the loop coalesces)");
         state.lists_started = 2; // the answering list runs
         assert!(!state.ask("a"), "list 2 answers it");
         assert!(state.ask("b"), "a miss during list 2 needs list 3");
