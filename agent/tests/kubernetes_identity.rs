@@ -412,3 +412,10 @@ fn outside_kubernetes_there_is_no_directory() {
     assert!(matches!(error, KubernetesError::NotInCluster { .. }), "{error:?}");
     assert_eq!(error.to_string(), "not running in Kubernetes: KUBERNETES_SERVICE_HOST is not set");
 }
+
+#[test]
+fn kubernetes_directory_is_shared_across_threads() {
+    // The exporter's pod lookups must be `Send + Sync`.
+    fn shareable<T: Send + Sync>() {}
+    shareable::<PodDirectory>();
+}

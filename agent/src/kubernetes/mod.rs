@@ -109,7 +109,7 @@ pub enum KubernetesError {
         path: &'static str,
     },
     /// No node name was given.
-    #[error("no node name: pass the pod's spec.nodeName (downward API), e.g. in NODE_NAME")]
+    #[error("no node name: pass the pod's spec.nodeName (downward API), e.g. in K8S_NODE_NAME")]
     NoNodeName,
     /// The in-cluster configuration (API address, CA certificate) is unusable.
     #[error("reading the in-cluster Kubernetes configuration")]
