@@ -11,6 +11,7 @@ use std::{
 
 use crate::{
     collector::{CollectError, Collector, ProbeErrors, Reading},
+    degraded::{Degraded, FULL_MODE_NEEDS, ProcPoller},
     depth::{DepthRequest, DepthSampler},
     fdinfo::RingFdinfo,
     config::Config,
@@ -18,7 +19,7 @@ use crate::{
     identity::{self, Identity},
     model::{Model, Rules, io_uring::UringState, metrics::Transition},
     preflight::{self, PreflightError},
-    probes::{AttachFailure, AttachMode, ProbeError, Probes},
+    probes::{AttachFailure, AttachMode, ProbeError, Probes, with_causes},
     transition,
 };
 
@@ -41,8 +42,9 @@ pub struct NodeInfo {
     pub transition_cost_ns: f64,
     /// Whether that cost was measured here (or taken from the config).
     pub transition_cost_measured: bool,
-    /// How syscall exits are hooked, and why not as preferred.
-    pub attach_mode: AttachMode,
+    /// How syscall exits are hooked (`None` in the degraded mode), and why
+    /// not as preferred.
+    pub attach_mode: Option<AttachMode>,
     pub attach_fallback: Option<String>,
     pub attached: Vec<String>,
     pub failed: Vec<AttachFailure>,
@@ -50,12 +52,47 @@ pub struct NodeInfo {
     /// `kernel.io_uring_disabled`: 0 allowed, 1 only for a group, 2 off;
     /// `None` where the kernel has no such setting.
     pub io_uring_disabled: Option<u8>,
+    /// Set when the probes could not run and `/proc` is polled instead.
+    pub degraded: Option<Degraded>,
+}
+
+impl NodeInfo {
+    /// What is known before any probe is loaded.
+    fn new((transition_cost_ns, transition_cost_measured): (f64, bool)) -> NodeInfo {
+        NodeInfo {
+            transition_cost_ns,
+            transition_cost_measured,
+            attach_mode: None,
+            attach_fallback: None,
+            attached: Vec::new(),
+            failed: Vec::new(),
+            mounted_tracefs: false,
+            io_uring_disabled: std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
+            degraded: None,
+        }
+    }
+}
+
+/// The crossing cost from the config, else measured now: (ns, measured).
+fn crossing_cost(config: &Config) -> (f64, bool) {
+    match config.transition_cost_ns {
+        Some(cost) => (cost, false),
+        None => (transition::measure_crossing_ns(), true),
+    }
+}
+
+/// Where the deltas come from.
+enum Source {
+    /// The BPF probes, attached while this lives, and their maps' reader.
+    Probes { _probes: Probes, collector: Collector },
+    /// `/proc/PID/io` polling, where BPF is refused.
+    Proc(ProcPoller),
 }
 
 pub struct Agent {
-    /// Keeps the programs attached.
-    _probes: Probes,
-    collector: Collector,
+    source: Source,
     fds: FdResolver,
     /// `None` where netlink sock_diag could not be set up (said at start).
     depth: Option<DepthSampler>,
@@ -71,41 +108,58 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Starts with the BPF probes, or, where they cannot run, in the
+    /// degraded mode, saying why (a refused `attach` choice stays an error).
+    pub fn start(config: &Config) -> Result<Agent, StartError> {
+        match Agent::start_with_probes(config) {
+            Err(StartError::Probes(refused @ ProbeError::Refused(..))) => Err(StartError::Probes(refused)),
+            Err(error) => Ok(Agent::start_degraded(config, &error)),
+            started => started,
+        }
+    }
+
     /// Checks the node, measures the crossing cost, then loads and attaches
     /// the probes: counting starts when this returns.
-    pub fn start(config: &Config) -> Result<Agent, StartError> {
+    pub fn start_with_probes(config: &Config) -> Result<Agent, StartError> {
         let preflight = preflight::check()?;
         // Measured before attaching, so the probes do not inflate it.
-        let (transition_cost_ns, measured) = match config.transition_cost_ns {
-            Some(cost) => (cost, false),
-            None => (transition::measure_crossing_ns(), true),
-        };
+        let transition = crossing_cost(config);
         let mut probes = Probes::load(&config.maps, config.attach)?;
         let collector = Collector::new(probes.take_maps()?);
         let node = NodeInfo {
-            transition_cost_ns,
-            transition_cost_measured: measured,
-            attach_mode: probes.mode,
+            attach_mode: Some(probes.mode),
             attach_fallback: probes.fallback.clone(),
             attached: probes.attached.clone(),
             failed: probes.failed.clone(),
             mounted_tracefs: preflight.mounted_tracefs,
-            io_uring_disabled: std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-                .ok()
-                .and_then(|v| v.trim().parse().ok()),
+            ..NodeInfo::new(transition)
         };
+        Ok(Agent::assemble(config, Source::Probes { _probes: probes, collector }, node))
+    }
+
+    /// Starts polling `/proc` because the probes could not start.
+    fn start_degraded(config: &Config, error: &StartError) -> Agent {
+        let degraded = Degraded { reason: with_causes(error), needs: FULL_MODE_NEEDS };
+        let node = NodeInfo { degraded: Some(degraded), ..NodeInfo::new(crossing_cost(config)) };
+        let mut agent = Agent::assemble(config, Source::Proc(ProcPoller::default()), node);
+        // The first poll only sets every process's baseline.
+        agent.tick().expect("polling /proc cannot fail as a whole");
+        agent
+    }
+
+    fn assemble(config: &Config, source: Source, node: NodeInfo) -> Agent {
         let rules = Rules {
             hot_writer: config.hot_writer.clone(),
             timer_flush: config.timer_flush.clone(),
             io_uring: config.io_uring.clone(),
-            transition: Transition { cost_ns: transition_cost_ns, batch_target: config.hot_writer.batch_target },
+            transition: Transition { cost_ns: node.transition_cost_ns, batch_target: config.hot_writer.batch_target },
+            degraded: node.degraded.is_some(),
         };
         let depth = DepthSampler::new()
             .inspect_err(|e| tracing::warn!("buffer depth of sockets and pipes is off: {e}"))
             .ok();
-        Ok(Agent {
-            _probes: probes,
-            collector,
+        Agent {
+            source,
             fds: FdResolver::default(),
             depth,
             depth_errors: HashSet::new(),
@@ -116,7 +170,7 @@ impl Agent {
             node,
             probe_errors: ProbeErrors::default(),
             tracked: 0,
-        })
+        }
     }
 
     pub fn model(&self) -> &Model {
@@ -141,9 +195,12 @@ impl Agent {
         self.tracked
     }
 
-    /// Reads the maps and closes one interval of the model.
+    /// Reads the maps (or polls `/proc`) and closes one interval of the model.
     pub fn tick(&mut self) -> Result<(), CollectError> {
-        let reading = self.collector.read()?;
+        let reading = match &mut self.source {
+            Source::Probes { collector, .. } => collector.read()?,
+            Source::Proc(poller) => Reading { writes: poller.read(), ..Reading::default() },
+        };
         let now = Instant::now();
         let seconds = now.duration_since(self.last_tick).as_secs_f64();
         self.last_tick = now;
@@ -242,17 +299,27 @@ impl Agent {
         }
         let identity = start
             .and_then(|_| Identity::read(pid))
-            .unwrap_or_else(|| Identity::exited(pid, self.collector.kernel_comm(pid)));
+            .unwrap_or_else(|| Identity::exited(pid, self.kernel_comm(pid)));
         let alive = identity.start_ticks != 0;
         self.fds.forget(pid);
         self.identities.insert(pid, identity);
         alive
     }
 
+    /// The name the kernel recorded for `pid`, in full mode.
+    fn kernel_comm(&self, pid: u32) -> Option<String> {
+        match &self.source {
+            Source::Probes { collector, .. } => collector.kernel_comm(pid),
+            Source::Proc(_) => None,
+        }
+    }
+
     /// Forgets a process that exited, in the model, the kernel and the caches.
     fn retire(&mut self, pid: u32, seconds: f64) {
         self.model.exit(pid, seconds);
-        self.collector.forget(pid);
+        if let Source::Probes { collector, .. } = &mut self.source {
+            collector.forget(pid);
+        }
         self.fds.forget(pid);
         self.identities.remove(&pid);
     }

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod collector;
 pub mod config;
 pub mod container;
+pub mod degraded;
 pub mod depth;
 pub mod fdinfo;
 pub mod fds;

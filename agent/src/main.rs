@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use batchwatch::{
     agent::Agent,
+    probes::AttachMode,
     config::{Config, Settings},
     report::Report,
 };
@@ -87,6 +88,14 @@ fn record(config: &Config, duration: Duration) -> anyhow::Result<()> {
 /// One line per fact a user should know at start-up, on stderr.
 fn announce(agent: &Agent) {
     let node = agent.node();
+    if let Some(degraded) = &node.degraded {
+        eprintln!("batchwatch: DEGRADED MODE: {}", degraded.reason);
+        eprintln!(
+            "batchwatch: polling /proc/PID/io instead: write calls and bytes per process only, no per-fd \
+             figures, histograms, outcomes or io_uring; full mode needs {}",
+            degraded.needs
+        );
+    }
     if node.mounted_tracefs {
         eprintln!("batchwatch: mounted tracefs at /sys/kernel/tracing");
     }
@@ -99,7 +108,7 @@ fn announce(agent: &Agent) {
     eprintln!(
         "batchwatch: {} probes attached ({}); one kernel crossing costs {:.0} ns here ({})",
         node.attached.len(),
-        node.attach_mode.name(),
+        node.attach_mode.map_or("none", AttachMode::name),
         node.transition_cost_ns,
         if node.transition_cost_measured { "measured" } else { "from config" },
     );

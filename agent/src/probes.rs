@@ -270,14 +270,18 @@ fn describe(error: &ProgramError) -> String {
             tracing::debug!(%verifier_log, "verifier log");
             format!("the kernel refused to load it: {io_error}")
         }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                text = format!("{text}: {cause}");
-                source = cause.source();
-            }
-            text
-        }
+        other => with_causes(other),
     }
+}
+
+/// An error and its causes on one line: aya's errors keep the interesting
+/// part (the errno) in their sources.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }

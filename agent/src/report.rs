@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::{
     agent::Agent,
+    probes::AttachMode,
     model::{
         FdState, ProcessState,
         classify::TimerFlush,
@@ -32,8 +33,12 @@ pub struct NodeReport {
     pub transition_cost_ns: f64,
     /// `measured` at start-up, or `config`.
     pub transition_cost_source: &'static str,
-    /// How syscall exits are hooked: `fexit`, `tracepoint` or `raw-tracepoint`.
-    pub attach_mode: &'static str,
+    /// How syscall exits are hooked: `fexit`, `tracepoint` or `raw-tracepoint`;
+    /// `null` in the degraded mode.
+    pub attach_mode: Option<&'static str>,
+    /// Set when BPF could not run and `/proc/PID/io` was polled instead:
+    /// then there are no per-fd figures, histograms, outcomes or io_uring.
+    pub degraded: Option<DegradedReport>,
     /// Why not the preferred way, when it was refused.
     pub attach_fallback: Option<String>,
     pub probes_attached: Vec<String>,
@@ -47,6 +52,12 @@ pub struct NodeReport {
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DegradedReport {
+    pub reason: String,
+    pub needs: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,7 +192,11 @@ impl Report {
                 kernel: read_trimmed("/proc/sys/kernel/osrelease"),
                 transition_cost_ns: node.transition_cost_ns,
                 transition_cost_source: if node.transition_cost_measured { "measured" } else { "config" },
-                attach_mode: node.attach_mode.name(),
+                attach_mode: node.attach_mode.map(AttachMode::name),
+                degraded: node
+                    .degraded
+                    .as_ref()
+                    .map(|d| DegradedReport { reason: d.reason.clone(), needs: d.needs }),
                 attach_fallback: node.attach_fallback.clone(),
                 probes_attached: node.attached.clone(),
                 probes_failed: node

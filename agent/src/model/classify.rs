@@ -18,6 +18,12 @@ pub fn is_hot_unbatched(m: &BatchingMetrics, rule: &HotWriterRule) -> bool {
     m.calls_per_sec >= rule.min_calls_per_sec && one_record && small
 }
 
+/// The degraded mode's rule, from averages alone (no histograms, no records
+/// per call): many calls a second carrying few bytes each on average.
+pub fn is_hot_by_averages(m: &BatchingMetrics, rule: &HotWriterRule) -> bool {
+    m.calls_per_sec >= rule.min_calls_per_sec && m.mean_bytes_per_call <= rule.max_bytes_per_call as f64
+}
+
 /// Whether one interval of a ring looks un-batched: many `io_uring_enter`
 /// calls a second, each submitting one SQE. SQPOLL rings are judged apart.
 pub fn is_unbatched_ring(m: &RingMetrics, rule: &HotWriterRule) -> bool {

@@ -16,7 +16,7 @@ use std::{
 use agent_common::{counters::Counters as _, write::WriteStats};
 
 use self::{
-    classify::{Flag, TimerFlush, is_hot_unbatched, is_sqpoll_trickle, is_unbatched_ring},
+    classify::{Flag, TimerFlush, is_hot_by_averages, is_hot_unbatched, is_sqpoll_trickle, is_unbatched_ring},
     io_uring::{RingState, UringState},
     metrics::{BatchingMetrics, Transition},
 };
@@ -35,6 +35,8 @@ pub struct Rules {
     pub timer_flush: TimerFlushRule,
     pub io_uring: IoUringRule,
     pub transition: Transition,
+    /// Only averages per process are known (the degraded `/proc` mode).
+    pub degraded: bool,
 }
 
 /// One descriptor of one process.
@@ -270,10 +272,15 @@ fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
     for (&fd, state) in &mut process.fds {
         interval.add(&state.interval);
         state.metrics = BatchingMetrics::of(&state.interval, seconds, &rules.transition);
-        let hot = is_hot_unbatched(&state.metrics, &rules.hot_writer);
-        let (metrics, info) = (&state.metrics, state.info.as_ref());
+        let metrics = &state.metrics;
+        let (hot, what) = if rules.degraded {
+            (is_hot_by_averages(metrics, &rules.hot_writer), DEGRADED_WRITES.to_owned())
+        } else {
+            let what = state.info.as_ref().map_or_else(|| format!("fd {fd}"), |info| info.describe(fd));
+            (is_hot_unbatched(metrics, &rules.hot_writer), what)
+        };
         state.flag.update(hot, rules.hot_writer.sustain_intervals, |hot_for| {
-            hot_reason(fd, info, metrics, seconds * f64::from(hot_for), &rules.transition)
+            hot_reason(&what, metrics, seconds * f64::from(hot_for), rules)
         });
         if state.interval.total_calls() > 0 {
             state.timer = TimerFlush::detect(&state.total, &rules.timer_flush);
@@ -310,13 +317,18 @@ fn judge_ring(ring: &mut RingState, seconds: f64, rules: &Rules, reasons: &mut V
     reasons.extend([ring.unbatched.reason(), ring.trickle.reason()].into_iter().flatten().map(str::to_owned));
 }
 
+/// What the degraded mode's writes are, in reasons.
+const DEGRADED_WRITES: &str = "all writes (degraded mode: /proc/PID/io averages, per-fd and records per call unknown)";
+
 /// Why a descriptor is flagged, in words a user can act on.
-fn hot_reason(fd: i32, info: Option<&FdInfo>, m: &BatchingMetrics, held_s: f64, transition: &Transition) -> String {
-    let what = info.map_or_else(|| format!("fd {fd}"), |info| info.describe(fd));
-    let bytes = m.bytes_per_call.map_or(0, |q| q.p50);
+fn hot_reason(what: &str, m: &BatchingMetrics, held_s: f64, rules: &Rules) -> String {
+    let size = if rules.degraded {
+        format!("{:.0} B per call on average", m.mean_bytes_per_call)
+    } else {
+        format!("median 1 record and {} B per call", m.bytes_per_call.map_or(0, |q| q.p50))
+    };
     format!(
-        "{what}: {:.0} writes/s, median 1 record and {bytes} B per call, for {held_s:.0} s; \
-         batching to {} records per call would save {:.3} cores",
-        m.calls_per_sec, transition.batch_target, m.saving_cores,
+        "{what}: {:.0} writes/s, {size}, for {held_s:.0} s; batching to {} records per call would save {:.3} cores",
+        m.calls_per_sec, rules.transition.batch_target, m.saving_cores,
     )
 }

@@ -64,6 +64,7 @@ pub fn model() -> Model {
         timer_flush: config.timer_flush,
         io_uring: config.io_uring,
         transition: Transition { cost_ns: 1000.0, batch_target: 64 },
+        degraded: false,
     })
 }
 

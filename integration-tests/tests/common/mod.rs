@@ -40,7 +40,7 @@ pub fn start_agent() -> Agent {
 }
 
 pub fn start_agent_with(config: &Config) -> Agent {
-    Agent::start(config).unwrap_or_else(|e| panic!("starting the agent (these tests need root): {e}"))
+    Agent::start_with_probes(config).unwrap_or_else(|e| panic!("starting the agent (these tests need root): {e}"))
 }
 
 /// Runs the workload helper with `args` under the agent.

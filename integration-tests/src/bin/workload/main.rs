@@ -19,6 +19,9 @@ struct Cli {
     /// Wait this long before the pattern (lets a tracer settle).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     delay: Duration,
+    /// Stay alive this long after printing the report (lets a poller see it).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    linger: Duration,
     #[command(subcommand)]
     pattern: Pattern,
 }
@@ -137,6 +140,7 @@ fn main() {
     report.pid = std::process::id();
     let line = serde_json::to_string(&report).expect("report serialises");
     std::io::stdout().write_all(format!("{line}\n").as_bytes()).expect("stdout");
+    thread::sleep(cli.linger);
 }
 
 fn tally(fd: RawFd, calls: u64, bytes_written: i64) -> WorkloadReport {
