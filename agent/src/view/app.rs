@@ -2,11 +2,11 @@
 //! which panes are open) and what each key does to it. Which rows to show,
 //! and in which order, is decided here; drawing them is `render`'s job.
 
-use std::cmp::Ordering;
+use std::{cmp::Ordering, time::Duration};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::snapshot::{ProcessKey, Snapshot, drops_per_sec};
+use super::snapshot::{ProcessKey, Snapshot, process_drops_per_sec};
 use crate::model::ProcessState;
 
 /// The columns the process table sorts by, in the order `s` cycles them.
@@ -43,7 +43,8 @@ impl SortColumn {
 
     /// `a` against `b` in the column's natural order: pids ascending, every
     /// measure biggest first, since the biggest is what needs attention.
-    fn compare(self, a: &ProcessState, b: &ProcessState) -> Ordering {
+    /// `interval` is the length of the interval the metrics describe.
+    fn compare(self, a: &ProcessState, b: &ProcessState, interval: Duration) -> Ordering {
         let (ma, mb) = (&a.metrics, &b.metrics);
         match self {
             SortColumn::Cores => b.transition_cores().total_cmp(&a.transition_cores()),
@@ -51,7 +52,7 @@ impl SortColumn {
             // The median bucket, as shown; the exact mean orders a tie.
             SortColumn::BytesPerCall => (mb.bytes_per_call.map(|q| q.p50).cmp(&ma.bytes_per_call.map(|q| q.p50)))
                 .then(mb.mean_bytes_per_call.total_cmp(&ma.mean_bytes_per_call)),
-            SortColumn::Drops => drops_per_sec(mb).total_cmp(&drops_per_sec(ma)),
+            SortColumn::Drops => process_drops_per_sec(b, interval).total_cmp(&process_drops_per_sec(a, interval)),
             SortColumn::Pid => a.identity.pid.cmp(&b.identity.pid),
         }
     }
@@ -100,7 +101,7 @@ impl ViewState {
     /// The processes to show, filtered and sorted.
     pub fn rows<'a>(&self, snapshot: &'a Snapshot) -> Vec<&'a ProcessState> {
         let mut rows: Vec<_> = snapshot.processes.iter().filter(|p| self.shows(p)).collect();
-        rows.sort_by(|a, b| self.order(a, b));
+        rows.sort_by(|a, b| self.order(a, b, snapshot.node.interval));
         rows
     }
 
@@ -108,8 +109,8 @@ impl ViewState {
         (process.unbatched || !self.only_unbatched) && matches_filter(&self.filter, process)
     }
 
-    fn order(&self, a: &ProcessState, b: &ProcessState) -> Ordering {
-        let order = self.sort.compare(a, b);
+    fn order(&self, a: &ProcessState, b: &ProcessState, interval: Duration) -> Ordering {
+        let order = self.sort.compare(a, b, interval);
         let order = if self.reversed { order.reverse() } else { order };
         // Ties in pid order, so equal rows do not swap places between frames.
         order.then(ProcessKey::of(a).cmp(&ProcessKey::of(b)))

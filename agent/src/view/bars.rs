@@ -11,13 +11,15 @@ use crate::model::histogram::Log2Histogram;
 /// Names a bucket by its lower edge, in the histogram's unit.
 pub type Label = fn(u64) -> String;
 
-/// Lines for `slots` in `width` columns and at most `height` lines. When more
-/// buckets hold samples than fit, the fullest are kept, still in bucket order.
-pub fn bars(slots: &[u64], label: Label, width: usize, height: usize) -> Vec<Line<'static>> {
+/// Lines for `slots` in `width` columns and at most `height` lines; `empty`
+/// says why there is nothing to draw when no bucket holds a sample. When
+/// more buckets hold samples than fit, the fullest are kept, still in bucket
+/// order.
+pub fn bars(slots: &[u64], label: Label, width: usize, height: usize, empty: &str) -> Vec<Line<'static>> {
     let histogram = Log2Histogram::new(slots);
     let total = histogram.count();
     if total == 0 {
-        return vec![Line::from("no writes in the last interval").dim()];
+        return vec![Line::from(empty.to_owned()).dim()];
     }
     let mut shown: Vec<(u64, u64)> =
         histogram.buckets().filter(|&(_, _, count)| count > 0).map(|(lower, _, count)| (lower, count)).collect();
@@ -67,14 +69,14 @@ mod tests {
         let mut slots = [0; 16];
         slots[7] = 300; // 64-127
         slots[13] = 100; // 4096-8191
-        let lines = text(&bars(&slots, |lower| lower.to_string(), 20, 10));
+        let lines = text(&bars(&slots, |lower| lower.to_string(), 20, 10, ""));
         assert_eq!(lines, ["  64 ██████████  75%", "4096 ████        25%"]);
     }
 
     #[test]
     fn keeps_the_fullest_buckets_in_order_when_short_of_lines() {
         let slots = [0, 5, 1, 9, 2, 7];
-        let lines = text(&bars(&slots, |lower| lower.to_string(), 12, 3));
+        let lines = text(&bars(&slots, |lower| lower.to_string(), 12, 3, ""));
         let labels: Vec<&str> = lines.iter().map(|l| l.split_whitespace().next().unwrap()).collect();
         assert_eq!(labels, ["1", "4", "16"], "buckets of 5, 9 and 7 samples");
     }
@@ -83,12 +85,12 @@ mod tests {
     fn a_sliver_is_not_zero_percent() {
         let mut slots = [0; 4];
         (slots[1], slots[3]) = (1000, 1);
-        let lines = text(&bars(&slots, |lower| lower.to_string(), 12, 5));
+        let lines = text(&bars(&slots, |lower| lower.to_string(), 12, 5, ""));
         assert_eq!(lines, ["1 █████ 100%", "4 █      <1%"]);
     }
 
     #[test]
     fn says_so_when_empty() {
-        assert_eq!(text(&bars(&[0; 8], |l| l.to_string(), 30, 5)), ["no writes in the last interval"]);
+        assert_eq!(text(&bars(&[0; 8], |l| l.to_string(), 30, 5, "nothing here")), ["nothing here"]);
     }
 }

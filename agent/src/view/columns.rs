@@ -11,13 +11,8 @@ use ratatui::{
 use super::{
     app::SortColumn,
     format::{self, NONE},
-    snapshot::drops_per_sec,
 };
 use crate::model::metrics::BatchingMetrics;
-
-/// Buffer depth (% of capacity) is not measured yet: the column stays, and
-/// shows this, until the model carries a depth per descriptor.
-const NO_DEPTH: &str = NONE;
 
 /// A table column.
 pub struct Column {
@@ -35,25 +30,50 @@ pub const fn column(title: &'static str, width: u16, numeric: bool, sort: Option
 }
 
 /// The batching columns the process table and the descriptor table share,
-/// filled by [`metric_cells`].
-pub const METRIC_COLUMNS: [Column; 6] = [
+/// filled by [`metric_cells`]. Buffer depth follows them, in a column of
+/// each table's own: a percentage in the process table, the bytes too in
+/// the descriptor table.
+pub const METRIC_COLUMNS: [Column; 5] = [
     column("WRITES/S", 10, true, Some(SortColumn::WritesPerSec)),
     column("BYTES/CALL p50/p99", 20, true, Some(SortColumn::BytesPerCall)),
     column("REC/CALL", 8, true, None),
     column("GAP p50/p99", 16, true, None),
     column("DROPS/S", 9, true, Some(SortColumn::Drops)),
-    column("DEPTH%", 6, true, None),
 ];
 
-pub fn metric_cells(m: &BatchingMetrics) -> [String; 6] {
+/// The cells of [`METRIC_COLUMNS`]; drops are passed apart, since a process
+/// counts its io_uring drops with its write calls'.
+pub fn metric_cells(m: &BatchingMetrics, drops_per_sec: f64) -> [String; 5] {
     [
         format::rate(m.calls_per_sec),
         format::bytes_quantiles(m.bytes_per_call),
         format::records_per_call(m),
         format::gap_quantiles(m.gap_ns),
-        format::rate(drops_per_sec(m)),
-        NO_DEPTH.to_owned(),
+        format::rate(drops_per_sec),
     ]
+}
+
+/// Buffer depth from which a buffer stands out: the alert threshold of the
+/// product, past which backpressure is building.
+pub const DEPTH_ALERT_PERCENT: f64 = 80.0;
+
+/// How a buffer `percent` full is drawn: yellow from the alert threshold,
+/// red once full (the writer blocks or gets `EAGAIN`).
+pub fn depth_style(percent: f64) -> Style {
+    match percent {
+        p if p >= 100.0 => Style::new().red().bold(),
+        p if p >= DEPTH_ALERT_PERCENT => Style::new().yellow().bold(),
+        _ => Style::new(),
+    }
+}
+
+/// A depth cell: the text of a buffer `percent` full, styled by it; `-`
+/// when not sampled.
+pub fn depth_cell<'a>(depth: Option<(f64, String)>, column: &Column) -> Cell<'a> {
+    match depth {
+        Some((percent, text)) => cell(text, column).style(depth_style(percent)),
+        None => cell(NONE, column),
+    }
 }
 
 /// How a flagged writer stands out.
@@ -90,7 +110,8 @@ pub fn text_cells<'a>(texts: Vec<String>, columns: &[&Column]) -> Vec<Cell<'a>> 
     texts.into_iter().zip(columns).map(|(text, column)| cell(text, column)).collect()
 }
 
-fn cell<'a>(text: String, column: &Column) -> Cell<'a> {
-    let line = Line::from(text);
+/// A cell of `line`, aligned as `column` says.
+pub fn cell<'a>(line: impl Into<Line<'a>>, column: &Column) -> Cell<'a> {
+    let line = line.into();
     Cell::from(if column.numeric { line.right_aligned() } else { line })
 }

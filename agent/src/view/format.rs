@@ -46,6 +46,37 @@ pub fn records_per_call(m: &BatchingMetrics) -> String {
     if m.calls == 0 { NONE.to_owned() } else { format!("{:.1}", m.mean_records_per_call) }
 }
 
+/// A share of a buffer's capacity, rounded down: `79%` is still under the
+/// 80% alert threshold, and `100%` means full, not nearly full.
+pub fn percent(percent: f64) -> String {
+    format!("{:.0}%", percent.floor())
+}
+
+/// A buffer size, to a tenth below 10 of its unit: `768B`, `3.6MiB`, `208KiB`.
+/// [`human_bytes`] rounds down to the unit, which would read a 3.6 MiB
+/// queue in a 4 MiB buffer as 3 MiB of 4.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", amount(value), UNITS[unit])
+}
+
+/// How many, on average: `1`, `1.5`, `32`; whole numbers without a decimal,
+/// so that one per call reads `1`.
+pub fn amount(value: f64) -> String {
+    let tenths = format!("{value:.1}");
+    match tenths.strip_suffix(".0") {
+        Some(whole) => whole.to_owned(),
+        None if value >= 10.0 => format!("{value:.0}"),
+        None => tenths,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +104,27 @@ mod tests {
         let m = BatchingMetrics { calls: 4, mean_records_per_call: 40.0, ..Default::default() };
         assert_eq!(records_per_call(&m), "40.0");
         assert_eq!(records_per_call(&BatchingMetrics::default()), "-");
+    }
+
+    #[test]
+    fn depths_in_percent_and_sizes() {
+        assert_eq!(percent(79.9), "79%", "under the alert threshold reads under it");
+        assert_eq!(percent(100.0), "100%");
+        assert_eq!(percent(104.2), "104%", "a socket can pass its limit by one write");
+        assert_eq!(size(768), "768B");
+        assert_eq!(size(3_774_874), "3.6MiB");
+        assert_eq!(size(4 << 20), "4MiB");
+        assert_eq!(size(212_992), "208KiB");
+        assert_eq!(size(10_700), "10KiB");
+    }
+
+    #[test]
+    fn amounts_drop_a_needless_decimal() {
+        assert_eq!(amount(1.0), "1");
+        assert_eq!(amount(1.04), "1");
+        assert_eq!(amount(1.5), "1.5");
+        assert_eq!(amount(32.0), "32");
+        assert_eq!(amount(12.4), "12");
+        assert_eq!(amount(0.0), "0");
     }
 }

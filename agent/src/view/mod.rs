@@ -15,15 +15,25 @@ mod render;
 mod snapshot;
 #[cfg(test)]
 mod testing;
+mod uring;
 
 use std::{
     io::IsTerminal as _,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use crossterm::event::{self, Event, KeyEventKind};
 use ratatui::DefaultTerminal;
+use signal_hook::{
+    SigId,
+    consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM},
+    low_level,
+};
 
 use self::{
     app::{Action, ViewState},
@@ -34,7 +44,16 @@ use crate::{agent::Agent, config::Config};
 /// How long an exited process stays on screen, dimmed, before it goes.
 const LINGER: Duration = Duration::from_secs(5);
 
-/// Runs the live view until the user quits.
+/// Signals that would end the process with the terminal left raw, in the
+/// alternate screen and without a cursor: `kill`, a closed terminal, and
+/// `kill -INT`/`-QUIT` (from the keyboard these are keys in raw mode).
+const ENDING_SIGNALS: [i32; 4] = [SIGTERM, SIGHUP, SIGINT, SIGQUIT];
+
+/// Longest wait for a key: how soon a signal is noticed, since crossterm
+/// goes back to waiting when a signal interrupts it.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// Runs the live view until the user quits, or a signal ends it.
 pub fn run(config: &Config) -> anyhow::Result<()> {
     anyhow::ensure!(
         std::io::stdout().is_terminal(),
@@ -42,16 +61,62 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     );
     // Started before the screen is taken, so its errors read as plain text.
     let agent = Agent::start(config)?;
-    let mut view = LiveView::new(agent, config.interval);
+    let signals = Signals::catch()?;
+    let mut view = LiveView::new(agent, config.interval, &signals);
     // `try_init` also installs a panic hook that restores the terminal.
     let result =
         ratatui::try_init().context("setting up the terminal").and_then(|mut terminal| view.run(&mut terminal));
     ratatui::restore();
+    // The probes are detached before the process goes.
+    drop(view);
+    signals.end_as_caught();
     result
 }
 
-struct LiveView {
+/// The [`ENDING_SIGNALS`], caught while the view holds the terminal: the
+/// loop ends at the next check, the terminal is restored, and the process
+/// then ends by the same signal, as its parent expects.
+struct Signals {
+    /// The signal caught, or 0.
+    caught: Arc<AtomicUsize>,
+    hooks: Vec<SigId>,
+}
+
+impl Signals {
+    fn catch() -> anyhow::Result<Signals> {
+        let caught = Arc::new(AtomicUsize::new(0));
+        let hooks = ENDING_SIGNALS
+            .iter()
+            .map(|&signal| signal_hook::flag::register_usize(signal, Arc::clone(&caught), signal as usize))
+            .collect::<Result<_, _>>()
+            .context("catching SIGTERM, SIGHUP, SIGINT and SIGQUIT")?;
+        Ok(Signals { caught, hooks })
+    }
+
+    fn caught(&self) -> Option<i32> {
+        match self.caught.load(Ordering::Relaxed) {
+            0 => None,
+            signal => Some(signal as i32),
+        }
+    }
+
+    /// Stops catching; if a signal was caught, ends the process by it,
+    /// which does not return.
+    fn end_as_caught(self) {
+        let caught = self.caught();
+        for hook in self.hooks {
+            low_level::unregister(hook);
+        }
+        if let Some(signal) = caught {
+            // Only fails for a signal it does not know, and these it knows.
+            let _ = low_level::emulate_default_handler(signal);
+        }
+    }
+}
+
+struct LiveView<'a> {
     agent: Agent,
+    signals: &'a Signals,
     interval: Duration,
     state: ViewState,
     /// Taken at the last tick.
@@ -60,35 +125,46 @@ struct LiveView {
     frozen: Option<Snapshot>,
 }
 
-impl LiveView {
-    fn new(agent: Agent, interval: Duration) -> LiveView {
+impl<'a> LiveView<'a> {
+    fn new(agent: Agent, interval: Duration, signals: &'a Signals) -> LiveView<'a> {
         let latest = Snapshot::empty(NodeFacts::of(&agent, interval));
-        LiveView { agent, interval, state: ViewState::default(), latest, frozen: None }
+        LiveView { agent, signals, interval, state: ViewState::default(), latest, frozen: None }
     }
 
     /// Draws, then waits for a key until the next tick is due: keys get an
-    /// answer at once, and the maps are read once per interval.
+    /// answer at once, and the maps are read once per interval. Redraws
+    /// after a tick or any event (a key, a resize). Ends on `q` or a caught
+    /// signal.
     fn run(&mut self, terminal: &mut DefaultTerminal) -> anyhow::Result<()> {
         let mut next_tick = Instant::now() + self.interval;
-        loop {
+        let mut redraw = true;
+        while self.signals.caught().is_none() {
             let shown = self.frozen.as_ref().unwrap_or(&self.latest);
-            terminal.draw(|frame| render::draw(frame, shown, &self.state)).context("drawing")?;
-            if event::poll(next_tick.saturating_duration_since(Instant::now())).context("reading keys")?
-                && let Event::Key(key) = event::read().context("reading keys")?
-                && key.kind == KeyEventKind::Press
-            {
-                match self.state.on_key(key, shown) {
-                    Action::Continue => {}
-                    Action::Quit => return Ok(()),
-                    Action::Pause => self.frozen = Some(self.latest.clone()),
-                    Action::Resume => self.frozen = None,
+            if redraw {
+                terminal.draw(|frame| render::draw(frame, shown, &self.state)).context("drawing")?;
+                redraw = false;
+            }
+            let wait = next_tick.saturating_duration_since(Instant::now()).min(SIGNAL_CHECK);
+            if event::poll(wait).context("reading keys")? {
+                redraw = true;
+                if let Event::Key(key) = event::read().context("reading keys")?
+                    && key.kind == KeyEventKind::Press
+                {
+                    match self.state.on_key(key, shown) {
+                        Action::Continue => {}
+                        Action::Quit => return Ok(()),
+                        Action::Pause => self.frozen = Some(self.latest.clone()),
+                        Action::Resume => self.frozen = None,
+                    }
                 }
             }
             if Instant::now() >= next_tick {
                 self.tick()?;
                 next_tick = Instant::now() + self.interval;
+                redraw = true;
             }
         }
+        Ok(())
     }
 
     fn tick(&mut self) -> anyhow::Result<()> {

@@ -2,6 +2,8 @@
 //! the node's facts, the process table, the detail pane (in `detail`) and the
 //! keys. Nothing here reads the agent, so all of it draws in tests.
 
+use std::time::Duration;
+
 use ratatui::{
     Frame,
     layout::{Constraint, Layout, Margin, Rect},
@@ -12,10 +14,11 @@ use ratatui::{
 
 use super::{
     app::{SortColumn, ViewState},
-    columns::{Column, METRIC_COLUMNS, column, metric_cells, table, text_cells, unbatched_flag},
+    columns::{Column, METRIC_COLUMNS, cell, column, depth_cell, metric_cells, table, text_cells, unbatched_flag},
     detail::Detail,
     format,
-    snapshot::{NodeFacts, Snapshot},
+    snapshot::{NodeFacts, Snapshot, process_drops_per_sec},
+    uring::{self, IO_URING, trickle_flag},
 };
 use crate::model::ProcessState;
 
@@ -36,7 +39,7 @@ pub fn draw(frame: &mut Frame, snapshot: &Snapshot, state: &ViewState) {
     ])
     .areas(area);
     frame.render_widget(Paragraph::new(header_lines(snapshot, state.paused)), header);
-    draw_processes(frame, table, &rows, selected, state);
+    draw_processes(frame, table, &rows, selected, state, snapshot.node.interval);
     if let Some(detail) = detail {
         detail.draw(frame, detail_area);
     }
@@ -53,18 +56,24 @@ fn header_lines(snapshot: &Snapshot, paused: bool) -> Vec<Line<'static>> {
     if paused {
         title.push("  PAUSED (measuring goes on)".black().on_yellow());
     }
+    let sqes = if totals.sqes_per_sec > 0.0 {
+        format!(" + {} io_uring SQEs/s", format::rate(totals.sqes_per_sec))
+    } else {
+        String::new()
+    };
     let mut summary = vec![
         format!(
-            "total {} writes/s │ {} est. cores crossing into the kernel │ {} flagged ",
+            "total {} writes/s{sqes} │ {} est. cores crossing into the kernel │ {} flagged ",
             format::rate(totals.writes_per_sec),
             format::cores(totals.transition_cores),
             totals.flagged,
         )
         .into(),
     ];
-    if totals.flagged > 0 {
-        summary.push(unbatched_flag());
-    }
+    let live = snapshot.processes.iter().filter(|p| p.exited.is_none());
+    let (unbatched, trickle) = live.map(verdicts).fold((false, false), |(u, t), (pu, pt)| (u || pu, t || pt));
+    let flags = [unbatched.then(unbatched_flag), trickle.then(trickle_flag)];
+    summary.extend(flags.into_iter().flatten().flat_map(|flag| [flag, " ".into()]));
     vec![Line::from(title), Line::from(node_facts(node)), Line::from(summary)]
 }
 
@@ -88,12 +97,23 @@ fn node_facts(node: &NodeFacts) -> String {
 
 const PID: Column = column("PID", 7, true, Some(SortColumn::Pid));
 const COMMAND: Column = column("COMMAND", 15, false, None);
+/// The fullest of the process's buffers: sockets, pipes, io_uring queues.
+const DEPTH: Column = column("DEPTH%", 6, true, None);
 const CORES: Column = column("EST.CORES", 11, true, Some(SortColumn::Cores));
 const FLAG: Column = column("FLAG", 0, false, None);
 
-fn draw_processes(frame: &mut Frame, area: Rect, rows: &[&ProcessState], selected: Option<usize>, state: &ViewState) {
-    let columns: Vec<&Column> = [&PID, &COMMAND].into_iter().chain(&METRIC_COLUMNS).chain([&CORES, &FLAG]).collect();
-    let table = table(rows.iter().map(|p| process_row(p, &columns)), &columns, Some((state.sort, state.reversed)));
+fn draw_processes(
+    frame: &mut Frame,
+    area: Rect,
+    rows: &[&ProcessState],
+    selected: Option<usize>,
+    state: &ViewState,
+    interval: Duration,
+) {
+    let columns: Vec<&Column> =
+        [&PID, &COMMAND].into_iter().chain(&METRIC_COLUMNS).chain([&DEPTH, &IO_URING, &CORES, &FLAG]).collect();
+    let table_rows = rows.iter().map(|p| process_row(p, &columns, interval));
+    let table = table(table_rows, &columns, Some((state.sort, state.reversed)));
     frame.render_stateful_widget(table, area, &mut TableState::new().with_selected(selected));
     if rows.is_empty() {
         let why = if state.filter.is_empty() && !state.only_unbatched {
@@ -105,25 +125,42 @@ fn draw_processes(frame: &mut Frame, area: Rect, rows: &[&ProcessState], selecte
     }
 }
 
-fn process_row<'a>(p: &ProcessState, columns: &[&Column]) -> Row<'a> {
+fn process_row<'a>(p: &ProcessState, columns: &[&Column], interval: Duration) -> Row<'a> {
     let mut texts = vec![p.identity.pid.to_string(), p.identity.comm.clone()];
-    texts.extend(metric_cells(&p.metrics));
-    texts.push(format::cores(p.transition_cores()));
+    // Drops count the process's io_uring drops too (`process_drops_per_sec`
+    // says which), so that DROPS/S is every refusal or loss whatever path
+    // the data took.
+    texts.extend(metric_cells(&p.metrics, process_drops_per_sec(p, interval)));
     let mut cells = text_cells(texts, columns);
+    cells.push(depth_cell(p.depth_percent().map(|percent| (percent, format::percent(percent))), &DEPTH));
+    cells.push(cell(uring::summary(p), &IO_URING));
+    cells.push(cell(format::cores(p.transition_cores()), &CORES));
     cells.push(Cell::from(process_flags(p)));
     // An exited process lingers a few seconds, dimmed, before it goes.
     let style = if p.exited.is_some() { Style::new().dim() } else { Style::new() };
     Row::new(cells).style(style)
 }
 
-/// `UNBATCHED`, `timer flush`, `exited`: what stands out about a process.
+/// `UNBATCHED`, `SQPOLL trickle`, `timer flush`, `exited`: what stands out
+/// about a process. The model's verdict (`unbatched`) covers both un-batched
+/// writers and rings and SQPOLL trickles; they are told apart here.
 fn process_flags(p: &ProcessState) -> Line<'static> {
+    let (unbatched, trickle) = verdicts(p);
     let flags = [
-        p.unbatched.then(unbatched_flag),
+        unbatched.then(unbatched_flag),
+        trickle.then(trickle_flag),
         p.fds.values().any(|fd| fd.timer.is_some()).then(|| "timer flush".yellow()),
         p.exited.is_some().then(|| "exited".into()),
     ];
     Line::from(flags.into_iter().flatten().flat_map(|flag| [" ".into(), flag]).skip(1).collect::<Vec<_>>())
+}
+
+/// Whether `p` is an un-batched writer (a descriptor or a ring), and
+/// whether an SQPOLL ring of it runs on a trickle.
+fn verdicts(p: &ProcessState) -> (bool, bool) {
+    let rings = || p.io_uring.iter().flat_map(|u| &u.rings);
+    let unbatched = p.hot_fds().next().is_some() || rings().any(|r| r.unbatched.is_raised());
+    (unbatched, rings().any(|r| r.trickle.is_raised()))
 }
 
 fn footer_line(state: &ViewState) -> Line<'static> {
@@ -156,7 +193,9 @@ mod tests {
     use ratatui::style::{Color, Modifier};
 
     use super::*;
-    use crate::view::testing::{self, line_with, lines, words};
+    use crate::view::testing::{self, cells, line_with, lines, words, x_of};
+
+    const IO_URING_WIDTH: u16 = 20;
 
     #[test]
     fn header_tells_the_node_facts_and_totals() {
@@ -190,6 +229,7 @@ mod tests {
                 "p50/p99",
                 "DROPS/S",
                 "DEPTH%",
+                "IO_URING",
                 "EST.CORES",
                 "▼",
                 "FLAG"
@@ -213,6 +253,69 @@ mod tests {
         );
         let flag_x = logger_line.find("UNBATCHED").map(|byte| logger_line[..byte].chars().count()).unwrap();
         assert_eq!(buffer[(flag_x as u16, logger)].fg, Color::Red, "the flag stands out");
+    }
+
+    #[test]
+    fn depth_is_the_fullest_buffer_and_stands_out_from_80_percent() {
+        let (mut model, shown) = testing::three_writers();
+        testing::add_depths(&mut model);
+        let shown = Snapshot::capture(&model, testing::node(), &shown);
+        let buffer = testing::draw(&shown, &ViewState::default(), 180, 30);
+        let screen = lines(&buffer);
+        let (_, titles) = line_with(&screen, "COMMAND");
+        // Right-aligned under the title, which is as wide as the column.
+        let x = x_of(titles, "DEPTH%");
+        for (name, depth, colour) in
+            [("logger", "92%", Color::Yellow), ("batcher", "-", Color::Reset), ("dropper", "100%", Color::Red)]
+        {
+            let (y, line) = line_with(&screen, name);
+            assert_eq!(cells(line, x, 6), depth, "{line}");
+            assert_eq!(buffer[(x + 5, y)].fg, colour, "{name}: {line}");
+        }
+    }
+
+    #[test]
+    fn io_uring_column_tells_one_sqe_per_enter_batches_and_sqpoll_apart() {
+        let (_, shown) = testing::uring_users();
+        // The widest row, with its flags, fits in 180 columns.
+        let buffer = testing::draw(&shown, &ViewState::default(), 180, 30);
+        let screen = lines(&buffer);
+        assert_eq!(
+            screen[2],
+            "total 10 writes/s + 137.0k io_uring SQEs/s │ 0.006 est. cores crossing into the kernel │ 2 flagged UNBATCHED \
+             SQPOLL trickle"
+        );
+        let (header, titles) = line_with(&screen, "COMMAND");
+        assert!(titles.ends_with("EST.CORES ▼ FLAG"), "{titles}");
+        let x = x_of(titles, "IO_URING");
+        let io_uring = |name: &str| {
+            let (y, line) = line_with(&screen, name);
+            (cells(line, x, IO_URING_WIDTH), buffer[(x, y)].fg)
+        };
+        assert_eq!(io_uring("submit1"), ("1 SQE/enter".to_owned(), Color::Red), "flagged un-batched");
+        assert_eq!(io_uring("batch32"), ("32 SQE/enter".to_owned(), Color::Reset));
+        assert_eq!(io_uring("sqpoll"), ("SQPOLL 0 enters/s".to_owned(), Color::Reset), "zero syscalls");
+        assert_eq!(io_uring("750 trickle"), ("SQPOLL 40 wake/s".to_owned(), Color::Yellow), "flagged a trickle");
+        assert_eq!(io_uring("denied"), ("denied".to_owned(), Color::Yellow));
+
+        // By est. cores: 5000 and 1000 enters/s, 40 wake-ups, 10 writes, none.
+        let rows: Vec<&str> = screen[usize::from(header) + 1..].iter().take(5).map(|l| words(l)[1]).collect();
+        assert_eq!(rows, ["submit1", "batch32", "trickle", "denied", "sqpoll"]);
+        assert_eq!(
+            words(line_with(&screen, "batch32").1),
+            ["600", "batch32", "0", "-", "-", "-", "17", "87%", "32", "SQE/enter", "0.001"],
+            "10 CQ overflows and 7 failed completions a second are drops; the CQ is 87% full"
+        );
+        assert!(line_with(&screen, "submit1").1.ends_with(" 0.005 UNBATCHED"));
+        let (_, trickle) = line_with(&screen, "750 trickle");
+        assert!(trickle.ends_with(" SQPOLL trickle") && !trickle.contains("UNBATCHED"), "{trickle}");
+        assert_eq!(words(line_with(&screen, "sqpoll").1)[7], "18%", "SQ 3 of 16");
+
+        let mut state = ViewState::default();
+        state.sort = SortColumn::Drops;
+        let screen = lines(&testing::draw(&shown, &state, 180, 30));
+        let (header, _) = line_with(&screen, "COMMAND");
+        assert_eq!(words(&screen[usize::from(header) + 1])[1], "batch32", "io_uring drops sort too");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use agent_common::{
     hist::log2_slot,
+    io_uring::{EnterStats, RingOpStats, RingSetup, SETUP_SQPOLL, SUBMIT_SLOTS, SetupStats},
     write::{Outcome, WriteStats, WriteSyscall},
 };
 
@@ -18,6 +19,9 @@ use super::{
 use crate::{
     collector::ProbeErrors,
     config::Config,
+    container::Container,
+    depth::{Depth, SocketProtocol},
+    fdinfo::RingFdinfo,
     fds::{FdInfo, FdKind},
     identity::Identity,
     model::{Model, Rules, metrics::Transition},
@@ -133,6 +137,134 @@ pub fn add_ticker(model: &mut Model) {
     }
 }
 
+/// Buffer depths sampled for two of [`three_writers`]: the logger's TCP
+/// socket 92% full (3.6 MiB of payload queued in a 4 MiB send buffer, 3.7
+/// MiB charged), the dropper's pipe full (64 KiB of 64 KiB); the batcher
+/// writes a file, which has no depth.
+pub fn add_depths(model: &mut Model) {
+    let mib = 1 << 20;
+    let tcp = Depth {
+        queued_bytes: 3_774_874,
+        charged_bytes: 3_860_000,
+        capacity_bytes: 4 * mib,
+        protocol: Some(SocketProtocol::Tcp),
+    };
+    model.set_depth(100, 3, tcp);
+    let pipe = Depth { queued_bytes: 65_536, charged_bytes: 65_536, capacity_bytes: 65_536, protocol: None };
+    model.set_depth(300, 5, pipe);
+}
+
+/// One interval of `io_uring_enter` calls on one ring fd.
+#[derive(Debug, Clone, Copy)]
+pub struct Enters {
+    pub enters: u64,
+    /// SQEs each enter submits.
+    pub per_enter: u64,
+    /// Enters that woke an SQPOLL poller.
+    pub wakeups: u64,
+}
+
+impl Enters {
+    pub fn stats(&self) -> EnterStats {
+        let mut e = EnterStats {
+            enters: self.enters,
+            sq_wakeups: self.wakeups,
+            submitting: self.enters,
+            submitted: self.enters * self.per_enter,
+            ..EnterStats::ZERO
+        };
+        if self.enters > 0 {
+            e.submitted_hist[log2_slot(self.per_enter, SUBMIT_SLOTS)] = self.enters;
+        }
+        e
+    }
+}
+
+/// One interval of `sqes` write SQEs on a ring, and what went wrong.
+pub fn ring_ops(sqes: u64) -> RingOpStats {
+    RingOpStats { sqes, sqes_by_class: [sqes, 0, 0], ..RingOpStats::ZERO }
+}
+
+pub fn ring_setup(tgid: u32, fd: i32, sq_entries: u32, flags: u32) -> RingSetup {
+    RingSetup { tgid, fd, sq_entries, cq_entries: 2 * sq_entries, flags, _pad: 0 }
+}
+
+/// A ring's fdinfo with `sq_pending` and `cq_pending` entries in use.
+pub fn ring_fdinfo(setup: &RingSetup, sq_pending: u32, cq_pending: u32) -> RingFdinfo {
+    RingFdinfo {
+        sq_entries: setup.sq_entries,
+        cq_entries: setup.cq_entries,
+        sq_pending,
+        cq_pending,
+        sqpoll: setup.flags & SETUP_SQPOLL != 0,
+    }
+}
+
+/// Three one-second intervals of five io_uring users, and the snapshot the
+/// view took after the last one (a crossing costs 1 µs):
+/// - `submit1` (pid 500), ring fd 7 (8/16 entries): 5000 enters a second
+///   of one SQE each, so it is flagged; CQ 2 of 16 full;
+/// - `batch32` (pid 600), ring fd 8 (32/64 entries): 1000 enters of 32
+///   SQEs; CQ 56 of 64 full (87%); each second 10 completions overflow the
+///   CQ and 7 fail (2 with EAGAIN, 5 with EPIPE);
+/// - `sqpoll` (pid 700), ring fd 9 with SQPOLL: 100k SQEs a second, no enter;
+/// - `trickle` (pid 750), ring fd 10 with SQPOLL: 40 SQEs a second, each
+///   after an enter that wakes the poller, so it is flagged a trickle;
+/// - `denied` (pid 800): `io_uring_setup` refused with EPERM once; falls
+///   back to 10 write()s a second on fd 3, a file.
+pub fn uring_users() -> (Model, Snapshot) {
+    let mut model = model();
+    let mut shown = Snapshot::empty(node());
+    let submit1 = ring_setup(500, 7, 8, 0);
+    let batch32 = ring_setup(600, 8, 32, 0);
+    let sqpoll = ring_setup(700, 9, 16, SETUP_SQPOLL);
+    let trickle = ring_setup(750, 10, 16, SETUP_SQPOLL);
+    let file = FdInfo { kind: FdKind::File, target: "/var/log/fallback.log".to_owned() };
+    let fallback = Write { calls: 10, records: 1, bytes: 300, gap_ns: 100_000_000, eagain: 0 };
+    for round in 0..3 {
+        let uring = model.io_uring(&identity(500, "submit1"));
+        uring.record_enters(7, &Enters { enters: 5000, per_enter: 1, wakeups: 0 }.stats());
+        uring.record_ops(0x500, Some(&submit1), &ring_ops(5000));
+
+        let uring = model.io_uring(&identity(600, "batch32"));
+        uring.record_enters(8, &Enters { enters: 1000, per_enter: 32, wakeups: 0 }.stats());
+        let ops = RingOpStats { cq_overflows: 10, cqe_eagain: 2, cqe_errors: 5, ..ring_ops(32_000) };
+        uring.record_ops(0x600, Some(&batch32), &ops);
+        uring.record_cqe_error(32, 5);
+
+        model.io_uring(&identity(700, "sqpoll")).record_ops(0x700, Some(&sqpoll), &ring_ops(100_000));
+
+        let uring = model.io_uring(&identity(750, "trickle"));
+        uring.record_enters(10, &Enters { enters: 40, per_enter: 1, wakeups: 40 }.stats());
+        uring.record_ops(0x750, Some(&trickle), &ring_ops(40));
+
+        let denied = identity(800, "denied");
+        if round == 0 {
+            model.io_uring(&denied).record_setups(&SetupStats { eperm: 1, ..SetupStats::default() });
+        }
+        model.record(&denied, 3, Some(&file), &fallback.stats());
+
+        for (pid, setup, sq, cq) in
+            [(500, submit1, 0, 2), (600, batch32, 0, 56), (700, sqpoll, 3, 0), (750, trickle, 0, 0)]
+        {
+            model.sample_ring_depths(pid, |_, _| Some(ring_fdinfo(&setup, sq, cq)));
+        }
+        model.close_interval(1.0);
+        shown = Snapshot::capture(&model, node(), &shown);
+    }
+    (model, shown)
+}
+
+/// `identity(pid, comm)` in a docker container.
+pub fn in_container(pid: u32, comm: &str) -> Identity {
+    let container = Container {
+        id: "3f8b3b1c0f2a4a6bb1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192".to_owned(),
+        runtime: "docker",
+        pod_uid: None,
+    };
+    Identity { container: Some(container), ..identity(pid, comm) }
+}
+
 /// Draws the whole screen into a `width` × `height` buffer.
 pub fn draw(snapshot: &Snapshot, state: &ViewState, width: u16, height: u16) -> Buffer {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
@@ -158,4 +290,15 @@ pub fn line_with<'a>(lines: &'a [String], text: &str) -> (u16, &'a str) {
 /// The words of a line, as a column-blind way to check a row.
 pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
+}
+
+/// Where `text` starts on `line`, in cells.
+pub fn x_of(line: &str, text: &str) -> u16 {
+    let byte = line.find(text).unwrap_or_else(|| panic!("{text:?} in {line:?}"));
+    line[..byte].chars().count() as u16
+}
+
+/// The `width` cells of `line` from `x`, trimmed: one column of a row.
+pub fn cells(line: &str, x: u16, width: u16) -> String {
+    line.chars().skip(x.into()).take(width.into()).collect::<String>().trim().to_owned()
 }
