@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use agent_common::key::FdKey;
+
 use crate::{
     collector::{CollectError, Collector, ProbeErrors, Reading},
     degraded::{Degraded, FULL_MODE_NEEDS, ProcPoller},
@@ -190,6 +192,15 @@ impl Agent {
         self.probe_errors
     }
 
+    /// The (process, fd) keys in the kernel's write statistics right now
+    /// (none in the degraded mode).
+    pub fn kernel_write_keys(&self) -> Vec<FdKey> {
+        match &self.source {
+            Source::Probes { collector, .. } => collector.kernel_write_keys(),
+            Source::Proc(_) => Vec::new(),
+        }
+    }
+
     /// (process, fd) pairs the kernel tracks right now.
     pub fn tracked_fds(&self) -> usize {
         self.tracked
@@ -208,28 +219,41 @@ impl Agent {
         self.tracked = reading.tracked;
 
         let mut alive = HashMap::new();
-        for (key, delta) in &reading.writes {
-            let running = self.resolve_once(key.tgid, seconds, &mut alive);
-            let info = if running { self.fds.resolve(key.tgid, key.fd) } else { self.fds.cached(key.tgid, key.fd) };
-            self.model.record(&self.identities[&key.tgid], key.fd, info, delta);
-        }
-        self.record_io_uring(&reading, seconds, &mut alive);
+        self.record(&reading, seconds, &mut alive);
         self.sample_depths(now);
-        let gone: Vec<u32> = self
+        for (&pid, _) in alive.iter().filter(|(_, running)| **running) {
+            self.model.sample_ring_depths(pid, RingFdinfo::read);
+        }
+        let gone: HashSet<u32> = self
             .identities
             .iter()
             .filter(|(pid, identity)| alive.get(pid).map_or_else(|| !identity.is_alive(), |alive| !alive))
             .map(|(&pid, _)| pid)
             .collect();
-        for pid in gone {
-            self.retire(pid, seconds);
+        if !gone.is_empty() {
+            if let Source::Probes { collector, .. } = &mut self.source {
+                let last = collector.drain(&gone);
+                self.record(&last, seconds, &mut alive);
+            }
+            for pid in gone {
+                self.retire(pid, seconds);
+            }
         }
         self.model.close_interval(seconds);
         Ok(())
     }
 
-    /// Adds the io_uring deltas, and samples the fdinfo of every ring that
-    /// was busy.
+    /// Attributes a reading's deltas to the processes that made them.
+    fn record(&mut self, reading: &Reading, seconds: f64, alive: &mut HashMap<u32, bool>) {
+        for (key, delta) in &reading.writes {
+            let running = self.resolve_once(key.tgid, seconds, alive);
+            let info = if running { self.fds.resolve(key.tgid, key.fd) } else { self.fds.cached(key.tgid, key.fd) };
+            self.model.record(&self.identities[&key.tgid], key.fd, info, delta);
+        }
+        self.record_io_uring(reading, seconds, alive);
+    }
+
+    /// Adds the io_uring deltas.
     fn record_io_uring(&mut self, reading: &Reading, seconds: f64, alive: &mut HashMap<u32, bool>) {
         for (key, delta) in &reading.uring_setups {
             self.uring_of(*key, seconds, alive).record_setups(delta);
@@ -243,9 +267,6 @@ impl Agent {
         }
         for (key, count) in &reading.uring_cqe_errors {
             self.uring_of(key.ring.tgid, seconds, alive).record_cqe_error(key.errno, *count);
-        }
-        for (&pid, _) in alive.iter().filter(|(_, alive)| **alive) {
-            self.model.sample_ring_depths(pid, RingFdinfo::read);
         }
     }
 
@@ -314,12 +335,10 @@ impl Agent {
         }
     }
 
-    /// Forgets a process that exited, in the model, the kernel and the caches.
+    /// Forgets a process that exited, in the model and the caches (the
+    /// collector has drained its kernel entries).
     fn retire(&mut self, pid: u32, seconds: f64) {
         self.model.exit(pid, seconds);
-        if let Source::Probes { collector, .. } = &mut self.source {
-            collector.forget(pid);
-        }
         self.fds.forget(pid);
         self.identities.remove(&pid);
     }

@@ -1,7 +1,11 @@
 //! Reads the kernel maps: sums each entry over CPUs and turns the cumulative
 //! counters into deltas since the previous reading.
 
-use std::{collections::HashMap, hash::Hash};
+use std::{
+    collections::{HashMap, HashSet},
+    hash::Hash,
+    mem,
+};
 
 use agent_common::{
     counters::Counters,
@@ -12,7 +16,7 @@ use agent_common::{
 };
 use aya::{
     Pod,
-    maps::{MapData, MapError, PerCpuHashMap},
+    maps::{MapData, MapError, PerCpuHashMap, PerCpuValues},
 };
 
 use crate::probes::Maps;
@@ -97,10 +101,7 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
         let mut changed = Vec::new();
         for entry in self.map.iter() {
             let (key, per_cpu) = entry.map_err(|source| CollectError { map: self.name, source })?;
-            let mut total = per_cpu[0];
-            for cpu in per_cpu.iter().skip(1) {
-                total.add(cpu);
-            }
+            let total = sum_cpus(&per_cpu);
             let delta = match self.previous.insert(key, total) {
                 Some(before) => total.since(&before),
                 None => total,
@@ -112,16 +113,42 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
         Ok(changed)
     }
 
-    /// Deletes `tgid`'s entries here and in the kernel; returns their keys.
-    fn forget(&mut self, tgid: u32) -> Vec<K> {
-        let keys: Vec<K> = self.previous.keys().filter(|k| k.tgid() == tgid).copied().collect();
-        for key in &keys {
-            self.previous.remove(key);
+    /// The last deltas (zero or not) of every entry of the processes in
+    /// `gone` (which have exited, so their entries can no longer change),
+    /// then deletes the entries here and in the kernel. Reading them again
+    /// closes the window between the tick's reading and the exit check, in
+    /// which they may have written.
+    fn drain(&mut self, gone: &HashSet<u32>) -> Vec<(K, V)> {
+        let in_kernel: Vec<K> = self.map.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.tgid())).collect();
+        let mut last = Vec::new();
+        for key in in_kernel {
+            if let Ok(per_cpu) = self.map.get(&key, 0) {
+                let before = self.previous.get(&key).copied().unwrap_or_else(zero);
+                last.push((key, sum_cpus(&per_cpu).since(&before)));
+            }
             // Already gone is fine: nothing else deletes, but be lenient.
-            let _ = self.map.remove(key);
+            let _ = self.map.remove(&key);
         }
-        keys
+        self.previous.retain(|key, _| !gone.contains(&key.tgid()));
+        last
     }
+}
+
+fn sum_cpus<V: Pod + Counters>(per_cpu: &PerCpuValues<V>) -> V {
+    let mut total = per_cpu[0];
+    for cpu in per_cpu.iter().skip(1) {
+        total.add(cpu);
+    }
+    total
+}
+
+/// An all-zero value of a counters struct.
+fn zero<V: Pod + Counters>() -> V {
+    let mut value = mem::MaybeUninit::<V>::zeroed();
+    // SAFETY: `Counters` types are plain u64s, for which all zeros is valid.
+    unsafe { value.assume_init_mut() }.words_mut().fill(0);
+    // SAFETY: as above.
+    unsafe { value.assume_init() }
 }
 
 pub struct Collector {
@@ -185,6 +212,11 @@ impl Collector {
         })
     }
 
+    /// The (process, fd) keys in the kernel's write statistics right now.
+    pub fn kernel_write_keys(&self) -> Vec<FdKey> {
+        self.writes.map.keys().filter_map(Result::ok).collect()
+    }
+
     /// The name the kernel recorded for `tgid` when it was first tracked.
     pub fn kernel_comm(&self, tgid: u32) -> Option<String> {
         let comm = self.comms.get(&tgid, 0).ok()?;
@@ -192,19 +224,33 @@ impl Collector {
         Some(String::from_utf8_lossy(&comm[..len]).into_owned())
     }
 
-    /// Deletes everything the kernel and this collector hold for `tgid`,
-    /// once its last deltas have been read.
-    pub fn forget(&mut self, tgid: u32) {
-        for key in self.writes.forget(tgid) {
+    /// The last deltas of the processes in `gone`, which have exited, then
+    /// deletes everything the kernel and this collector hold for them.
+    pub fn drain(&mut self, gone: &HashSet<u32>) -> Reading {
+        let writes = self.writes.drain(gone);
+        for (key, _) in &writes {
             // The LRU map may have evicted it already.
-            let _ = self.last_write.remove(&key);
+            let _ = self.last_write.remove(key);
         }
-        self.uring_enters.forget(tgid);
-        for ring in self.uring_ops.forget(tgid) {
+        let uring_ops = self.uring_ops.drain(gone);
+        let mut rings = HashMap::new();
+        for (ring, _) in &uring_ops {
+            if let Ok(setup) = self.rings.get(&ring.ctx, 0) {
+                rings.insert(ring.ctx, setup);
+            }
             let _ = self.rings.remove(&ring.ctx);
         }
-        self.uring_cqe_errors.forget(tgid);
-        self.uring_setups.forget(tgid);
-        let _ = self.comms.remove(&tgid);
+        for tgid in gone {
+            let _ = self.comms.remove(tgid);
+        }
+        Reading {
+            writes,
+            uring_enters: self.uring_enters.drain(gone),
+            uring_ops,
+            uring_cqe_errors: self.uring_cqe_errors.drain(gone),
+            uring_setups: self.uring_setups.drain(gone),
+            rings,
+            ..Reading::default()
+        }
     }
 }

@@ -32,4 +32,16 @@ pub struct WorkloadReport {
     /// `io_uring_setup` calls refused.
     #[serde(default)]
     pub denied_setups: u64,
+    /// Child processes the pattern started, each with what it wrote.
+    #[serde(default)]
+    pub children: Vec<Child>,
+}
+
+/// A child process a pattern started, and the writes it made.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Child {
+    pub pid: u32,
+    pub fd: i32,
+    pub calls: u64,
+    pub bytes_written: u64,
 }

@@ -92,19 +92,36 @@ fn run_under(mut agent: Agent, command: &mut Command) -> (Agent, std::process::O
 /// Runs several workloads at once, ticking every interval as the live agent
 /// would, until they are all done.
 pub fn observe_while_ticking<const N: usize>(workloads: [&[&str]; N]) -> [Observed; N] {
-    let mut agent = start_agent();
+    observe_while_ticking_with(&Config::default(), workloads)
+}
+
+/// As [`observe_while_ticking`], under an agent started with `config`.
+pub fn observe_while_ticking_with<const N: usize>(config: &Config, workloads: [&[&str]; N]) -> [Observed; N] {
+    let mut agent = start_agent_with(config);
     let mut children = workloads
         .map(|args| Command::new(WORKLOAD).args(args).stdout(Stdio::piped()).spawn().expect("spawn workload"));
+    // Read each report as it comes: a long one would fill the pipe and
+    // block its writer.
+    let reports = children.each_mut().map(|child| {
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        thread::spawn(move || {
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut stdout, &mut text).expect("workload stdout");
+            text
+        })
+    });
     while children.iter_mut().any(|c| c.try_wait().expect("wait").is_none()) {
         thread::sleep(Duration::from_secs(1));
         agent.tick().expect("reading the maps");
     }
     agent.tick().expect("reading the maps");
     let agent = Rc::new(agent);
-    children.map(|child| {
-        let output = child.wait_with_output().expect("workload output");
-        assert!(output.status.success(), "workload failed: {output:?}");
-        Observed { report: parse_report(&output.stdout), agent: Rc::clone(&agent) }
+    let mut reports = reports.into_iter();
+    children.map(|mut child| {
+        let status = child.wait().expect("workload exit");
+        assert!(status.success(), "workload failed: {status}");
+        let stdout = reports.next().expect("one report per child").join().expect("reader thread");
+        Observed { report: parse_report(&stdout), agent: Rc::clone(&agent) }
     })
 }
 

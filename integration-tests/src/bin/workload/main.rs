@@ -12,6 +12,7 @@ use std::{
 use clap::{Parser, Subcommand};
 use integration_tests::WorkloadReport;
 
+mod processes;
 mod uring;
 
 #[derive(Parser)]
@@ -107,6 +108,29 @@ enum Pattern {
     },
     /// io_uring set-up refused by a seccomp filter; falls back to write().
     UringDenied,
+    /// `count` short-lived children, one after the other, each writing
+    /// `calls` bytes one at a time.
+    Forks {
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 1)]
+        calls: u64,
+    },
+    /// A child writes `first` times and exits; after `pause` another child
+    /// with the same pid writes `second` times (needs root).
+    Reuse {
+        #[arg(long)]
+        first: u64,
+        #[arg(long)]
+        second: u64,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        pause: Duration,
+    },
+    /// One write to each of `fds` descriptors.
+    ManyFds {
+        #[arg(long)]
+        fds: u64,
+    },
 }
 
 fn main() {
@@ -136,6 +160,9 @@ fn main() {
         }
         Pattern::UringOverflow { rounds } => uring::overflow(rounds),
         Pattern::UringDenied => uring::denied(),
+        Pattern::Forks { count, calls } => processes::forks(count, calls),
+        Pattern::Reuse { first, second, pause } => processes::reuse(first, second, pause),
+        Pattern::ManyFds { fds } => processes::many_fds(fds),
     };
     report.pid = std::process::id();
     let line = serde_json::to_string(&report).expect("report serialises");
@@ -161,11 +188,11 @@ fn paced(count: u64, rate: u64, mut op: impl FnMut(u64) -> isize) {
     }
 }
 
-fn open_devnull() -> OwnedFd {
+pub fn open_devnull() -> OwnedFd {
     std::fs::OpenOptions::new().write(true).open("/dev/null").expect("open /dev/null").into()
 }
 
-fn write(fd: RawFd, buf: &[u8]) -> isize {
+pub fn write(fd: RawFd, buf: &[u8]) -> isize {
     // SAFETY: `buf` is valid for its length.
     unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }
 }
