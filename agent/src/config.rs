@@ -106,10 +106,15 @@ impl Settings {
             path: path.display().to_string(),
             source,
         })?;
-        toml::from_str(&text).map_err(|error| ConfigError::Parse {
-            path: path.display().to_string(),
+        Settings::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses settings in TOML; `origin` names where the text came from.
+    pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: origin.to_owned(),
             message: error.message().to_owned(),
-            key: error.span().map(|span| text[span].to_owned()).unwrap_or_default(),
+            key: error.span().and_then(|span| text.get(span)).unwrap_or_default().to_owned(),
         })
     }
 
