@@ -1,6 +1,14 @@
 //! The `batchwatch` command.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use batchwatch::{
@@ -10,6 +18,10 @@ use batchwatch::{
     report::Report,
 };
 use clap::{Parser, Subcommand, ValueEnum};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// How often a recording checks for SIGTERM and SIGINT.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// Shows, for every process on this node, how well it batches its writes.
 #[derive(Parser)]
@@ -71,15 +83,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Observes for `duration`, then prints the JSON report.
+/// Observes for `duration`, or until SIGTERM or SIGINT, then prints the
+/// JSON report.
 fn record(config: &Config, duration: Duration) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("handling SIGTERM and SIGINT")?;
+    }
     let mut agent = Agent::start(config)?;
     announce(&agent);
-    let started = std::time::Instant::now();
-    while started.elapsed() < duration {
-        std::thread::sleep(config.interval.min(duration.saturating_sub(started.elapsed())));
-        agent.tick().context("reading the kernel maps")?;
+    let started = Instant::now();
+    let mut next_tick = started + config.interval;
+    while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+        // Short naps, so that a signal ends the window within 100 ms.
+        std::thread::sleep(SIGNAL_CHECK.min(next_tick.saturating_duration_since(Instant::now())));
+        if Instant::now() >= next_tick {
+            agent.tick().context("reading the kernel maps")?;
+            next_tick += config.interval;
+        }
     }
+    agent.tick().context("reading the kernel maps")?;
     let report = Report::build(&agent, started.elapsed().as_secs_f64());
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

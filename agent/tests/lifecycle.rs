@@ -1,0 +1,97 @@
+//! The agent's life on a node: killed with SIGKILL it leaves no attached
+//! program and nothing pinned, and a new agent counts from scratch; told
+//! SIGTERM, a recording ends early and still reports. Root only.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+const BLOCKS: u64 = 25_000;
+
+/// Starts `batchwatch record` for a minute and returns once its probes are
+/// attached (the rest of its stderr is drained by a thread).
+fn start_recording() -> Child {
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_batchwatch"))
+        .args(["record", "--duration", "60s", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start batchwatch");
+    let mut lines = BufReader::new(agent.stderr.take().expect("stderr")).lines();
+    let attached = lines.by_ref().map_while(Result::ok).any(|line| line.contains("probes attached"));
+    assert!(attached, "the agent never said its probes were attached");
+    thread::spawn(move || lines.for_each(drop));
+    agent
+}
+
+/// Runs dd writing `BLOCKS` blocks of 512 bytes to /dev/null; returns its pid.
+fn run_dd() -> u32 {
+    let dd = Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", "bs=512", &format!("count={BLOCKS}"), "status=none"])
+        .spawn()
+        .expect("dd");
+    let pid = dd.id();
+    assert!(dd.wait_with_output().expect("dd").status.success());
+    pid
+}
+
+/// Ids of the BPF programs `pid` holds, from its descriptors' fdinfo.
+fn programs_of(pid: u32) -> Vec<u32> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("the agent's fdinfo");
+    fds.filter_map(|fd| std::fs::read_to_string(fd.ok()?.path()).ok())
+        .filter_map(|info| info.lines().find_map(|l| l.strip_prefix("prog_id:")).and_then(|id| id.trim().parse().ok()))
+        .collect()
+}
+
+/// Whether the kernel still has program `id`.
+fn program_exists(id: u32) -> bool {
+    Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string()])
+        .output()
+        .expect("bpftool (apt-get install bpftool)")
+        .status
+        .success()
+}
+
+fn stop_with(agent: &Child, signal: i32) {
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(agent.id() as i32, signal) }, 0);
+}
+
+#[test]
+fn sigkill_leaves_nothing_behind_and_a_restart_counts_afresh() {
+    let mut first = start_recording();
+    let programs = programs_of(first.id());
+    assert!(programs.len() >= 16, "programs held while it runs: {programs:?}");
+    assert!(programs.iter().all(|&id| program_exists(id)));
+    stop_with(&first, libc::SIGKILL);
+    first.wait().expect("killed");
+    // The kernel frees a program once its last descriptor and link are gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<_> = programs.iter().filter(|&&id| program_exists(id)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "programs of the killed agent remain: {left:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let pinned = Path::new("/sys/fs/bpf").read_dir().map(|d| d.count()).unwrap_or(0);
+    assert_eq!(pinned, 0, "nothing pinned under /sys/fs/bpf");
+
+    let second = start_recording();
+    let dd = run_dd();
+    stop_with(&second, libc::SIGTERM);
+    let output = second.wait_with_output().expect("the second agent ends");
+    assert!(output.status.success(), "SIGTERM ends a recording cleanly");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a report after SIGTERM");
+    let dd = report["processes"].as_array().unwrap().iter().find(|p| p["pid"] == dd).expect("dd in the report");
+    assert_eq!(dd["write"]["calls"], BLOCKS, "counted from scratch by the new agent");
+    assert!(report["window"]["duration_s"].as_f64().unwrap() < 30.0, "ended early, not after a minute");
+}
