@@ -74,20 +74,31 @@ fn header_lines(snapshot: &Snapshot, paused: bool) -> Vec<Line<'static>> {
     let (unbatched, trickle) = live.map(verdicts).fold((false, false), |(u, t), (pu, pt)| (u || pu, t || pt));
     let flags = [unbatched.then(unbatched_flag), trickle.then(trickle_flag)];
     summary.extend(flags.into_iter().flatten().flat_map(|flag| [flag, " ".into()]));
-    vec![Line::from(title), Line::from(node_facts(node)), Line::from(summary)]
+    vec![Line::from(title), node_facts(node), Line::from(summary)]
 }
 
-fn node_facts(node: &NodeFacts) -> String {
+/// The node line; in the degraded mode, what is missing instead.
+fn node_facts(node: &NodeFacts) -> Line<'static> {
+    match &node.degraded {
+        Some(reason) => Line::from(
+            format!("DEGRADED: /proc/PID/io averages per process only, no BPF ({reason})").white().on_red(),
+        ),
+        None => Line::from(probe_facts(node)),
+    }
+}
+
+fn probe_facts(node: &NodeFacts) -> String {
     let failed = match node.probes_failed.as_slice() {
         [] => "0 failed".to_owned(),
         names => format!("{} failed ({})", names.len(), names.join(", ")),
     };
     format!(
-        "crossing {:.0} ns ({}) │ probes {} attached, {failed} │ tracked fds {} │ \
+        "crossing {:.0} ns ({}) │ probes {} attached ({}), {failed} │ tracked fds {} │ \
          kernel errors: {} fds and {} rings untracked (map full), {} calls with unreadable args",
         node.transition_cost_ns,
         if node.cost_measured { "measured" } else { "configured" },
         node.probes_attached,
+        node.attach_mode.unwrap_or("-"),
         node.tracked_fds,
         node.errors.stats_map_full,
         node.errors.uring_map_full,
@@ -204,10 +215,21 @@ mod tests {
         assert_eq!(screen[0], "batchwatch  write batching per process, refreshed every 1s");
         assert_eq!(
             screen[1],
-            "crossing 1000 ns (configured) │ probes 16 attached, 1 failed (sys_exit_pwritev2) │ tracked fds 3 │ \
+            "crossing 1000 ns (configured) │ probes 16 attached (tracepoint), 1 failed (sys_exit_pwritev2) │ tracked fds 3 │ \
              kernel errors: 2 fds and 1 rings untracked (map full), 5 calls with unreadable args"
         );
         assert_eq!(screen[2], "total 53.2k writes/s │ 0.053 est. cores crossing into the kernel │ 1 flagged UNBATCHED");
+    }
+
+    #[test]
+    fn degraded_mode_says_so_in_the_header() {
+        let (_, mut shown) = testing::three_writers();
+        shown.node.degraded = Some("bpf(): Operation not permitted".to_owned());
+        let screen = lines(&testing::draw(&shown, &ViewState::default(), 200, 30));
+        assert_eq!(
+            screen[1],
+            "DEGRADED: /proc/PID/io averages per process only, no BPF (bpf(): Operation not permitted)"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use agent_common::{
 };
 
 use crate::{
+    probes::AttachMode,
     agent::Agent,
     collector::ProbeErrors,
     model::{
@@ -47,6 +48,10 @@ pub struct NodeFacts {
     pub probes_failed: Vec<String>,
     pub tracked_fds: usize,
     pub errors: ProbeErrors,
+    /// How syscall exits are hooked (`fexit`, `tracepoint`, ...).
+    pub attach_mode: Option<&'static str>,
+    /// Why the agent polls /proc instead of running its probes, if it does.
+    pub degraded: Option<String>,
 }
 
 impl NodeFacts {
@@ -60,6 +65,8 @@ impl NodeFacts {
             probes_failed: node.failed.iter().map(|f| f.tracepoint.clone()).collect(),
             tracked_fds: agent.tracked_fds(),
             errors: agent.probe_errors(),
+            attach_mode: node.attach_mode.map(AttachMode::name),
+            degraded: node.degraded.as_ref().map(|d| d.reason.clone()),
         }
     }
 }

@@ -81,6 +81,8 @@ pub fn node() -> NodeFacts {
         probes_failed: vec!["sys_exit_pwritev2".to_owned()],
         tracked_fds: 3,
         errors: ProbeErrors { stats_map_full: 2, args_unreadable: 5, uring_map_full: 1 },
+        attach_mode: Some("tracepoint"),
+        degraded: None,
     }
 }
 
