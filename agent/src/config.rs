@@ -6,7 +6,7 @@
 //! Naming is mechanical: the TOML key `hot_writer.min_calls_per_sec` is the
 //! flag `--min-calls-per-sec` and the variable `BATCHWATCH_MIN_CALLS_PER_SEC`.
 
-use std::{ops::RangeInclusive, path::Path, time::Duration};
+use std::{net::SocketAddr, ops::RangeInclusive, path::Path, time::Duration};
 
 use serde::Deserialize;
 
@@ -45,6 +45,10 @@ pub struct Settings {
     #[command(flatten, next_help_heading = "Kernel maps")]
     #[serde(default)]
     pub maps: MapSettings,
+
+    #[command(flatten, next_help_heading = "Metrics export (batchwatch run)")]
+    #[serde(default)]
+    pub export: ExportSettings,
 }
 
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
@@ -99,6 +103,67 @@ pub struct MapSettings {
     pub max_processes: Option<u32>,
 }
 
+/// What `batchwatch run` exports, where, and how much. The OTLP keys win
+/// over the standard `OTEL_EXPORTER_OTLP_*` variables, which fill in what
+/// they leave unset (see `docs/export.md`). The flags are global, so that
+/// they may follow `run`.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSettings {
+    /// Serve Prometheus /metrics, /healthz and /readyz on this address [default: off].
+    #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS", value_name = "ADDR:PORT")]
+    pub prometheus: Option<SocketAddr>,
+    /// How often metrics are collected and exported [default: OTEL_METRIC_EXPORT_INTERVAL, else 60s].
+    #[arg(long, global = true, env = "BATCHWATCH_EXPORT_INTERVAL", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub export_interval: Option<Duration>,
+    /// Write calls plus io_uring SQEs per second from which a process gets
+    /// series of its own; quieter processes are summed into `other` [default: 10].
+    #[arg(long, global = true, env = "BATCHWATCH_MIN_OPS_PER_SEC")]
+    pub min_ops_per_sec: Option<f64>,
+    /// Most series one collection exports, all together [default: 5000].
+    #[arg(long, global = true, env = "BATCHWATCH_MAX_SERIES")]
+    pub max_series: Option<u32>,
+    /// Series per descriptor instead of per descriptor kind [default: false].
+    #[arg(long, global = true, env = "BATCHWATCH_PER_FD")]
+    pub per_fd: Option<bool>,
+    /// Collections kept while the OTLP receiver is unreachable; beyond, the
+    /// oldest is dropped [default: 10].
+    #[arg(long, global = true, env = "BATCHWATCH_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<u32>,
+    /// OTLP endpoint, used as is [default: OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT].
+    #[arg(long, global = true, env = "BATCHWATCH_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP protocol, grpc or http/protobuf [default: OTEL_EXPORTER_OTLP_(METRICS_)PROTOCOL].
+    #[arg(long, global = true, env = "BATCHWATCH_OTLP_PROTOCOL")]
+    pub otlp_protocol: Option<String>,
+    /// OTLP request headers, key1=value1,key2=value2 [default: OTEL_EXPORTER_OTLP_(METRICS_)HEADERS].
+    #[arg(long, global = true, env = "BATCHWATCH_OTLP_HEADERS")]
+    pub otlp_headers: Option<String>,
+    /// How long one OTLP request may take [default: OTEL_EXPORTER_OTLP_(METRICS_)TIMEOUT, else 10s].
+    #[arg(long, global = true, env = "BATCHWATCH_OTLP_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub otlp_timeout: Option<Duration>,
+}
+
+impl ExportSettings {
+    /// `self` with every value that `over` sets replaced by it.
+    fn overridden_by(self, over: ExportSettings) -> ExportSettings {
+        ExportSettings {
+            prometheus: over.prometheus.or(self.prometheus),
+            export_interval: over.export_interval.or(self.export_interval),
+            min_ops_per_sec: over.min_ops_per_sec.or(self.min_ops_per_sec),
+            max_series: over.max_series.or(self.max_series),
+            per_fd: over.per_fd.or(self.per_fd),
+            queue_capacity: over.queue_capacity.or(self.queue_capacity),
+            otlp_endpoint: over.otlp_endpoint.or(self.otlp_endpoint),
+            otlp_protocol: over.otlp_protocol.or(self.otlp_protocol),
+            otlp_headers: over.otlp_headers.or(self.otlp_headers),
+            otlp_timeout: over.otlp_timeout.or(self.otlp_timeout),
+        }
+    }
+}
+
 impl Settings {
     /// Reads a TOML file of settings.
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
@@ -142,6 +207,7 @@ impl Settings {
                 max_fds: over.maps.max_fds.or(self.maps.max_fds),
                 max_processes: over.maps.max_processes.or(self.maps.max_processes),
             },
+            export: self.export.overridden_by(over.export),
         }
     }
 }
@@ -156,6 +222,7 @@ pub struct Config {
     pub timer_flush: TimerFlushRule,
     pub io_uring: IoUringRule,
     pub maps: MapLimits,
+    pub export: ExportConfig,
 }
 
 /// How the probes hook syscall exits (see `probes`).
@@ -200,6 +267,22 @@ pub struct IoUringRule {
 pub struct MapLimits {
     pub max_fds: u32,
     pub max_processes: u32,
+}
+
+/// What `batchwatch run` exports. The OTLP values stay unset when the
+/// config leaves them so; `export::otlp` then takes the `OTEL_*` variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportConfig {
+    pub prometheus: Option<SocketAddr>,
+    pub export_interval: Option<Duration>,
+    pub min_ops_per_sec: f64,
+    pub max_series: u32,
+    pub per_fd: bool,
+    pub queue_capacity: u32,
+    pub otlp_endpoint: Option<String>,
+    pub otlp_protocol: Option<String>,
+    pub otlp_headers: Option<String>,
+    pub otlp_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -254,6 +337,29 @@ impl Config {
                 max_fds: check("maps.max_fds", s.maps.max_fds, 16384, 256..=1 << 20)?,
                 max_processes: check("maps.max_processes", s.maps.max_processes, 8192, 64..=1 << 20)?,
             },
+            export: ExportConfig::resolve(s.export)?,
+        })
+    }
+}
+
+impl ExportConfig {
+    fn resolve(s: ExportSettings) -> Result<ExportConfig, ConfigError> {
+        let ms = Duration::from_millis;
+        let optional = |key, value: Option<Duration>, allowed: RangeInclusive<Duration>| {
+            value.map(|v| check(key, Some(v), v, allowed)).transpose()
+        };
+        Ok(ExportConfig {
+            prometheus: s.prometheus,
+            export_interval: optional("export.export_interval", s.export_interval, ms(100)..=ms(3_600_000))?,
+            min_ops_per_sec: check("export.min_ops_per_sec", s.min_ops_per_sec, 10.0, 0.0..=1e9)?,
+            // The floor leaves room for the `other` and node series (see export::series).
+            max_series: check("export.max_series", s.max_series, 5000, 1000..=1_000_000)?,
+            per_fd: s.per_fd.unwrap_or(false),
+            queue_capacity: check("export.queue_capacity", s.queue_capacity, 10, 1..=1000)?,
+            otlp_endpoint: s.otlp_endpoint,
+            otlp_protocol: s.otlp_protocol,
+            otlp_headers: s.otlp_headers,
+            otlp_timeout: optional("export.otlp_timeout", s.otlp_timeout, ms(1)..=ms(600_000))?,
         })
     }
 }
@@ -313,6 +419,12 @@ pub enum ConfigError {
     /// The config file is not valid TOML or has an unknown key or a bad value.
     #[error("config file {path}: {message} (at `{key}`)")]
     Parse { path: String, message: String, key: String },
+}
+
+/// How a user sets `key`, for errors found after [`Config::resolve`]:
+/// "config key `export.otlp_protocol` (flag --otlp-protocol, env BATCHWATCH_OTLP_PROTOCOL)".
+pub fn describe_key(key: &str) -> String {
+    format!("config key `{key}` (flag --{}, env {})", flag_name(key), env_name(key))
 }
 
 /// `hot_writer.min_calls_per_sec` → `min-calls-per-sec`.
@@ -395,6 +507,48 @@ mod tests {
         let error = Settings::from_file(&dir).unwrap_err().to_string();
         std::fs::remove_file(&dir).unwrap();
         assert!(error.contains("unknown field `min_calls`"), "{error}");
+    }
+
+    #[test]
+    fn export_section_from_file_then_flags() {
+        let file: Settings = toml::from_str(
+            "[export]\nprometheus = \"127.0.0.1:9464\"\nexport_interval = \"15s\"\nper_fd = true\n\
+             otlp_protocol = \"grpc\"\nqueue_capacity = 3\n",
+        )
+        .unwrap();
+        let flags = Flags::parse_from(["x", "--max-series", "2000", "--otlp-timeout", "2s"]).settings;
+        let export = Config::resolve(file.overridden_by(flags)).unwrap().export;
+        assert_eq!(export.prometheus, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(export.export_interval, Some(Duration::from_secs(15)));
+        assert!(export.per_fd);
+        assert_eq!(export.otlp_protocol.as_deref(), Some("grpc"));
+        assert_eq!((export.queue_capacity, export.max_series), (3, 2000));
+        assert_eq!(export.otlp_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(export.min_ops_per_sec, 10.0);
+        // Left unset, so the OTEL_* variables may fill them in.
+        assert_eq!((export.otlp_endpoint, export.otlp_headers), (None, None));
+    }
+
+    #[test]
+    fn export_values_are_checked() {
+        let mut settings = Settings::default();
+        settings.export.max_series = Some(10);
+        let error = Config::resolve(settings).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "config key `export.max_series` (flag --max-series, env BATCHWATCH_MAX_SERIES) is 10: allowed 1000 to 1000000"
+        );
+        let mut settings = Settings::default();
+        settings.export.export_interval = Some(Duration::from_millis(1));
+        assert!(Config::resolve(settings).unwrap_err().to_string().contains("export.export_interval"));
+    }
+
+    #[test]
+    fn keys_are_described_as_a_user_sets_them() {
+        assert_eq!(
+            describe_key("export.otlp_protocol"),
+            "config key `export.otlp_protocol` (flag --otlp-protocol, env BATCHWATCH_OTLP_PROTOCOL)"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod container;
 pub mod degraded;
 pub mod depth;
+pub mod export;
 pub mod fdinfo;
 pub mod fds;
 pub mod identity;

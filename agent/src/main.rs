@@ -15,6 +15,7 @@ use batchwatch::{
     agent::Agent,
     probes::AttachMode,
     config::{Config, Settings},
+    export::{self, Exporters},
     report::Report,
 };
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,6 +43,9 @@ struct Cli {
 enum Command {
     /// Live view in the terminal (the default).
     Live,
+    /// Run headless, as the DaemonSet does: export metrics over OTLP (and
+    /// Prometheus, with --prometheus) until SIGTERM, then flush and exit.
+    Run,
     /// Observe for a while, then print one report.
     Record {
         /// How long to observe.
@@ -80,7 +84,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Live) {
         Command::Live => batchwatch::view::run(&config),
         Command::Record { duration, format: Format::Json } => record(&config, duration),
+        Command::Run => run_headless(&config),
     }
+}
+
+/// Exports until SIGTERM. The exporters are set up first, so that a bad
+/// OTEL_* value or a busy port fails before the probes load.
+fn run_headless(config: &Config) -> anyhow::Result<()> {
+    let exporters = Exporters::from_config(config).context("setting up the exporters")?;
+    let agent = Agent::start(config)?;
+    announce(&agent);
+    export::run(agent, exporters, export::identity::kubernetes_pods()).context("batchwatch run")
 }
 
 /// Observes for `duration`, or until SIGTERM or SIGINT, then prints the

@@ -1,0 +1,652 @@
+//! OTLP: where to send (the config, then the standard `OTEL_*` variables),
+//! the request built from a [`Snapshot`], and the two transports, gRPC
+//! (tonic) and HTTP/protobuf (reqwest).
+//!
+//! The request is built by hand from opentelemetry-proto because the SDK
+//! cannot carry pre-aggregated histograms: its metric data types cannot be
+//! constructed outside it. `docs/export.md` says more.
+
+use std::{
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use opentelemetry_otlp::{
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TIMEOUT,
+};
+use opentelemetry_proto::tonic::{
+    collector::metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse, metrics_service_client::MetricsServiceClient,
+    },
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
+    metrics::v1::{
+        AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+        ScopeMetrics, Sum, metric::Data, number_data_point,
+    },
+    resource::v1::Resource,
+};
+use prost::Message as _;
+
+use super::{
+    catalog::{self, Instrument},
+    series::{AttrValue, Point, Snapshot, Value},
+};
+use crate::config::{ExportConfig, describe_key};
+
+/// Which exporters `OTEL_METRICS_EXPORTER` asks for.
+const METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+const METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+/// The specification's defaults.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// Where and how to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpConfig {
+    pub protocol: Protocol,
+    /// The full URL: for HTTP, with its path (`/v1/metrics`).
+    pub endpoint: String,
+    /// Lower-case names, decoded values.
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// Where a value came from, to name it in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    Key(&'static str),
+    Var(&'static str),
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Setting::Key(key) => f.write_str(&describe_key(key)),
+            Setting::Var(var) => f.write_str(var),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpConfigError {
+    /// An unknown protocol.
+    #[error("{setting} is `{value}`: allowed grpc or http/protobuf")]
+    Protocol { setting: Setting, value: String },
+    /// An endpoint that is no http(s) URL.
+    #[error("{setting} is `{value}`: {reason}; expected an http:// or https:// URL such as http://collector:4317")]
+    Endpoint { setting: Setting, value: String, reason: String },
+    /// A header entry that is not `key=value` with a valid name and value.
+    #[error(
+        "{setting} has a bad entry `{entry}`: {reason}; expected key1=value1,key2=value2 with percent-encoded values"
+    )]
+    Header { setting: Setting, entry: String, reason: String },
+    /// A number of milliseconds out of range.
+    #[error("{setting} is `{value}`: expected milliseconds, a whole number from {min} to {max}")]
+    Millis { setting: Setting, value: String, min: u64, max: u64 },
+    /// An unknown exporter name.
+    #[error("{METRICS_EXPORTER} is `{value}`: allowed otlp, prometheus, none, comma-separated")]
+    Exporter { value: String },
+}
+
+/// The environment, as a function (`std::env::var`, or a map in tests).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment; empty values count as unset, as the
+/// specification asks.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+}
+
+/// Whether to export over OTLP: unless `OTEL_METRICS_EXPORTER` leaves
+/// `otlp` out. (`prometheus` there only says "not OTLP": the endpoint is
+/// `export.prometheus`.)
+pub fn enabled(env: Env) -> Result<bool, OtlpConfigError> {
+    let Some(value) = env(METRICS_EXPORTER) else { return Ok(true) };
+    let names: Vec<&str> = value.split(',').map(str::trim).collect();
+    if names.iter().any(|name| !["otlp", "prometheus", "none"].contains(name)) {
+        return Err(OtlpConfigError::Exporter { value });
+    }
+    Ok(names.contains(&"otlp"))
+}
+
+/// The export interval: `export.export_interval`, else
+/// `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds), else 60 s.
+pub fn interval(config: &ExportConfig, env: Env) -> Result<Duration, OtlpConfigError> {
+    if let Some(interval) = config.export_interval {
+        return Ok(interval);
+    }
+    match env(METRIC_EXPORT_INTERVAL) {
+        Some(value) => millis(Setting::Var(METRIC_EXPORT_INTERVAL), &value, 100, 3_600_000),
+        None => Ok(DEFAULT_INTERVAL),
+    }
+}
+
+impl OtlpConfig {
+    /// Each value from the config if it sets it, else the metrics-specific
+    /// variable, else the generic one, else the specification's default.
+    pub fn resolve(config: &ExportConfig, env: Env) -> Result<OtlpConfig, OtlpConfigError> {
+        let protocol = match pick(&config.otlp_protocol, "export.otlp_protocol", &PROTOCOL_VARS, env) {
+            None => Protocol::HttpProtobuf,
+            Some((setting, value)) => match value.trim() {
+                "grpc" => Protocol::Grpc,
+                "http/protobuf" => Protocol::HttpProtobuf,
+                _ => return Err(OtlpConfigError::Protocol { setting, value }),
+            },
+        };
+        let headers = match pick(&config.otlp_headers, "export.otlp_headers", &HEADERS_VARS, env) {
+            Some((setting, value)) => parse_headers(setting, &value)?,
+            None => Vec::new(),
+        };
+        let timeout = match (config.otlp_timeout, first_set(&TIMEOUT_VARS, env)) {
+            (Some(timeout), _) => timeout,
+            (None, Some((setting, value))) => millis(setting, &value, 1, 600_000)?,
+            (None, None) => DEFAULT_TIMEOUT,
+        };
+        Ok(OtlpConfig { protocol, endpoint: endpoint(config, protocol, env)?, headers, timeout })
+    }
+}
+
+const PROTOCOL_VARS: [&str; 2] = [OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL];
+const HEADERS_VARS: [&str; 2] = [OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_HEADERS];
+const TIMEOUT_VARS: [&str; 2] = [OTEL_EXPORTER_OTLP_METRICS_TIMEOUT, OTEL_EXPORTER_OTLP_TIMEOUT];
+
+/// The config value if set, else the first variable that is.
+fn pick(config: &Option<String>, key: &'static str, vars: &[&'static str], env: Env) -> Option<(Setting, String)> {
+    match config {
+        Some(value) => Some((Setting::Key(key), value.clone())),
+        None => first_set(vars, env),
+    }
+}
+
+fn first_set(vars: &[&'static str], env: Env) -> Option<(Setting, String)> {
+    vars.iter().find_map(|&var| Some((Setting::Var(var), env(var)?)))
+}
+
+/// The endpoint URL. The config key and the metrics-specific variable are
+/// used as they are; the generic variable is a base URL to which HTTP adds
+/// `/v1/metrics`.
+fn endpoint(config: &ExportConfig, protocol: Protocol, env: Env) -> Result<String, OtlpConfigError> {
+    let specific = pick(&config.otlp_endpoint, "export.otlp_endpoint", &[OTEL_EXPORTER_OTLP_METRICS_ENDPOINT], env);
+    if let Some((setting, url)) = specific {
+        return checked_url(setting, url);
+    }
+    let Some((setting, base)) = first_set(&[OTEL_EXPORTER_OTLP_ENDPOINT], env) else {
+        return Ok(match protocol {
+            Protocol::Grpc => "http://localhost:4317".to_owned(),
+            Protocol::HttpProtobuf => "http://localhost:4318/v1/metrics".to_owned(),
+        });
+    };
+    let base = checked_url(setting, base)?;
+    Ok(match protocol {
+        Protocol::Grpc => base,
+        Protocol::HttpProtobuf => format!("{}/v1/metrics", base.trim_end_matches('/')),
+    })
+}
+
+/// `url`, trimmed, if it is an http or https URL with a host.
+fn checked_url(setting: Setting, url: String) -> Result<String, OtlpConfigError> {
+    let bad = |reason: String| OtlpConfigError::Endpoint { setting, value: url.clone(), reason };
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|error| bad(error.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad(format!("scheme `{}` is not http or https", parsed.scheme())));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it names no host".to_owned()));
+    }
+    Ok(url.trim().to_owned())
+}
+
+/// `key1=value1,key2=value2`, values percent-encoded. Names and values
+/// must be valid for both HTTP and gRPC metadata (visible ASCII).
+fn parse_headers(setting: Setting, text: &str) -> Result<Vec<(String, String)>, OtlpConfigError> {
+    let mut headers = Vec::new();
+    for entry in text.split(',').filter(|entry| !entry.trim().is_empty()) {
+        let bad =
+            |reason: &str| OtlpConfigError::Header { setting, entry: entry.to_owned(), reason: reason.to_owned() };
+        let (name, value) = entry.split_once('=').ok_or_else(|| bad("no `=`"))?;
+        let name = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| bad("the name is not a valid header name"))?;
+        let value = percent_decode(value.trim()).ok_or_else(|| bad("a `%` is not followed by two hex digits"))?;
+        let valid = reqwest::header::HeaderValue::from_str(&value).is_ok_and(|v| v.to_str().is_ok());
+        if !valid {
+            return Err(bad("the value is not visible ASCII"));
+        }
+        headers.push((name.as_str().to_owned(), value));
+    }
+    Ok(headers)
+}
+
+/// Decodes `%XX` sequences; `None` if one is malformed.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+fn millis(setting: Setting, value: &str, min: u64, max: u64) -> Result<Duration, OtlpConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(ms) if (min..=max).contains(&ms) => Ok(Duration::from_millis(ms)),
+        _ => Err(OtlpConfigError::Millis { setting, value: value.to_owned(), min, max }),
+    }
+}
+
+/// The request for `snapshot`, from the node's `resource`.
+pub fn request(snapshot: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest {
+    let time = unix_nanos(snapshot.time);
+    let metrics = snapshot.families.iter().map(|(metric, points)| encode_metric(metric, points, time)).collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(resource.clone()),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "batchwatch".to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..Default::default()
+                }),
+                metrics,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+fn encode_metric(metric: &catalog::Metric, points: &[Point], time: u64) -> Metric {
+    let cumulative = AggregationTemporality::Cumulative as i32;
+    let data = match metric.instrument {
+        Instrument::Counter => Data::Sum(Sum {
+            data_points: points.iter().filter_map(|p| number_point(p, time)).collect(),
+            aggregation_temporality: cumulative,
+            is_monotonic: true,
+        }),
+        Instrument::Gauge => {
+            Data::Gauge(Gauge { data_points: points.iter().filter_map(|p| number_point(p, time)).collect() })
+        }
+        Instrument::Histogram { .. } => {
+            let bounds = metric.bucket_bounds();
+            Data::Histogram(Histogram {
+                data_points: points.iter().filter_map(|p| histogram_point(p, &bounds, time)).collect(),
+                aggregation_temporality: cumulative,
+            })
+        }
+    };
+    Metric {
+        name: metric.name.to_owned(),
+        description: metric.description.to_owned(),
+        unit: metric.unit.to_owned(),
+        data: Some(data),
+        metadata: Vec::new(),
+    }
+}
+
+/// A counter or gauge point. The series builder gives these metrics
+/// numbers only; anything else is left out.
+fn number_point(point: &Point, time: u64) -> Option<NumberDataPoint> {
+    let value = match point.value {
+        Value::Int(n) => number_data_point::Value::AsInt(i64::try_from(n).unwrap_or(i64::MAX)),
+        Value::Float(x) => number_data_point::Value::AsDouble(x),
+        Value::Histogram { .. } => return None,
+    };
+    Some(NumberDataPoint {
+        attributes: attributes(point),
+        start_time_unix_nano: point.start.map_or(0, unix_nanos),
+        time_unix_nano: time,
+        value: Some(value),
+        ..Default::default()
+    })
+}
+
+fn histogram_point(point: &Point, bounds: &[f64], time: u64) -> Option<HistogramDataPoint> {
+    let Value::Histogram { counts, sum } = &point.value else { return None };
+    Some(HistogramDataPoint {
+        attributes: attributes(point),
+        start_time_unix_nano: point.start.map_or(0, unix_nanos),
+        time_unix_nano: time,
+        count: counts.iter().sum(),
+        sum: Some(*sum),
+        bucket_counts: counts.clone(),
+        // One bound fewer than buckets: the last is open.
+        explicit_bounds: bounds[..counts.len() - 1].to_vec(),
+        ..Default::default()
+    })
+}
+
+fn attributes(point: &Point) -> Vec<KeyValue> {
+    point
+        .attributes()
+        .map(|(key, value)| {
+            let value = match value {
+                AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
+                AttrValue::Int(i) => any_value::Value::IntValue(*i),
+                AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
+            };
+            KeyValue { key: (*key).to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+        })
+        .collect()
+}
+
+fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos() as u64)
+}
+
+/// Why a request was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The receiver could not be reached or asked to retry later.
+    #[error("{endpoint}: {message}")]
+    Unavailable { endpoint: String, message: String },
+    /// The receiver refused the request: sending it again would not help.
+    #[error("{endpoint} refused the request: {message}")]
+    Refused { endpoint: String, message: String },
+}
+
+/// Errors building a transport.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the OTLP {protocol} client for {endpoint}: {message}")]
+pub struct ClientError {
+    protocol: &'static str,
+    endpoint: String,
+    message: String,
+}
+
+/// Sends requests to one endpoint.
+pub struct Sender {
+    endpoint: String,
+    transport: Transport,
+}
+
+/// One of the two transports; gRPC's client and request metadata.
+enum Transport {
+    Grpc(Box<(MetricsServiceClient<tonic::transport::Channel>, tonic::metadata::MetadataMap)>),
+    Http(reqwest::Client),
+}
+
+const USER_AGENT: &str = concat!("batchwatch/", env!("CARGO_PKG_VERSION"));
+
+impl Sender {
+    /// Sets up the transport; it connects on first use and reconnects by
+    /// itself. Must run inside the tokio runtime (gRPC spawns its worker).
+    pub fn new(config: &OtlpConfig) -> Result<Sender, ClientError> {
+        let transport = match config.protocol {
+            Protocol::Grpc => grpc(config)?,
+            Protocol::HttpProtobuf => http(config)?,
+        };
+        Ok(Sender { endpoint: config.endpoint.clone(), transport })
+    }
+
+    /// Sends `request` once; returns how many points the receiver refused.
+    pub async fn send(&self, request: &ExportMetricsServiceRequest) -> Result<u64, SendError> {
+        let endpoint = &self.endpoint;
+        let response = match &self.transport {
+            Transport::Grpc(grpc) => {
+                let (client, metadata) = grpc.as_ref();
+                let mut call = tonic::Request::new(request.clone());
+                *call.metadata_mut() = metadata.clone();
+                client.clone().export(call).await.map(tonic::Response::into_inner).map_err(|status| {
+                    let message = format!("gRPC {:?}: {}", status.code(), status.message());
+                    grpc_error(status.code(), endpoint, message)
+                })?
+            }
+            Transport::Http(client) => post(client, endpoint, request).await?,
+        };
+        Ok(response.partial_success.map_or(0, |partial| partial.rejected_data_points.max(0) as u64))
+    }
+}
+
+fn grpc(config: &OtlpConfig) -> Result<Transport, ClientError> {
+    let fail = |message: String| ClientError { protocol: "gRPC", endpoint: config.endpoint.clone(), message };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
+        .map_err(|error| fail(error.to_string()))?
+        .user_agent(USER_AGENT)
+        .map_err(|error| fail(error.to_string()))?
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout);
+    if config.endpoint.starts_with("https:") {
+        let tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+        endpoint = endpoint.tls_config(tls).map_err(|error| fail(error.to_string()))?;
+    }
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for (name, value) in &config.headers {
+        let key = tonic::metadata::MetadataKey::from_bytes(name.as_bytes()).map_err(|error| fail(error.to_string()))?;
+        metadata.insert(key, value.parse().map_err(|_| fail(format!("header {name} is not valid metadata")))?);
+    }
+    Ok(Transport::Grpc(Box::new((MetricsServiceClient::new(endpoint.connect_lazy()), metadata))))
+}
+
+fn http(config: &OtlpConfig) -> Result<Transport, ClientError> {
+    let fail = |message: String| ClientError { protocol: "HTTP", endpoint: config.endpoint.clone(), message };
+    // rustls needs a crypto provider; the process may have installed one already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &config.headers {
+        let value = value.parse().map_err(|_| fail(format!("header {name} is not a valid value")))?;
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|error| fail(error.to_string()))?,
+            value,
+        );
+    }
+    headers.insert(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/x-protobuf"));
+    let client = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .default_headers(headers)
+        .timeout(config.timeout)
+        .build()
+        .map_err(|error| fail(error.to_string()))?;
+    Ok(Transport::Http(client))
+}
+
+/// gRPC codes the OTLP specification says to retry.
+fn grpc_error(code: tonic::Code, endpoint: &str, message: String) -> SendError {
+    use tonic::Code::*;
+    let endpoint = endpoint.to_owned();
+    match code {
+        Cancelled | DeadlineExceeded | ResourceExhausted | Aborted | OutOfRange | Unavailable | DataLoss => {
+            SendError::Unavailable { endpoint, message }
+        }
+        _ => SendError::Refused { endpoint, message },
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    endpoint: &str,
+    request: &ExportMetricsServiceRequest,
+) -> Result<ExportMetricsServiceResponse, SendError> {
+    let unavailable = |message: String| SendError::Unavailable { endpoint: endpoint.to_owned(), message };
+    let response = client
+        .post(endpoint)
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .map_err(|error| unavailable(error_chain(&error)))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|error| unavailable(error_chain(&error)))?;
+    if status.is_success() {
+        // An empty body is an empty response.
+        return Ok(ExportMetricsServiceResponse::decode(body).unwrap_or_default());
+    }
+    let message = format!("HTTP {status}");
+    // The statuses the OTLP specification says to retry.
+    match status.as_u16() {
+        429 | 502 | 503 | 504 => Err(unavailable(message)),
+        _ => Err(SendError::Refused { endpoint: endpoint.to_owned(), message }),
+    }
+}
+
+/// An error and its causes, which reqwest keeps apart ("error sending
+/// request" alone does not say "connection refused").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn resolve(config: &ExportConfig, vars: &[(&str, &str)]) -> Result<OtlpConfig, OtlpConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        OtlpConfig::resolve(config, &|name| vars.get(name).cloned())
+    }
+
+    fn defaults() -> ExportConfig {
+        Config::default().export
+    }
+
+    #[test]
+    fn defaults_follow_the_specification() {
+        let config = resolve(&defaults(), &[]).unwrap();
+        assert_eq!(config.protocol, Protocol::HttpProtobuf);
+        assert_eq!(config.endpoint, "http://localhost:4318/v1/metrics");
+        assert_eq!(config.timeout, Duration::from_secs(10));
+        assert!(config.headers.is_empty());
+    }
+
+    #[test]
+    fn http_adds_the_signal_path_to_the_generic_endpoint_only() {
+        let generic = resolve(&defaults(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap();
+        assert_eq!(generic.endpoint, "http://collector:4318/v1/metrics");
+        let specific = resolve(
+            &defaults(),
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:9999/custom"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(specific.endpoint, "http://metrics:9999/custom");
+        let grpc = resolve(
+            &defaults(),
+            &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")],
+        )
+        .unwrap();
+        assert_eq!((grpc.protocol, grpc.endpoint.as_str()), (Protocol::Grpc, "http://collector:4317"));
+    }
+
+    #[test]
+    fn config_wins_over_metrics_variables_over_generic_ones() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "2000"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=1"),
+        ];
+        let from_env = resolve(&defaults(), &vars).unwrap();
+        assert_eq!(from_env.protocol, Protocol::Grpc);
+        assert_eq!(from_env.timeout, Duration::from_secs(2));
+        assert_eq!(from_env.headers, [("a".to_owned(), "1".to_owned())]);
+        let mut config = defaults();
+        config.otlp_protocol = Some("http/protobuf".to_owned());
+        config.otlp_timeout = Some(Duration::from_millis(300));
+        config.otlp_headers = Some("b=2".to_owned());
+        let from_config = resolve(&config, &vars).unwrap();
+        assert_eq!(from_config.protocol, Protocol::HttpProtobuf);
+        assert_eq!(from_config.timeout, Duration::from_millis(300));
+        assert_eq!(from_config.headers, [("b".to_owned(), "2".to_owned())]);
+    }
+
+    #[test]
+    fn headers_are_trimmed_lowercased_and_percent_decoded() {
+        let config = resolve(
+            &defaults(),
+            &[("OTEL_EXPORTER_OTLP_HEADERS", " Authorization = Basic%20abc%3D , x-tenant=a%2Cb,")],
+        )
+        .unwrap();
+        assert_eq!(
+            config.headers,
+            [("authorization".to_owned(), "Basic abc=".to_owned()), ("x-tenant".to_owned(), "a,b".to_owned())]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable_and_what_is_allowed() {
+        let error = |vars: &[(&str, &str)]| resolve(&defaults(), vars).unwrap_err().to_string();
+        assert_eq!(
+            error(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]),
+            "OTEL_EXPORTER_OTLP_PROTOCOL is `http/json`: allowed grpc or http/protobuf"
+        );
+        assert_eq!(
+            error(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector:4317")]),
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is `collector:4317`: scheme `collector` is not http or https; \
+             expected an http:// or https:// URL such as http://collector:4317"
+        );
+        assert_eq!(
+            error(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")]),
+            "OTEL_EXPORTER_OTLP_ENDPOINT is `not a url`: relative URL without a base; expected an http:// or https:// \
+             URL such as http://collector:4317"
+        );
+        assert_eq!(
+            error(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key")]),
+            "OTEL_EXPORTER_OTLP_HEADERS has a bad entry `api-key`: no `=`; expected key1=value1,key2=value2 \
+             with percent-encoded values"
+        );
+        assert!(error(&[("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "bad name=1")]).contains("not a valid header name"));
+        assert!(error(&[("OTEL_EXPORTER_OTLP_HEADERS", "k=%zz")]).contains("two hex digits"));
+        assert!(error(&[("OTEL_EXPORTER_OTLP_HEADERS", "k=caf%C3%A9")]).contains("not visible ASCII"));
+        assert_eq!(
+            error(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]),
+            "OTEL_EXPORTER_OTLP_TIMEOUT is `10s`: expected milliseconds, a whole number from 1 to 600000"
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_key_flag_and_variable() {
+        let mut config = defaults();
+        config.otlp_protocol = Some("udp".to_owned());
+        assert_eq!(
+            resolve(&config, &[]).unwrap_err().to_string(),
+            "config key `export.otlp_protocol` (flag --otlp-protocol, env BATCHWATCH_OTLP_PROTOCOL) is `udp`: \
+             allowed grpc or http/protobuf"
+        );
+    }
+
+    #[test]
+    fn exporter_and_interval_variables() {
+        let env = |value: &'static str| move |name: &str| (name == "OTEL_METRICS_EXPORTER").then(|| value.to_owned());
+        assert!(enabled(&|_| None).unwrap());
+        assert!(enabled(&env("otlp,prometheus")).unwrap());
+        assert!(!enabled(&env("none")).unwrap());
+        assert!(!enabled(&env("prometheus")).unwrap());
+        assert_eq!(
+            enabled(&env("console")).unwrap_err().to_string(),
+            "OTEL_METRICS_EXPORTER is `console`: allowed otlp, prometheus, none, comma-separated"
+        );
+        let interval_of = |value: &'static str| {
+            interval(&defaults(), &move |name: &str| (name == "OTEL_METRIC_EXPORT_INTERVAL").then(|| value.to_owned()))
+        };
+        assert_eq!(interval_of("1500").unwrap(), Duration::from_millis(1500));
+        assert!(interval_of("5").unwrap_err().to_string().starts_with("OTEL_METRIC_EXPORT_INTERVAL is `5`"));
+        assert_eq!(interval(&defaults(), &|_| None).unwrap(), Duration::from_secs(60));
+        let mut config = defaults();
+        config.export_interval = Some(Duration::from_secs(5));
+        assert_eq!(interval(&config, &|_| Some("1500".to_owned())).unwrap(), Duration::from_secs(5));
+    }
+}

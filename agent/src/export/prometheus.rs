@@ -1,0 +1,181 @@
+//! The HTTP endpoint: `/metrics` serves the last collection in the
+//! Prometheus text format, named as the OpenTelemetry Collector names OTLP
+//! metrics for Prometheus, so dashboards and alert rules work whichever
+//! path a user picks; `/healthz` and `/readyz` answer the orchestrator.
+
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, body::Bytes, service::service_fn};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, NoLabelSet, prometheus_text},
+    metrics::MetricType,
+    registry::Registry,
+};
+
+use super::{
+    catalog::{Instrument, prometheus_label},
+    series::{Point, Snapshot, Value},
+};
+
+/// What the endpoint serves, updated by the agent's thread.
+pub struct Status {
+    latest: RwLock<Option<Arc<Snapshot>>>,
+    last_tick: Mutex<Instant>,
+    /// How long without a tick before the agent counts as stuck.
+    stale_after: Duration,
+    /// The resource attributes, as labels of `target_info`.
+    target: Vec<(String, String)>,
+}
+
+impl Status {
+    pub fn new(tick: Duration, target: Vec<(String, String)>) -> Status {
+        Status {
+            latest: RwLock::new(None),
+            last_tick: Mutex::new(Instant::now()),
+            // A tick reads every map and /proc entry it needs: allow for slow ones.
+            stale_after: tick * 3 + Duration::from_secs(10),
+            target,
+        }
+    }
+
+    pub fn ticked(&self) {
+        *self.last_tick.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+    }
+
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        *self.latest.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot);
+    }
+
+    fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.latest.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn since_tick(&self) -> Duration {
+        self.last_tick.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).elapsed()
+    }
+}
+
+/// Serves `listener` until the runtime stops.
+pub async fn serve(listener: tokio::net::TcpListener, status: Arc<Status>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let status = status.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let status = status.clone();
+                async move { Ok::<_, Infallible>(respond(&request, &status)) }
+            });
+            // A client that goes away mid-request is no concern of ours.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn respond<B>(request: &Request<B>, status: &Status) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_owned());
+    }
+    match request.uri().path() {
+        "/metrics" => metrics(status),
+        "/healthz" => match status.since_tick() {
+            since if since <= status.stale_after => text(StatusCode::OK, "ok\n".to_owned()),
+            since => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the agent has not read the kernel maps for {:.0} s\n", since.as_secs_f64()),
+            ),
+        },
+        "/readyz" => match status.latest() {
+            Some(_) => text(StatusCode::OK, "ok\n".to_owned()),
+            None => text(StatusCode::SERVICE_UNAVAILABLE, "no collection yet\n".to_owned()),
+        },
+        _ => text(StatusCode::NOT_FOUND, "batchwatch serves /metrics, /healthz and /readyz\n".to_owned()),
+    }
+}
+
+fn metrics(status: &Status) -> Response<Full<Bytes>> {
+    let Some(snapshot) = status.latest() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "no collection yet\n".to_owned());
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SnapshotCollector { snapshot, target: status.target.clone() }));
+    let mut body = String::new();
+    match prometheus_text::encode(&mut body, &registry) {
+        Ok(()) => Response::builder()
+            .header(hyper::header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)
+            .body(Full::new(Bytes::from(body)))
+            .expect("a valid response"),
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics\n".to_owned()),
+    }
+}
+
+fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(code)
+        .header(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
+
+/// One collection, for prometheus-client to encode.
+#[derive(Debug)]
+struct SnapshotCollector {
+    snapshot: Arc<Snapshot>,
+    target: Vec<(String, String)>,
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // The Collector's translation puts the resource attributes on `target_info`.
+        let mut target = encoder.encode_descriptor("target_info", "Target metadata", None, MetricType::Gauge)?;
+        target.encode_family(&self.target)?.encode_gauge(&1u64)?;
+        for (metric, points) in &self.snapshot.families {
+            let family = metric.prometheus_family();
+            let kind = match metric.instrument {
+                Instrument::Counter => MetricType::Counter,
+                Instrument::Gauge => MetricType::Gauge,
+                Instrument::Histogram { .. } => MetricType::Histogram,
+            };
+            let bounds = metric.bucket_bounds();
+            let mut family_encoder = encoder.encode_descriptor(&family, metric.description, None, kind)?;
+            for point in points {
+                let labels = labels(point);
+                let mut point_encoder = family_encoder.encode_family(&labels)?;
+                match (&point.value, kind) {
+                    (Value::Int(n), MetricType::Counter) => {
+                        point_encoder.encode_counter::<NoLabelSet, _, u64>(n, None)?
+                    }
+                    (Value::Float(x), MetricType::Counter) => {
+                        point_encoder.encode_counter::<NoLabelSet, _, f64>(x, None)?
+                    }
+                    (Value::Int(n), _) => point_encoder.encode_gauge(n)?,
+                    (Value::Float(x), _) => point_encoder.encode_gauge(x)?,
+                    (Value::Histogram { counts, sum }, _) => point_encoder.encode_histogram::<NoLabelSet>(
+                        *sum,
+                        counts.iter().sum(),
+                        &buckets(&bounds, counts),
+                        None,
+                    )?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn labels(point: &Point) -> Vec<(String, String)> {
+    point.attributes().map(|(key, value)| (prometheus_label(key), value.to_string())).collect()
+}
+
+/// (upper bound, count) per bucket, the last one +Inf.
+fn buckets(bounds: &[f64], counts: &[u64]) -> Vec<(f64, u64)> {
+    let last = counts.len() - 1;
+    counts.iter().enumerate().map(|(k, &count)| (if k == last { f64::INFINITY } else { bounds[k] }, count)).collect()
+}

@@ -1,0 +1,419 @@
+//! The series set: at every collection, the model becomes the data points
+//! both exporters send, each metric as [`catalog`](super::catalog) defines it.
+//!
+//! # Cumulative, from differences
+//! Counters and histograms are cumulative, with a start time, so a lost
+//! export loses resolution and never counts (the next one holds them), and
+//! p50/p99 can be computed downstream from the buckets. They are built from
+//! what changed since the last collection: each process's totals in the
+//! model are differenced (a descriptor that now names another file starts
+//! afresh, as in the model), and the differences are added to the series
+//! they belong to. A series therefore only ever grows, even when a process
+//! moves between its own series and `other`.
+//!
+//! # Cardinality
+//! A process gets series of its own once it does at least
+//! `export.min_ops_per_sec` write calls plus io_uring SQEs per second over a
+//! collection, or is flagged un-batched; it keeps them until it exits. The
+//! rest is summed into one `other` series per node. Series go per kind of
+//! descriptor, or per descriptor with `export.per_fd`. At most
+//! `export.max_series` points are exported: when they would be more, the
+//! flagged processes and then the busiest keep their series, and the others
+//! are folded into `other` (their own series restart if they come back).
+
+mod activity;
+mod emit;
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    sync::Arc,
+    time::SystemTime,
+};
+
+use self::{
+    activity::{Activity, Gauges, Seen},
+    emit::{Emit, attr},
+};
+use super::{
+    catalog::{self, Metric},
+    identity::{self, PodLookup},
+    queue::ExportHealth,
+};
+use crate::{
+    agent::Agent,
+    collector::ProbeErrors,
+    config::ExportConfig,
+    model::{Model, ProcessState},
+};
+
+/// An attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrValue::Str(s) => f.write_str(s),
+            AttrValue::Int(i) => write!(f, "{i}"),
+            AttrValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+pub type Attr = (&'static str, AttrValue);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(u64),
+    Float(f64),
+    /// Counts per log2 slot, as the metric's buckets, and their exact sum.
+    /// The slots above the highest one used are left out, but for the
+    /// last, open-ended (+Inf) bucket, which is then empty: bucket `k` has
+    /// the metric's bound `k`, the last one none.
+    Histogram {
+        counts: Vec<u64>,
+        sum: f64,
+    },
+}
+
+/// One data point: one series' value at the collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Whose series: the process attributes, or `batchwatch.folded`; empty
+    /// for the node. Shared by all points of a process.
+    pub subject: Arc<[Attr]>,
+    /// The point's own attributes.
+    pub own: Vec<Attr>,
+    /// Start of a cumulative series; `None` for gauges.
+    pub start: Option<SystemTime>,
+    pub value: Value,
+}
+
+impl Point {
+    pub fn attributes(&self) -> impl Iterator<Item = &Attr> {
+        self.subject.iter().chain(&self.own)
+    }
+}
+
+/// Every point of one collection, by metric in catalog order.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub time: SystemTime,
+    pub families: Vec<(&'static Metric, Vec<Point>)>,
+}
+
+impl Snapshot {
+    pub fn points(&self) -> usize {
+        self.families.iter().map(|(_, points)| points.len()).sum()
+    }
+}
+
+/// What a collection reads.
+pub struct Observation<'a> {
+    pub model: &'a Model,
+    pub transition_cost_ns: f64,
+    pub probe_errors: ProbeErrors,
+    pub tracked_fds: usize,
+    pub max_fds: u32,
+}
+
+impl<'a> Observation<'a> {
+    pub fn of(agent: &'a Agent, max_fds: u32) -> Observation<'a> {
+        Observation {
+            model: agent.model(),
+            transition_cost_ns: agent.node().transition_cost_ns,
+            probe_errors: agent.probe_errors(),
+            tracked_fds: agent.tracked_fds(),
+            max_fds,
+        }
+    }
+}
+
+/// The cardinality settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub min_ops_per_sec: f64,
+    pub max_series: usize,
+    pub per_fd: bool,
+}
+
+impl Limits {
+    pub fn of(config: &ExportConfig) -> Limits {
+        Limits {
+            min_ops_per_sec: config.min_ops_per_sec,
+            max_series: config.max_series as usize,
+            per_fd: config.per_fd,
+        }
+    }
+}
+
+/// The series of the processes and of `other`, from one collection to the next.
+pub struct SeriesSet {
+    limits: Limits,
+    /// The model knows only calls and bytes (the degraded mode).
+    averages_only: bool,
+    started: SystemTime,
+    last: SystemTime,
+    processes: HashMap<ProcessKey, Tracked>,
+    other: Option<Series>,
+}
+
+/// A process: its pid, and its start time, which tells it from a later
+/// process given the same pid.
+type ProcessKey = (u32, u64);
+
+#[derive(Default)]
+struct Tracked {
+    seen: Seen,
+    /// Its own series, once it has them.
+    own: Option<Series>,
+}
+
+/// A cumulative series: what happened since `start`.
+struct Series {
+    start: SystemTime,
+    total: Activity,
+}
+
+impl Series {
+    fn new(start: SystemTime) -> Series {
+        Series { start, total: Activity::default() }
+    }
+}
+
+/// A process that may get series of its own this time.
+struct Candidate<'a> {
+    key: ProcessKey,
+    process: &'a ProcessState,
+    rate: f64,
+    delta: Activity,
+    gauges: Gauges,
+}
+
+/// A candidate that got them, with its points.
+struct Accepted {
+    key: ProcessKey,
+    points: Vec<(&'static Metric, Point)>,
+    delta: Activity,
+    gauges: Gauges,
+}
+
+impl SeriesSet {
+    pub fn new(limits: Limits, started: SystemTime) -> SeriesSet {
+        SeriesSet { limits, averages_only: false, started, last: started, processes: HashMap::new(), other: None }
+    }
+
+    /// Builds the points of everything since the last collection, at `now`.
+    /// `health` is the OTLP queue's, when it exports over OTLP.
+    pub fn collect(
+        &mut self,
+        observation: &Observation,
+        health: Option<&ExportHealth>,
+        pods: Option<&dyn PodLookup>,
+        now: SystemTime,
+    ) -> Snapshot {
+        self.averages_only = observation.model.rules().degraded;
+        let since = std::mem::replace(&mut self.last, now);
+        let seconds = now.duration_since(since).unwrap_or_default().as_secs_f64();
+        let mut node = self.node_points(observation, health);
+        let mut folded = Folded::default();
+        let mut candidates = self.candidates(observation.model, seconds, &mut folded);
+        // Flagged first, then the busiest: they keep their series under the cap.
+        candidates.sort_by(|a, b| {
+            b.process.unbatched.cmp(&a.process.unbatched).then(b.rate.total_cmp(&a.rate)).then(a.key.cmp(&b.key))
+        });
+
+        self.apply_folded(&mut folded);
+        let budget = self.limits.max_series.saturating_sub(node.len() + self.other_points(&folded.gauges).len());
+        let mut accepted = self.admit_all(candidates, budget, pods, since, &mut folded);
+        let other = self.fit_under_cap(&mut accepted, &mut folded, node.len());
+
+        let mut points: Vec<(&'static Metric, Point)> = accepted.into_iter().flat_map(|a| a.points).collect();
+        points.extend(other);
+        set_gauge(&mut node, &catalog::EXPORT_FOLDED, folded.processes as u64);
+        let total = points.len() + node.len();
+        set_gauge(&mut node, &catalog::EXPORT_SERIES, total as u64);
+        points.extend(node);
+        Snapshot { time: now, families: by_metric(points) }
+    }
+
+    /// Differences every process in the model; those that may have series
+    /// of their own are returned, the others are added to `folded`. Forgets
+    /// the processes the model forgot.
+    fn candidates<'a>(&mut self, model: &'a Model, seconds: f64, folded: &mut Folded) -> Vec<Candidate<'a>> {
+        let transition = model.rules().transition;
+        let mut present = HashSet::new();
+        let mut candidates = Vec::new();
+        for process in model.processes() {
+            let key = (process.identity.pid, process.identity.start_ticks);
+            present.insert(key);
+            let tracked = self.processes.entry(key).or_default();
+            let delta = tracked.seen.advance(process, self.limits.per_fd, &transition);
+            let rate = if seconds > 0.0 { delta.ops() as f64 / seconds } else { 0.0 };
+            let gauges = Gauges::of(process, self.limits.per_fd);
+            if tracked.own.is_some() || process.unbatched || rate >= self.limits.min_ops_per_sec {
+                candidates.push(Candidate { key, process, rate, delta, gauges });
+            } else {
+                folded.add(delta, gauges);
+            }
+        }
+        self.processes.retain(|key, _| present.contains(key));
+        candidates
+    }
+
+    /// Gives candidates, in order, series of their own while their points
+    /// fit in `budget`; the others are folded.
+    fn admit_all(
+        &mut self,
+        candidates: Vec<Candidate>,
+        mut budget: usize,
+        pods: Option<&dyn PodLookup>,
+        since: SystemTime,
+        folded: &mut Folded,
+    ) -> Vec<Accepted> {
+        let mut accepted = Vec::new();
+        for candidate in candidates {
+            match self.admit(&candidate, budget, pods, since) {
+                Some(points) => {
+                    budget -= points.len();
+                    accepted.push(Accepted {
+                        key: candidate.key,
+                        points,
+                        delta: candidate.delta,
+                        gauges: candidate.gauges,
+                    });
+                }
+                None => folded.add(candidate.delta, candidate.gauges),
+            }
+        }
+        accepted
+    }
+
+    /// The points of `candidate`'s own series, if they fit in `budget`. New
+    /// series start `since` the last collection: their first values are
+    /// what happened after it. A process refused loses its series: if it
+    /// comes back, they restart.
+    fn admit(
+        &mut self,
+        candidate: &Candidate,
+        budget: usize,
+        pods: Option<&dyn PodLookup>,
+        since: SystemTime,
+    ) -> Option<Vec<(&'static Metric, Point)>> {
+        let tracked = self.processes.get_mut(&candidate.key).expect("tracked");
+        let mut series = tracked.own.take().unwrap_or_else(|| Series::new(since));
+        series.total.add(&candidate.delta);
+        let subject = identity::process_attributes(&candidate.process.identity, pods);
+        let mut points = Vec::new();
+        let mut emit = Emit { out: &mut points, subject, start: series.start, averages_only: self.averages_only };
+        emit.activity(&series.total);
+        emit.gauges(&candidate.gauges, Some(series.total.uring.is_some()));
+        (points.len() <= budget).then(|| {
+            tracked.own = Some(series);
+            points
+        })
+    }
+
+    /// Folding the refused may have given `other` more points than were
+    /// left for it: refuses the least wanted of the `accepted` until all
+    /// fits. Returns the points of `other`.
+    fn fit_under_cap(
+        &mut self,
+        accepted: &mut Vec<Accepted>,
+        folded: &mut Folded,
+        node: usize,
+    ) -> Vec<(&'static Metric, Point)> {
+        loop {
+            self.apply_folded(folded);
+            let other = self.other_points(&folded.gauges);
+            let used = accepted.iter().map(|a| a.points.len()).sum::<usize>() + other.len() + node;
+            let Some(last) = accepted.pop_if(|_| used > self.limits.max_series) else { return other };
+            self.processes.get_mut(&last.key).expect("tracked").own = None;
+            folded.add(last.delta, last.gauges);
+        }
+    }
+
+    /// Adds what `folded` gathered so far to `other`.
+    fn apply_folded(&mut self, folded: &mut Folded) {
+        if let Some(delta) = folded.pending.take() {
+            self.other.get_or_insert_with(|| Series::new(self.started)).total.add(&delta);
+        }
+    }
+
+    fn other_points(&self, gauges: &Gauges) -> Vec<(&'static Metric, Point)> {
+        let mut points = Vec::new();
+        if let Some(other) = &self.other {
+            let subject: Arc<[Attr]> = Arc::new([(catalog::FOLDED.key, AttrValue::Bool(true))]);
+            let mut emit = Emit { out: &mut points, subject, start: other.start, averages_only: self.averages_only };
+            emit.activity(&other.total);
+            emit.gauges(gauges, None);
+        }
+        points
+    }
+
+    /// The node's and the agent's own points; the series and folded counts
+    /// are filled in last.
+    fn node_points(&self, observation: &Observation, health: Option<&ExportHealth>) -> Vec<(&'static Metric, Point)> {
+        let mut points = Vec::new();
+        let mut emit =
+            Emit { out: &mut points, subject: Arc::new([]), start: self.started, averages_only: self.averages_only };
+        emit.gauge(&catalog::NODE_TRANSITION_COST, vec![], Value::Float(observation.transition_cost_ns * 1e-9));
+        emit.gauge(&catalog::AGENT_DEGRADED, vec![], Value::Int(u64::from(self.averages_only)));
+        emit.gauge(&catalog::FD_MAP_USAGE, vec![], Value::Int(observation.tracked_fds as u64));
+        emit.gauge(&catalog::FD_MAP_LIMIT, vec![], Value::Int(u64::from(observation.max_fds)));
+        let errors = observation.probe_errors;
+        for (name, count) in [
+            ("stats_map_full", errors.stats_map_full),
+            ("args_unreadable", errors.args_unreadable),
+            ("uring_map_full", errors.uring_map_full),
+        ] {
+            emit.counter(&catalog::PROBE_ERRORS, vec![attr(&catalog::PROBE_ERROR, name)], Value::Int(count));
+        }
+        emit.gauge(&catalog::EXPORT_SERIES, vec![], Value::Int(0));
+        emit.gauge(&catalog::EXPORT_FOLDED, vec![], Value::Int(0));
+        if let Some(health) = health {
+            emit.health(health);
+        }
+        points
+    }
+}
+
+/// What is folded into `other` during one collection.
+#[derive(Default)]
+struct Folded {
+    pending: Option<Activity>,
+    gauges: Gauges,
+    processes: usize,
+}
+
+impl Folded {
+    fn add(&mut self, delta: Activity, gauges: Gauges) {
+        self.pending.get_or_insert_with(Activity::default).add_by_kind(&delta);
+        self.gauges.add_folded(&gauges);
+        self.processes += 1;
+    }
+}
+
+/// Sets the value of `metric`'s one point in `points`.
+fn set_gauge(points: &mut [(&'static Metric, Point)], metric: &Metric, value: u64) {
+    if let Some((_, point)) = points.iter_mut().find(|(m, _)| m.name == metric.name) {
+        point.value = Value::Int(value);
+    }
+}
+
+/// Groups `points` by metric, in catalog order.
+fn by_metric(points: Vec<(&'static Metric, Point)>) -> Vec<(&'static Metric, Vec<Point>)> {
+    let mut groups: HashMap<&str, Vec<Point>> = HashMap::new();
+    for (metric, point) in points {
+        groups.entry(metric.name).or_default().push(point);
+    }
+    catalog::ALL.into_iter().filter_map(|metric| Some((metric, groups.remove(metric.name)?))).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,377 @@
+//! The series set over a model fed by hand: exact points, cumulative
+//! growth, folding, the cap, and descriptors or pids reused.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use agent_common::{
+    hist::log2_slot,
+    write::{BYTES_SLOTS, Outcome, WriteStats, WriteSyscall},
+};
+
+use super::*;
+use crate::{
+    config::Config,
+    export::catalog::Instrument,
+    fds::{FdInfo, FdKind},
+    identity::Identity,
+    model::{Rules, metrics::Transition},
+};
+
+const COST_NS: f64 = 100.0;
+
+fn model() -> Model {
+    model_of(false)
+}
+
+/// A model of the full mode, or of the degraded one (`/proc` averages).
+fn model_of(degraded: bool) -> Model {
+    let config = Config::default();
+    Model::new(Rules {
+        hot_writer: config.hot_writer,
+        timer_flush: config.timer_flush,
+        io_uring: config.io_uring,
+        transition: Transition { cost_ns: COST_NS, batch_target: 64 },
+        degraded,
+    })
+}
+
+fn process(pid: u32, start_ticks: u64, comm: &str) -> Identity {
+    Identity { pid, start_ticks, comm: comm.to_owned(), command: format!("/bin/{comm} --flag"), container: None }
+}
+
+fn pipe(inode: u64) -> FdInfo {
+    FdInfo { kind: FdKind::Pipe, target: format!("pipe:[{inode}]") }
+}
+
+fn file(path: &str) -> FdInfo {
+    FdInfo { kind: FdKind::File, target: path.to_owned() }
+}
+
+/// `calls` write()s of `bytes` each, `gap_ns` apart.
+fn writes(calls: u64, bytes: u64, gap_ns: u64) -> WriteStats {
+    let mut s = WriteStats::ZERO;
+    s.calls[WriteSyscall::Write as usize] = calls;
+    s.outcomes[Outcome::Complete as usize] = calls;
+    s.bytes_requested = calls * bytes;
+    s.bytes_written = calls * bytes;
+    s.records = calls;
+    s.bytes_hist[log2_slot(bytes, BYTES_SLOTS)] = calls;
+    s.records_hist[1] = calls;
+    s.gap_hist[log2_slot(gap_ns, s.gap_hist.len())] = calls;
+    s.gap_ns_total = calls * gap_ns;
+    s
+}
+
+fn limits() -> Limits {
+    Limits { min_ops_per_sec: 10.0, max_series: 5000, per_fd: false }
+}
+
+fn at(seconds: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_000_000 + seconds)
+}
+
+fn observe(model: &Model) -> Observation<'_> {
+    Observation {
+        model,
+        transition_cost_ns: COST_NS,
+        probe_errors: ProbeErrors { stats_map_full: 2, args_unreadable: 0, uring_map_full: 1 },
+        tracked_fds: 12,
+        max_fds: 16384,
+    }
+}
+
+/// The value of the point of `metric` whose attributes include all of `attributes`.
+fn value<'a>(snapshot: &'a Snapshot, metric: &Metric, attributes: &[(&str, &str)]) -> Option<&'a Value> {
+    let (_, points) = snapshot.families.iter().find(|(m, _)| m.name == metric.name)?;
+    let matches = |point: &Point| {
+        attributes.iter().all(|(key, wanted)| point.attributes().any(|(k, v)| k == key && v.to_string() == *wanted))
+    };
+    points.iter().find(|point| matches(point)).map(|point| &point.value)
+}
+
+fn int(snapshot: &Snapshot, metric: &Metric, attributes: &[(&str, &str)]) -> u64 {
+    match value(snapshot, metric, attributes) {
+        Some(Value::Int(n)) => *n,
+        other => panic!("{} {attributes:?}: {other:?}", metric.name),
+    }
+}
+
+fn float(snapshot: &Snapshot, metric: &Metric, attributes: &[(&str, &str)]) -> f64 {
+    match value(snapshot, metric, attributes) {
+        Some(Value::Float(x)) => *x,
+        other => panic!("{} {attributes:?}: {other:?}", metric.name),
+    }
+}
+
+const PID_10: (&str, &str) = ("process.pid", "10");
+const PIPES: (&str, &str) = ("batchwatch.fd.kind", "pipe");
+const OTHER: (&str, &str) = ("batchwatch.folded", "true");
+
+#[test]
+fn one_writer_gets_exact_points() {
+    let mut model = model();
+    model.record(&process(10, 1, "writer"), 3, Some(&pipe(7)), &writes(1000, 512, 1000));
+    model.close_interval(1.0);
+    let mut set = SeriesSet::new(limits(), at(0));
+    let s = set.collect(&observe(&model), None, None, at(1));
+
+    let write = ("batchwatch.syscall", "write");
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &[PID_10, PIPES, write]), 1000);
+    assert_eq!(int(&s, &catalog::WRITE_IO, &[PID_10, PIPES]), 512_000);
+    assert_eq!(int(&s, &catalog::WRITE_RECORDS, &[PID_10, PIPES]), 1000);
+    for reason in ["short_write", "eagain", "epipe", "enobufs", "other_error"] {
+        assert_eq!(int(&s, &catalog::WRITE_DROPS, &[PID_10, PIPES, ("batchwatch.drop.reason", reason)]), 0);
+    }
+    let Some(Value::Histogram { counts, sum }) = value(&s, &catalog::WRITE_BATCH_SIZE, &[PID_10, PIPES]) else {
+        panic!("no batch size histogram")
+    };
+    // Slots 0 to 10, and the open bucket, empty.
+    assert_eq!((counts.len(), counts[10], counts[11], *sum), (12, 1000, 0, 512_000.0));
+    let Some(Value::Histogram { counts, sum }) = value(&s, &catalog::WRITE_BATCH_WAIT, &[PID_10, PIPES]) else {
+        panic!("no wait histogram")
+    };
+    assert_eq!((counts[10], *sum), (1000, 1000.0 * 1000e-9));
+    assert_eq!(float(&s, &catalog::TRANSITION_TIME, &[PID_10]), 1000.0 * COST_NS * 1e-9);
+    // 1000 records at 64 per call would be 15.625 calls.
+    assert_eq!(float(&s, &catalog::TRANSITION_AVOIDABLE, &[PID_10]), (1000.0 - 15.625) * COST_NS * 1e-9);
+    assert_eq!(int(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "hot_writer")]), 0);
+    assert!(value(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "sqpoll_trickle")]).is_none());
+    assert!(value(&s, &catalog::URING_ENTERS, &[PID_10]).is_none(), "no io_uring, no io_uring series");
+
+    assert_eq!(int(&s, &catalog::EXPORT_FOLDED, &[]), 0);
+    assert_eq!(int(&s, &catalog::EXPORT_SERIES, &[]), s.points() as u64);
+    assert_eq!(float(&s, &catalog::NODE_TRANSITION_COST, &[]), COST_NS * 1e-9);
+    assert_eq!(int(&s, &catalog::FD_MAP_USAGE, &[]), 12);
+    assert_eq!(int(&s, &catalog::PROBE_ERRORS, &[("batchwatch.probe.error", "uring_map_full")]), 1);
+    assert!(value(&s, &catalog::EXPORT_QUEUE_USAGE, &[]).is_none(), "no OTLP, no queue metrics");
+}
+
+#[test]
+fn process_attributes_are_on_every_point_of_a_process() {
+    let mut model = model();
+    model.record(&process(10, 1, "writer"), 3, Some(&pipe(7)), &writes(1000, 512, 1000));
+    model.close_interval(1.0);
+    let s = SeriesSet::new(limits(), at(0)).collect(&observe(&model), None, None, at(1));
+    let (_, points) = &s.families[0];
+    let keys: Vec<_> = points[0].attributes().map(|(key, _)| *key).collect();
+    assert_eq!(
+        keys,
+        ["process.pid", "process.executable.name", "process.command", "batchwatch.fd.kind", "batchwatch.syscall"]
+    );
+    assert_eq!(points[0].start, Some(at(0)), "its series cover the interval since the last collection");
+}
+
+#[test]
+fn series_are_cumulative_across_collections() {
+    let mut model = model();
+    let writer = process(10, 1, "writer");
+    let mut set = SeriesSet::new(limits(), at(0));
+    model.record(&writer, 3, Some(&pipe(7)), &writes(1000, 512, 1000));
+    model.close_interval(1.0);
+    set.collect(&observe(&model), None, None, at(1));
+    model.record(&writer, 3, Some(&pipe(7)), &writes(500, 512, 1000));
+    model.close_interval(1.0);
+    let s = set.collect(&observe(&model), None, None, at(2));
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &[PID_10, PIPES]), 1500);
+    assert_eq!(float(&s, &catalog::TRANSITION_TIME, &[PID_10]), 1500.0 * COST_NS * 1e-9);
+    let (_, points) = &s.families[0];
+    assert_eq!(points[0].start, Some(at(0)));
+}
+
+#[test]
+fn quiet_processes_fold_into_other_and_sums_stay_right() {
+    let mut model = model();
+    let (busy, quiet) = (process(10, 1, "busy"), process(20, 1, "quiet"));
+    let mut set = SeriesSet::new(limits(), at(0));
+    model.record(&busy, 3, Some(&pipe(7)), &writes(1000, 8, 1000));
+    model.record(&quiet, 1, Some(&file("/var/log/q")), &writes(5, 8, 1000));
+    model.close_interval(1.0);
+    let s = set.collect(&observe(&model), None, None, at(1));
+    assert!(value(&s, &catalog::WRITE_CALLS, &[("process.pid", "20")]).is_none());
+    let other_files = [OTHER, ("batchwatch.fd.kind", "file")];
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &other_files), 5);
+    assert_eq!(int(&s, &catalog::EXPORT_FOLDED, &[]), 1);
+    let (_, points) = s.families.iter().find(|(m, _)| m.name == catalog::WRITE_CALLS.name).unwrap();
+    let other = points.iter().find(|p| p.attributes().any(|(k, _)| *k == OTHER.0)).unwrap();
+    assert_eq!(other.subject.len(), 1, "other has no process attributes");
+    assert_eq!(other.start, Some(at(0)));
+
+    // The quiet one gets busy: its own series start from then; what it did
+    // before stays in `other`.
+    model.record(&quiet, 1, Some(&file("/var/log/q")), &writes(2000, 8, 1000));
+    model.close_interval(1.0);
+    let s = set.collect(&observe(&model), None, None, at(2));
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &[("process.pid", "20")]), 2000);
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &other_files), 5);
+    assert_eq!(int(&s, &catalog::EXPORT_FOLDED, &[]), 0);
+
+    // Quiet again: it keeps its series while it lives.
+    model.close_interval(1.0);
+    let s = set.collect(&observe(&model), None, None, at(3));
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &[("process.pid", "20")]), 2000);
+}
+
+#[test]
+fn the_cap_keeps_the_flagged_then_the_busiest() {
+    let mut model = model();
+    // Five writers; pid 50 is the busiest. Flags need three hot intervals.
+    let writers: Vec<Identity> = (1..=5).map(|n| process(n * 10, 1, "w")).collect();
+    for (n, writer) in writers.iter().enumerate() {
+        model.record(writer, 3, Some(&pipe(n as u64)), &writes(100 * (n as u64 + 1), 8, 1000));
+    }
+    model.close_interval(1.0);
+    // The node has 9 points, `other` 13 (one kind of descriptor), a writer 14.
+    // With room for two writers before `other` fills, the second is refused
+    // once the folded ones give `other` its points.
+    for cap in [9 + 13 + 14, 9 + 14 + 14] {
+        let mut set = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0));
+        let s = set.collect(&observe(&model), None, None, at(1));
+        assert!(s.points() <= cap, "{} points over {cap}", s.points());
+        assert!(value(&s, &catalog::WRITE_CALLS, &[("process.pid", "50")]).is_some());
+        for pid in ["10", "20", "30", "40"] {
+            assert!(value(&s, &catalog::WRITE_CALLS, &[("process.pid", pid)]).is_none(), "pid {pid}");
+        }
+        assert_eq!(int(&s, &catalog::EXPORT_FOLDED, &[]), 4);
+        assert_eq!(int(&s, &catalog::WRITE_CALLS, &[OTHER, PIPES]), 100 + 200 + 300 + 400);
+        assert_eq!(int(&s, &catalog::EXPORT_SERIES, &[]), s.points() as u64);
+    }
+}
+
+#[test]
+fn a_flagged_process_keeps_its_series_under_the_cap() {
+    let mut model = model();
+    let hot = process(10, 1, "hot");
+    let busy = process(20, 1, "busy");
+    for _ in 0..3 {
+        // 5000 one-record 8-byte writes a second: a hot writer, flagged after 3 intervals.
+        model.record(&hot, 3, Some(&pipe(1)), &writes(5000, 8, 1000));
+        model.record(&busy, 3, Some(&pipe(2)), &writes(900_000, 4096, 1000));
+        model.close_interval(1.0);
+    }
+    let cap = 9 + 13 + 14;
+    let s = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0)).collect(&observe(&model), None, None, at(3));
+    assert_eq!(int(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "hot_writer")]), 1);
+    assert!(value(&s, &catalog::WRITE_CALLS, &[("process.pid", "20")]).is_none());
+}
+
+#[test]
+fn a_reused_descriptor_is_not_counted_twice() {
+    let mut model = model();
+    let writer = process(10, 1, "writer");
+    let mut set = SeriesSet::new(limits(), at(0));
+    model.record(&writer, 4, Some(&file("/tmp/a")), &writes(100, 8, 1000));
+    model.close_interval(1.0);
+    set.collect(&observe(&model), None, None, at(1));
+    // fd 4 closed and reopened on another file: the model restarts its totals.
+    model.record(&writer, 4, Some(&file("/tmp/b")), &writes(30, 8, 1000));
+    model.close_interval(1.0);
+    let s = set.collect(&observe(&model), None, None, at(2));
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &[PID_10, ("batchwatch.fd.kind", "file")]), 130);
+}
+
+#[test]
+fn a_reused_pid_is_another_process() {
+    let mut model = model();
+    let mut set = SeriesSet::new(limits(), at(0));
+    model.record(&process(10, 1, "first"), 3, Some(&pipe(1)), &writes(100, 8, 1000));
+    model.close_interval(1.0);
+    set.collect(&observe(&model), None, None, at(1));
+    model.exit(10, 1.0);
+    model.prune_exited(std::time::Instant::now() + Duration::from_secs(1));
+    model.record(&process(10, 2, "second"), 3, Some(&pipe(2)), &writes(40, 8, 1000));
+    model.close_interval(1.0);
+    let s = set.collect(&observe(&model), None, None, at(2));
+    let second = [PID_10, ("process.executable.name", "second")];
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &second), 40);
+    assert!(value(&s, &catalog::WRITE_CALLS, &[("process.executable.name", "first")]).is_none());
+    assert_eq!(set.processes.len(), 1, "the first is forgotten once the model forgot it");
+}
+
+#[test]
+fn per_fd_series_for_processes_and_by_kind_for_other() {
+    let mut model = model();
+    let (busy, quiet) = (process(10, 1, "busy"), process(20, 1, "quiet"));
+    model.record(&busy, 3, Some(&pipe(7)), &writes(1000, 8, 1000));
+    model.record(&busy, 4, Some(&pipe(8)), &writes(500, 8, 1000));
+    model.record(&quiet, 5, Some(&pipe(9)), &writes(2, 8, 1000));
+    model.close_interval(1.0);
+    let mut set = SeriesSet::new(Limits { per_fd: true, ..limits() }, at(0));
+    let s = set.collect(&observe(&model), None, None, at(1));
+    let fd = |n: &'static str, target: &'static str| [PID_10, ("batchwatch.fd", n), ("batchwatch.fd.target", target)];
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &fd("3", "pipe:[7]")), 1000);
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &fd("4", "pipe:[8]")), 500);
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &[OTHER, PIPES]), 2);
+    assert!(value(&s, &catalog::WRITE_CALLS, &[OTHER, ("batchwatch.fd", "5")]).is_none());
+}
+
+#[test]
+fn histograms_keep_every_bucket_up_to_the_highest_used() {
+    let mut model = model();
+    let mut huge = writes(30, 1 << 40, 1000);
+    huge.bytes_hist = [0; BYTES_SLOTS];
+    huge.bytes_hist[BYTES_SLOTS - 1] = 30;
+    model.record(&process(10, 1, "writer"), 3, Some(&pipe(7)), &huge);
+    model.close_interval(1.0);
+    let s = SeriesSet::new(limits(), at(0)).collect(&observe(&model), None, None, at(1));
+    let Some(Value::Histogram { counts, .. }) = value(&s, &catalog::WRITE_BATCH_SIZE, &[PID_10]) else { panic!() };
+    assert_eq!(counts.len(), BYTES_SLOTS, "the last slot is the open bucket itself");
+    let Some(Value::Histogram { counts, .. }) = value(&s, &catalog::WRITE_BATCH_RECORDS, &[PID_10]) else { panic!() };
+    assert_eq!(counts, &[0, 30, 0], "slots 0 and 1, and the empty open bucket");
+}
+
+#[test]
+fn export_health_comes_as_the_agents_own_batching_metrics() {
+    let model = model();
+    let mut health = crate::export::queue::ExportQueue::new(7).health();
+    health.batch_size[5] = 2;
+    health.batch_points = 40;
+    health.dropped_queue_full = 9;
+    let s = SeriesSet::new(limits(), at(0)).collect(&observe(&model), Some(&health), None, at(1));
+    assert_eq!(int(&s, &catalog::EXPORT_QUEUE_LIMIT, &[]), 7);
+    assert_eq!(int(&s, &catalog::EXPORT_DROPS, &[("batchwatch.drop.reason", "queue_full")]), 9);
+    let Some(Value::Histogram { counts, sum }) = value(&s, &catalog::EXPORT_BATCH_SIZE, &[]) else { panic!() };
+    assert_eq!((counts[5], *sum), (2, 40.0));
+}
+
+#[test]
+fn every_point_has_the_value_its_instrument_calls_for() {
+    let mut model = model();
+    model.record(&process(10, 1, "writer"), 3, Some(&pipe(7)), &writes(1000, 512, 1000));
+    model.close_interval(1.0);
+    let health = crate::export::queue::ExportQueue::new(7).health();
+    let s = SeriesSet::new(limits(), at(0)).collect(&observe(&model), Some(&health), None, at(1));
+    for (metric, points) in &s.families {
+        for point in points {
+            let fits = match (&point.value, metric.instrument) {
+                (Value::Histogram { counts, .. }, Instrument::Histogram { slots, .. }) => counts.len() <= slots,
+                (Value::Int(_) | Value::Float(_), Instrument::Counter) => point.start.is_some(),
+                (Value::Int(_) | Value::Float(_), Instrument::Gauge) => point.start.is_none(),
+                _ => false,
+            };
+            assert!(fits, "{}: {:?}", metric.name, point.value);
+        }
+    }
+}
+
+#[test]
+fn the_degraded_mode_exports_calls_and_bytes_only() {
+    let mut model = model_of(true);
+    // What the /proc poller records: calls and bytes on the pseudo-fd -1.
+    let mut polled = WriteStats::ZERO;
+    polled.calls[WriteSyscall::Write as usize] = 3000;
+    polled.bytes_written = 30_000;
+    model.record(&process(10, 1, "writer"), -1, None, &polled);
+    model.close_interval(1.0);
+    let s = SeriesSet::new(limits(), at(0)).collect(&observe(&model), None, None, at(1));
+    let all = [PID_10, ("batchwatch.fd.kind", "unknown")];
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &[all[0], all[1], ("batchwatch.syscall", "any")]), 3000);
+    assert_eq!(int(&s, &catalog::WRITE_IO, &all), 30_000);
+    assert_eq!(float(&s, &catalog::TRANSITION_TIME, &[PID_10]), 3000.0 * COST_NS * 1e-9);
+    assert_eq!(int(&s, &catalog::UNBATCHED, &[PID_10]), 0);
+    assert_eq!(int(&s, &catalog::AGENT_DEGRADED, &[]), 1);
+    for unknown in
+        [&catalog::WRITE_RECORDS, &catalog::WRITE_DROPS, &catalog::WRITE_BATCH_SIZE, &catalog::TRANSITION_AVOIDABLE]
+    {
+        assert!(value(&s, unknown, &[PID_10]).is_none(), "{} is not known in the degraded mode", unknown.name);
+    }
+}
