@@ -31,8 +31,8 @@ fn check_toolchain() -> anyhow::Result<()> {
     let Some(sysroot) = sysroot.ok().filter(|out| out.status.success()) else {
         bail!("the nightly Rust toolchain is missing: {SETUP_HINT}");
     };
-    let core = std::path::Path::new(String::from_utf8_lossy(&sysroot.stdout).trim())
-        .join("lib/rustlib/src/rust/library/core");
+    let core =
+        std::path::Path::new(String::from_utf8_lossy(&sysroot.stdout).trim()).join("lib/rustlib/src/rust/library/core");
     if !core.is_dir() {
         bail!("the nightly toolchain has no rust-src component: {SETUP_HINT}");
     }

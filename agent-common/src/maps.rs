@@ -41,4 +41,3 @@ pub enum ProbeMiss {
 impl ProbeMiss {
     pub const COUNT: u32 = 3;
 }
-

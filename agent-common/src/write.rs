@@ -78,14 +78,8 @@ pub enum Outcome {
 
 impl Outcome {
     pub const COUNT: usize = 6;
-    pub const ALL: [Outcome; Self::COUNT] = [
-        Self::Complete,
-        Self::Short,
-        Self::WouldBlock,
-        Self::BrokenPipe,
-        Self::NoBuffers,
-        Self::OtherError,
-    ];
+    pub const ALL: [Outcome; Self::COUNT] =
+        [Self::Complete, Self::Short, Self::WouldBlock, Self::BrokenPipe, Self::NoBuffers, Self::OtherError];
 
     const EAGAIN: i64 = 11;
     const EPIPE: i64 = 32;

@@ -9,9 +9,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::pt_regs,
-    helpers::{
-        bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs, generated::bpf_loop,
-    },
+    helpers::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs, generated::bpf_loop},
     macros::map,
     maps::PerCpuArray,
 };

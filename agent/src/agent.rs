@@ -13,10 +13,10 @@ use agent_common::key::FdKey;
 
 use crate::{
     collector::{CollectError, Collector, ProbeErrors, Reading},
+    config::Config,
     degraded::{Degraded, FULL_MODE_NEEDS, ProcPoller},
     depth::{DepthRequest, DepthSampler},
     fdinfo::RingFdinfo,
-    config::Config,
     fds::FdResolver,
     identity::{self, Identity},
     model::{Model, Rules, io_uring::UringState, metrics::Transition},
@@ -87,8 +87,9 @@ fn crossing_cost(config: &Config) -> (f64, bool) {
 
 /// Where the deltas come from.
 enum Source {
-    /// The BPF probes, attached while this lives, and their maps' reader.
-    Probes { _probes: Probes, collector: Collector },
+    /// The BPF probes, attached while this lives, and their maps' reader
+    /// (boxed: the other variant is small).
+    Probes { _probes: Box<Probes>, collector: Box<Collector> },
     /// `/proc/PID/io` polling, where BPF is refused.
     Proc(ProcPoller),
 }
@@ -136,7 +137,7 @@ impl Agent {
             mounted_tracefs: preflight.mounted_tracefs,
             ..NodeInfo::new(transition)
         };
-        Ok(Agent::assemble(config, Source::Probes { _probes: probes, collector }, node))
+        Ok(Agent::assemble(config, Source::Probes { _probes: Box::new(probes), collector: Box::new(collector) }, node))
     }
 
     /// Starts polling `/proc` because the probes could not start.
@@ -157,9 +158,8 @@ impl Agent {
             transition: Transition { cost_ns: node.transition_cost_ns, batch_target: config.hot_writer.batch_target },
             degraded: node.degraded.is_some(),
         };
-        let depth = DepthSampler::new()
-            .inspect_err(|e| tracing::warn!("buffer depth of sockets and pipes is off: {e}"))
-            .ok();
+        let depth =
+            DepthSampler::new().inspect_err(|e| tracing::warn!("buffer depth of sockets and pipes is off: {e}")).ok();
         Agent {
             source,
             fds: FdResolver::default(),
@@ -274,8 +274,11 @@ impl Agent {
     fn sample_depths(&mut self, now: Instant) {
         let Some(sampler) = &mut self.depth else { return };
         let since = now.checked_sub(self.interval * DEPTH_WINDOW_INTERVALS).unwrap_or(now);
-        let requests: Vec<DepthRequest> =
-            self.model.recent_writers(since).filter_map(|(pid, fd, info)| DepthRequest::for_fd(pid, fd, info)).collect();
+        let requests: Vec<DepthRequest> = self
+            .model
+            .recent_writers(since)
+            .filter_map(|(pid, fd, info)| DepthRequest::for_fd(pid, fd, info))
+            .collect();
         let round = sampler.sample(&requests);
         for error in round.errors {
             let text = error.to_string();
@@ -318,9 +321,8 @@ impl Agent {
             (Some(_), Some(_)) => self.model.exit(pid, seconds),
             (None, _) => {}
         }
-        let identity = start
-            .and_then(|_| Identity::read(pid))
-            .unwrap_or_else(|| Identity::exited(pid, self.kernel_comm(pid)));
+        let identity =
+            start.and_then(|_| Identity::read(pid)).unwrap_or_else(|| Identity::exited(pid, self.kernel_comm(pid)));
         let alive = identity.start_ticks != 0;
         self.fds.forget(pid);
         self.identities.insert(pid, identity);

@@ -15,18 +15,18 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// How often the kernel maps are read [default: 1s].
-    #[arg(long, env = "BATCHWATCH_INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "BATCHWATCH_INTERVAL", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
 
     /// Cost of one kernel crossing in nanoseconds [default: measured at start].
-    #[arg(long, env = "BATCHWATCH_TRANSITION_COST_NS")]
+    #[arg(long, global = true, env = "BATCHWATCH_TRANSITION_COST_NS")]
     #[serde(default)]
     pub transition_cost_ns: Option<f64>,
 
     /// How syscall exits are hooked: `auto` tries fexit and falls back to
     /// tracepoints [default: auto].
-    #[arg(long, env = "BATCHWATCH_ATTACH", value_enum)]
+    #[arg(long, global = true, env = "BATCHWATCH_ATTACH", value_enum)]
     #[serde(default)]
     pub attach: Option<AttachPreference>,
 
@@ -55,16 +55,16 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct HotWriterSettings {
     /// Calls per second on one fd from which it counts as hot [default: 1000].
-    #[arg(long, env = "BATCHWATCH_MIN_CALLS_PER_SEC")]
+    #[arg(long, global = true, env = "BATCHWATCH_MIN_CALLS_PER_SEC")]
     pub min_calls_per_sec: Option<f64>,
     /// Median bytes per call up to which calls count as tiny [default: 512].
-    #[arg(long, env = "BATCHWATCH_MAX_BYTES_PER_CALL")]
+    #[arg(long, global = true, env = "BATCHWATCH_MAX_BYTES_PER_CALL")]
     pub max_bytes_per_call: Option<u64>,
     /// Intervals in a row before a flag is raised or cleared [default: 3].
-    #[arg(long, env = "BATCHWATCH_SUSTAIN_INTERVALS")]
+    #[arg(long, global = true, env = "BATCHWATCH_SUSTAIN_INTERVALS")]
     pub sustain_intervals: Option<u32>,
     /// Records per call assumed for "what batching would save" [default: 64].
-    #[arg(long, env = "BATCHWATCH_BATCH_TARGET")]
+    #[arg(long, global = true, env = "BATCHWATCH_BATCH_TARGET")]
     pub batch_target: Option<u64>,
 }
 
@@ -72,14 +72,14 @@ pub struct HotWriterSettings {
 #[serde(deny_unknown_fields)]
 pub struct TimerFlushSettings {
     /// Shortest flush period taken for a timer [default: 1ms].
-    #[arg(long, env = "BATCHWATCH_MIN_PERIOD", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "BATCHWATCH_MIN_PERIOD", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub min_period: Option<Duration>,
     /// Share of gaps that must fall in one log2 bucket [default: 0.8].
-    #[arg(long, env = "BATCHWATCH_MIN_SHARE")]
+    #[arg(long, global = true, env = "BATCHWATCH_MIN_SHARE")]
     pub min_share: Option<f64>,
     /// Gaps needed before judging [default: 10].
-    #[arg(long, env = "BATCHWATCH_MIN_FLUSHES")]
+    #[arg(long, global = true, env = "BATCHWATCH_MIN_FLUSHES")]
     pub min_flushes: Option<u64>,
 }
 
@@ -88,7 +88,7 @@ pub struct TimerFlushSettings {
 pub struct IoUringSettings {
     /// SQPOLL wake-ups per second from which a ring counts as a trickle load
     /// that SQPOLL does not suit [default: 10].
-    #[arg(long, env = "BATCHWATCH_MIN_WAKEUPS_PER_SEC")]
+    #[arg(long, global = true, env = "BATCHWATCH_MIN_WAKEUPS_PER_SEC")]
     pub min_wakeups_per_sec: Option<f64>,
 }
 
@@ -96,10 +96,10 @@ pub struct IoUringSettings {
 #[serde(deny_unknown_fields)]
 pub struct MapSettings {
     /// (process, fd) pairs the kernel tracks at once [default: 16384].
-    #[arg(long, env = "BATCHWATCH_MAX_FDS")]
+    #[arg(long, global = true, env = "BATCHWATCH_MAX_FDS")]
     pub max_fds: Option<u32>,
     /// Processes whose names the kernel keeps [default: 8192].
-    #[arg(long, env = "BATCHWATCH_MAX_PROCESSES")]
+    #[arg(long, global = true, env = "BATCHWATCH_MAX_PROCESSES")]
     pub max_processes: Option<u32>,
 }
 
@@ -167,10 +167,8 @@ impl ExportSettings {
 impl Settings {
     /// Reads a TOML file of settings.
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         Settings::parse(&text, &path.display().to_string())
     }
 
@@ -305,23 +303,18 @@ impl Config {
                 .transpose()?,
             attach: s.attach.unwrap_or(AttachPreference::Auto),
             hot_writer: HotWriterRule {
-                min_calls_per_sec: check(
-                    "hot_writer.min_calls_per_sec",
-                    hot.min_calls_per_sec,
-                    1000.0,
-                    1.0..=1e9,
-                )?,
-                max_bytes_per_call: check(
-                    "hot_writer.max_bytes_per_call",
-                    hot.max_bytes_per_call,
-                    512,
-                    1..=1 << 20,
-                )?,
+                min_calls_per_sec: check("hot_writer.min_calls_per_sec", hot.min_calls_per_sec, 1000.0, 1.0..=1e9)?,
+                max_bytes_per_call: check("hot_writer.max_bytes_per_call", hot.max_bytes_per_call, 512, 1..=1 << 20)?,
                 sustain_intervals: check("hot_writer.sustain_intervals", hot.sustain_intervals, 3, 1..=3600)?,
                 batch_target: check("hot_writer.batch_target", hot.batch_target, 64, 2..=1024)?,
             },
             timer_flush: TimerFlushRule {
-                min_period: check("timer_flush.min_period", timer.min_period, ms(1), Duration::from_micros(1)..=ms(60_000))?,
+                min_period: check(
+                    "timer_flush.min_period",
+                    timer.min_period,
+                    ms(1),
+                    Duration::from_micros(1)..=ms(60_000),
+                )?,
                 min_share: check("timer_flush.min_share", timer.min_share, 0.8, 0.5..=1.0)?,
                 min_flushes: check("timer_flush.min_flushes", timer.min_flushes, 10, 2..=1_000_000)?,
             },
@@ -441,7 +434,6 @@ fn last_segment(key: &str) -> &str {
     key.rsplit('.').next().unwrap_or(key)
 }
 
-
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory as _, Parser};
@@ -489,10 +481,8 @@ mod tests {
 
     #[test]
     fn file_then_flags() {
-        let file: Settings = toml::from_str(
-            "interval = \"2s\"\n[hot_writer]\nmin_calls_per_sec = 50\nbatch_target = 8\n",
-        )
-        .unwrap();
+        let file: Settings =
+            toml::from_str("interval = \"2s\"\n[hot_writer]\nmin_calls_per_sec = 50\nbatch_target = 8\n").unwrap();
         let flags = Flags::parse_from(["x", "--batch-target", "16"]).settings;
         let config = Config::resolve(file.overridden_by(flags)).unwrap();
         assert_eq!(config.interval, Duration::from_secs(2));

@@ -88,7 +88,10 @@ mod tests {
     #[test]
     fn kubernetes_shapes() {
         let uid = Some(UID.to_owned());
-        assert_eq!(parsed(&format!("/kubepods/burstable/pod{UID}/{ID}")), Some((ID.to_owned(), "containerd", uid.clone())));
+        assert_eq!(
+            parsed(&format!("/kubepods/burstable/pod{UID}/{ID}")),
+            Some((ID.to_owned(), "containerd", uid.clone()))
+        );
         let systemd = format!(
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{ID}.scope",
             UID.replace('-', "_")

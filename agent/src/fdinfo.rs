@@ -24,9 +24,8 @@ impl RingFdinfo {
 
     /// Parses fdinfo text; `None` if it lacks the ring fields.
     pub fn parse(text: &str) -> Option<RingFdinfo> {
-        let field = |name: &str| {
-            text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
-        };
+        let field =
+            |name: &str| text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')).map(str::trim);
         let number = |name: &str| -> Option<u32> {
             let value = field(name)?;
             match value.strip_prefix("0x") {

@@ -98,7 +98,8 @@ impl FdResolver {
     pub fn resolve(&mut self, pid: u32, fd: i32) -> Option<&FdInfo> {
         let link = format!("/proc/{pid}/fd/{fd}");
         let target = std::fs::read_link(&link).ok()?.to_string_lossy().into_owned();
-        let cached = self.cache.entry((pid, fd)).or_insert_with(|| FdInfo { kind: FdKind::Other, target: String::new() });
+        let cached =
+            self.cache.entry((pid, fd)).or_insert_with(|| FdInfo { kind: FdKind::Other, target: String::new() });
         if cached.target != target {
             *cached = FdInfo { kind: classify(&target, Path::new(&link)), target };
         }

@@ -25,7 +25,13 @@ impl Identity {
         let process = Process::new(pid as i32).ok()?;
         let stat = process.stat().ok()?;
         let command = process.cmdline().map(|args| args.join(" ")).unwrap_or_default();
-        Some(Identity { pid, start_ticks: stat.starttime, comm: stat.comm, command, container: Container::of_process(pid) })
+        Some(Identity {
+            pid,
+            start_ticks: stat.starttime,
+            comm: stat.comm,
+            command,
+            container: Container::of_process(pid),
+        })
     }
 
     /// An identity for a process that exited before `/proc` could be read:

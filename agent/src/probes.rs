@@ -251,7 +251,8 @@ fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, ProbeError>
 where
     M: TryFrom<aya::maps::Map, Error = MapError>,
 {
-    let map = ebpf.take_map(name).ok_or(ProbeError::Map { name, source: MapError::InvalidName { name: name.into() } })?;
+    let map =
+        ebpf.take_map(name).ok_or(ProbeError::Map { name, source: MapError::InvalidName { name: name.into() } })?;
     M::try_from(map).map_err(|source| ProbeError::Map { name, source })
 }
 
@@ -260,7 +261,10 @@ fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, String>
 where
     &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
 {
-    ebpf.program_mut(name).ok_or_else(|| format!("no program {name} in the object"))?.try_into().map_err(|e: ProgramError| e.to_string())
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("no program {name} in the object"))?
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())
 }
 
 /// One line for a program error: the verifier's log goes to the debug log.

@@ -9,13 +9,13 @@ use serde::Serialize;
 
 use crate::{
     agent::Agent,
-    probes::AttachMode,
     model::{
         FdState, ProcessState,
         classify::TimerFlush,
         io_uring::{RingMetrics, RingState, UringState},
         metrics::{BatchingMetrics, Drops, Quantiles, Transition},
     },
+    probes::AttachMode,
 };
 
 #[derive(Debug, Serialize)]
@@ -193,10 +193,7 @@ impl Report {
                 transition_cost_ns: node.transition_cost_ns,
                 transition_cost_source: if node.transition_cost_measured { "measured" } else { "config" },
                 attach_mode: node.attach_mode.map(AttachMode::name),
-                degraded: node
-                    .degraded
-                    .as_ref()
-                    .map(|d| DegradedReport { reason: d.reason.clone(), needs: d.needs }),
+                degraded: node.degraded.as_ref().map(|d| DegradedReport { reason: d.reason.clone(), needs: d.needs }),
                 attach_fallback: node.attach_fallback.clone(),
                 probes_attached: node.attached.clone(),
                 probes_failed: node

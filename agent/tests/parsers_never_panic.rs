@@ -17,7 +17,8 @@ fn text_like(words: &'static [&'static str]) -> impl Strategy<Value = String> {
     let token = prop_oneof![
         prop::sample::select(words).prop_map(str::to_owned),
         "[0-9a-fx]{1,70}",
-        prop::sample::select(&[":", "\t", "\n", " ", "/", "-", ".", "=", "[", "]", "\"", "_"][..]).prop_map(str::to_owned),
+        prop::sample::select(&[":", "\t", "\n", " ", "/", "-", ".", "=", "[", "]", "\"", "_"][..])
+            .prop_map(str::to_owned),
         any::<String>(),
     ];
     prop::collection::vec(token, 0..40).prop_map(|tokens| tokens.concat())

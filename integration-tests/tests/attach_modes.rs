@@ -32,7 +32,7 @@ fn every_attach_mode_counts_exactly() {
 fn auto_uses_fexit_or_says_why_not() {
     let agent = start_agent_with(&config(AttachPreference::Auto));
     let node = agent.node();
-    match node.attach_mode {
+    match node.attach_mode.expect("probes, not the degraded mode") {
         AttachMode::Fexit => assert!(node.attached.iter().any(|p| p == "fexit:__x64_sys_write")),
         AttachMode::Tracepoint => {
             let why = node.attach_fallback.as_deref().expect("a reason for not using fexit");

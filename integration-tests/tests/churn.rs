@@ -22,11 +22,8 @@ fn ten_thousand_short_lived_writers_are_counted_and_leave_nothing_behind() {
     let children = &observed.report.children;
     assert_eq!(children.len(), 10_000);
     for child in children {
-        let process = observed
-            .agent
-            .model()
-            .process(child.pid)
-            .unwrap_or_else(|| panic!("child {} was never seen", child.pid));
+        let process =
+            observed.agent.model().process(child.pid).unwrap_or_else(|| panic!("child {} was never seen", child.pid));
         assert!(process.exited.is_some(), "child {} is gone", child.pid);
         assert_eq!(process.fds[&child.fd].total.total_calls(), 3, "child {}", child.pid);
     }

@@ -52,9 +52,11 @@ fn bpf_refused_means_degraded_mode_that_still_counts_and_flags() {
     assert_eq!(agent.node().attach_mode, None);
 
     // Exact counts, for a process alive across polls.
-    let report = run_ticking(&mut agent, Duration::from_millis(300), &[
-        "--linger", "1s", "write", "--count", "20000", "--size", "512",
-    ]);
+    let report = run_ticking(
+        &mut agent,
+        Duration::from_millis(300),
+        &["--linger", "1s", "write", "--count", "20000", "--size", "512"],
+    );
     let line_bytes = serde_json::to_string(&report).unwrap().len() as u64 + 1;
     let process = agent.model().process(report.pid).expect("the writer was seen");
     let all = &process.fds[&ALL_FDS].total;
@@ -62,7 +64,8 @@ fn bpf_refused_means_degraded_mode_that_still_counts_and_flags() {
     assert_eq!(all.bytes_written, 20_000 * 512 + line_bytes);
 
     // A hot one-byte writer is flagged from averages alone.
-    let report = run_ticking(&mut agent, config.interval, &["write", "--count", "25000", "--size", "1", "--rate", "5000"]);
+    let report =
+        run_ticking(&mut agent, config.interval, &["write", "--count", "25000", "--size", "1", "--rate", "5000"]);
     let process = agent.model().process(report.pid).expect("the hot writer was seen");
     assert!(process.ever_unbatched, "{process:#?}");
     assert!(process.last_reasons[0].starts_with("all writes (degraded mode"), "{:?}", process.last_reasons);

@@ -9,8 +9,7 @@
 
 use agent_common::{
     io_uring::{
-        CqeErrorKey, ENTER_GETEVENTS, ENTER_SQ_WAKEUP, EnterStats, OpClass, RingKey, RingOpStats, RingSetup,
-        SetupStats,
+        CqeErrorKey, ENTER_GETEVENTS, ENTER_SQ_WAKEUP, EnterStats, OpClass, RingKey, RingOpStats, RingSetup, SetupStats,
     },
     key::FdKey,
     maps::ProbeMiss,
@@ -178,4 +177,3 @@ fn count_cqe_error(ctx: &TracePointContext, errno: u32) {
         unsafe { *count += 1 };
     }
 }
-

@@ -27,8 +27,7 @@ use crate::{
 const MAX_FDS: u32 = 16384;
 
 #[map(name = "WRITE_STATS")]
-static WRITE_STATS: PerCpuHashMap<FdKey, WriteStats> =
-    PerCpuHashMap::with_max_entries(MAX_FDS, BPF_F_NO_PREALLOC);
+static WRITE_STATS: PerCpuHashMap<FdKey, WriteStats> = PerCpuHashMap::with_max_entries(MAX_FDS, BPF_F_NO_PREALLOC);
 
 /// Shared by all CPUs, so the gap is right when a writer moves between CPUs.
 /// LRU: a forgotten fd only costs one gap sample.
@@ -71,8 +70,7 @@ pub fn record_write(syscall: WriteSyscall, args: &Args, ret: i64) {
     hist_add(&mut stats.records_hist, request.records);
     if ret > 0 {
         // sendmmsg returns messages sent; its bytes were summed from msg_len.
-        stats.bytes_written +=
-            if syscall == WriteSyscall::Sendmmsg { request.bytes } else { ret as u64 };
+        stats.bytes_written += if syscall == WriteSyscall::Sendmmsg { request.bytes } else { ret as u64 };
     }
     if let Some(gap) = gap {
         stats.gap_ns_total += gap;
@@ -86,9 +84,7 @@ fn request(syscall: WriteSyscall, args: &Args, ret: i64) -> Request {
         WriteSyscall::Write | WriteSyscall::Pwrite64 | WriteSyscall::Sendto => {
             Request { wanted: args.arg2, bytes: args.arg2, records: 1 }
         }
-        WriteSyscall::Writev | WriteSyscall::Pwritev | WriteSyscall::Pwritev2 => {
-            vectored(args.arg1, args.arg2, ret)
-        }
+        WriteSyscall::Writev | WriteSyscall::Pwritev | WriteSyscall::Pwritev2 => vectored(args.arg1, args.arg2, ret),
         WriteSyscall::Sendmsg => match msghdr_iov(args.arg1) {
             Some((iov, iovlen)) => vectored(iov, iovlen, ret),
             None => unreadable(ret, 1),

@@ -197,7 +197,16 @@ mod tests {
     #[test]
     fn flag_needs_sustain_intervals_both_ways() {
         let mut flag = Flag::default();
-        let steps = [(true, false), (true, false), (true, true), (false, true), (true, true), (false, true), (false, true), (false, false)];
+        let steps = [
+            (true, false),
+            (true, false),
+            (true, true),
+            (false, true),
+            (true, true),
+            (false, true),
+            (false, true),
+            (false, false),
+        ];
         for (hot, raised) in steps {
             flag.update(hot, 3, |n| format!("hot for {n}"));
             assert_eq!(flag.is_raised(), raised, "{flag:?}");

@@ -64,9 +64,10 @@ impl<'a> Log2Histogram<'a> {
     /// open-ended slot.
     pub fn buckets(&self) -> impl Iterator<Item = (u64, Option<u64>, u64)> + 'a {
         let last = self.slots.len() - 1;
-        self.slots.iter().enumerate().map(move |(slot, &n)| {
-            (slot_lower_bound(slot), (slot < last).then(|| slot_upper_bound(slot)), n)
-        })
+        self.slots
+            .iter()
+            .enumerate()
+            .map(move |(slot, &n)| (slot_lower_bound(slot), (slot < last).then(|| slot_upper_bound(slot)), n))
     }
 }
 

@@ -247,7 +247,13 @@ mod tests {
     const T: Transition = Transition { cost_ns: 100.0, batch_target: 64 };
 
     fn enters(n: u64, per_enter: u64, wakeups: u64) -> EnterStats {
-        let mut e = EnterStats { enters: n, submitting: n, submitted: n * per_enter, sq_wakeups: wakeups, ..Default::default() };
+        let mut e = EnterStats {
+            enters: n,
+            submitting: n,
+            submitted: n * per_enter,
+            sq_wakeups: wakeups,
+            ..Default::default()
+        };
         e.submitted_hist[log2_slot(per_enter, SUBMIT_SLOTS)] = n;
         e
     }

@@ -183,9 +183,11 @@ impl Model {
     /// "in the last interval".
     pub fn recent_writers(&self, since: Instant) -> impl Iterator<Item = (u32, i32, &FdInfo)> {
         self.live.values().flat_map(move |process| {
-            process.fds.iter().filter(move |(_, state)| state.last_write >= since).filter_map(move |(&fd, state)| {
-                Some((process.identity.pid, fd, state.info.as_ref()?))
-            })
+            process
+                .fds
+                .iter()
+                .filter(move |(_, state)| state.last_write >= since)
+                .filter_map(move |(&fd, state)| Some((process.identity.pid, fd, state.info.as_ref()?)))
         })
     }
 
@@ -193,10 +195,10 @@ impl Model {
     /// revealed for a socket.
     pub fn set_depth(&mut self, pid: u32, fd: i32, depth: Depth) {
         let Some(state) = self.live.get_mut(&pid).and_then(|p| p.fds.get_mut(&fd)) else { return };
-        if let (Some(info), Some(protocol)) = (&mut state.info, depth.protocol) {
-            if info.kind == FdKind::Socket {
-                info.kind = protocol.fd_kind();
-            }
+        if let (Some(info), Some(protocol)) = (&mut state.info, depth.protocol)
+            && info.kind == FdKind::Socket
+        {
+            info.kind = protocol.fd_kind();
         }
         state.depth = Some(depth);
     }

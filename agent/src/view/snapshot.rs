@@ -13,7 +13,6 @@ use agent_common::{
 };
 
 use crate::{
-    probes::AttachMode,
     agent::Agent,
     collector::ProbeErrors,
     model::{
@@ -21,6 +20,7 @@ use crate::{
         io_uring::{RingMetrics, RingState},
         metrics::BatchingMetrics,
     },
+    probes::AttachMode,
 };
 
 /// A process, told apart from a later one that was given the same pid.

@@ -9,11 +9,7 @@ use std::{
     time::Duration,
 };
 
-use batchwatch::{
-    agent::Agent,
-    config::Config,
-    model::ProcessState,
-};
+use batchwatch::{agent::Agent, config::Config, model::ProcessState};
 use integration_tests::WorkloadReport;
 
 pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
@@ -98,8 +94,8 @@ pub fn observe_while_ticking<const N: usize>(workloads: [&[&str]; N]) -> [Observ
 /// As [`observe_while_ticking`], under an agent started with `config`.
 pub fn observe_while_ticking_with<const N: usize>(config: &Config, workloads: [&[&str]; N]) -> [Observed; N] {
     let mut agent = start_agent_with(config);
-    let mut children = workloads
-        .map(|args| Command::new(WORKLOAD).args(args).stdout(Stdio::piped()).spawn().expect("spawn workload"));
+    let mut children =
+        workloads.map(|args| Command::new(WORKLOAD).args(args).stdout(Stdio::piped()).spawn().expect("spawn workload"));
     // Read each report as it comes: a long one would fill the pipe and
     // block its writer.
     let reports = children.each_mut().map(|child| {
@@ -134,10 +130,7 @@ fn parse_report(stdout: &[u8]) -> WorkloadReport {
 /// The path of `tool`, or a failure that says how to install it.
 pub fn require_tool(tool: &str, package: &str) -> String {
     let found = Command::new("which").arg(tool).output().expect("which runs");
-    assert!(
-        found.status.success(),
-        "{tool} is missing: `apt-get install {package}` (`cargo xtask setup` installs it)"
-    );
+    assert!(found.status.success(), "{tool} is missing: `apt-get install {package}` (`cargo xtask setup` installs it)");
     String::from_utf8_lossy(&found.stdout).trim().to_owned()
 }
 

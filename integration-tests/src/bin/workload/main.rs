@@ -220,9 +220,7 @@ fn sendmmsg_pattern(count: u64, messages: usize, size: usize) -> WorkloadReport 
     let mut report = tally(sender.as_raw_fd(), count, 0);
     for _ in 0..count {
         // SAFETY: `msgs` holds `messages` valid headers.
-        let sent = unsafe {
-            libc::sendmmsg(sender.as_raw_fd(), msgs.as_mut_ptr(), messages as u32, 0)
-        };
+        let sent = unsafe { libc::sendmmsg(sender.as_raw_fd(), msgs.as_mut_ptr(), messages as u32, 0) };
         assert_eq!(sent, messages as i32, "sendmmsg: {}", std::io::Error::last_os_error());
         report.bytes_written += (messages * size) as u64;
     }
@@ -251,9 +249,7 @@ fn timer_pattern(period: Duration, flushes: u64) -> WorkloadReport {
 fn eagain_pattern(eagain: u64, hold: Duration) -> WorkloadReport {
     let mut pair = [0; 2];
     // SAFETY: `pair` has room for two descriptors.
-    let rc = unsafe {
-        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0, pair.as_mut_ptr())
-    };
+    let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0, pair.as_mut_ptr()) };
     assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
     let fd = pair[0];
     let chunk = vec![b'x'; 4096];

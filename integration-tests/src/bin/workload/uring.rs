@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use io_uring::{IoUring, opcode, types};
 use integration_tests::WorkloadReport;
+use io_uring::{IoUring, opcode, types};
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 
 use crate::open_devnull;
@@ -109,13 +109,9 @@ pub fn overflow(rounds: u64) -> WorkloadReport {
 /// back to one plain write.
 pub fn denied() -> WorkloadReport {
     let rules = BTreeMap::from([(libc::SYS_io_uring_setup, vec![])]);
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        TargetArch::x86_64,
-    )
-    .expect("a valid filter");
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TargetArch::x86_64)
+            .expect("a valid filter");
     let program: BpfProgram = filter.try_into().expect("the filter compiles");
     seccompiler::apply_filter(&program).expect("seccomp filter applied");
     let Err(error) = IoUring::new(8) else { panic!("io_uring_setup must be refused") };
