@@ -2,14 +2,17 @@
 //! program and nothing pinned, and a new agent counts from scratch; told
 //! SIGTERM, a recording ends early and still reports. Root only.
 
+#[path = "support/probes_attached.rs"]
+mod probes_attached;
+
 use std::{
-    io::{BufRead as _, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
+use probes_attached::wait_for_probes;
 use serde_json::Value;
 
 const BLOCKS: u64 = 25_000;
@@ -23,10 +26,8 @@ fn start_recording() -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start batchwatch");
-    let mut lines = BufReader::new(agent.stderr.take().expect("stderr")).lines();
-    let attached = lines.by_ref().map_while(Result::ok).any(|line| line.contains("probes attached"));
-    assert!(attached, "the agent never said its probes were attached");
-    thread::spawn(move || lines.for_each(drop));
+    let (attached, stderr) = wait_for_probes(agent.stderr.take().expect("stderr"));
+    assert!(attached, "the agent never said its probes were attached: {}", stderr.join().unwrap_or_default());
     agent
 }
 

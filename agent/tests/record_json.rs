@@ -2,11 +2,15 @@
 //! `dd` writing a known number of blocks, and its report has every documented
 //! field with the exact counts. Root only.
 
+#[path = "support/probes_attached.rs"]
+mod probes_attached;
+
 use std::{
-    io::{BufRead as _, BufReader},
-    process::{Child, ChildStderr, Command, Stdio},
-    thread::{self, JoinHandle},
+    process::{Child, Command, Stdio},
+    thread::JoinHandle,
 };
+
+use probes_attached::wait_for_probes;
 
 use serde_json::Value;
 
@@ -92,7 +96,8 @@ fn start_recording() -> (Child, JoinHandle<String>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start batchwatch");
-    let stderr = wait_for_probes(agent.stderr.take().expect("stderr"));
+    let (attached, stderr) = wait_for_probes(agent.stderr.take().expect("stderr"));
+    assert!(attached, "batchwatch did not start: {}", stderr.join().unwrap_or_default());
     (agent, stderr)
 }
 
@@ -105,20 +110,4 @@ fn finish_recording(agent: Child, stderr: JoinHandle<String>) -> Value {
 fn process(report: &Value, pid: u32) -> &Value {
     let processes = report["processes"].as_array().expect("processes array");
     processes.iter().find(|p| p["pid"] == pid).unwrap_or_else(|| panic!("pid {pid} missing from {processes:#?}"))
-}
-
-/// Returns once the agent says its probes are attached; the rest of its
-/// stderr is collected by the returned thread.
-fn wait_for_probes(stderr: ChildStderr) -> JoinHandle<String> {
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = String::new();
-    for line in lines.by_ref() {
-        let line = line.expect("stderr is text");
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("probes attached") {
-            break;
-        }
-    }
-    thread::spawn(move || seen + &lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"))
 }

@@ -1,8 +1,12 @@
 //! What the export tests share: the `batchwatch run` process and a `dd`
 //! workload. Root only: the agent loads its probes.
 
+mod probes_attached;
+
+pub use probes_attached::wait_for_probes;
+
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::Write as _,
     net::TcpListener,
     process::{Child, Command, ExitStatus, Stdio},
     thread::{self, JoinHandle},
@@ -48,18 +52,8 @@ impl Agent {
     /// Starts `batchwatch run ARGS` with `env` and waits until its probes are attached.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Agent {
         let mut child = run_command(args, env).stderr(Stdio::piped()).spawn().expect("start batchwatch run");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = String::new();
-        for line in lines.by_ref() {
-            let line = line.expect("stderr is text");
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("probes attached") {
-                break;
-            }
-        }
-        assert!(seen.contains("probes attached"), "batchwatch run did not start:\n{seen}");
-        let stderr = thread::spawn(move || seen + &lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+        let (attached, stderr) = wait_for_probes(child.stderr.take().unwrap());
+        assert!(attached, "batchwatch run did not start:\n{}", stderr.join().unwrap_or_default());
         Agent { child, stderr: Some(stderr) }
     }
 
