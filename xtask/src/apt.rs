@@ -13,6 +13,7 @@ use crate::{
 /// Add a line here when a test starts using a new tool.
 pub const PACKAGES: &[(&str, &str)] = &[
     ("bpftrace", "second opinion on what the probes count"),
+    ("bpftool", "`cargo xtask bench` reads the BPF maps' and programs' names, sizes and run times"),
     ("strace", "integration tests cross-check syscall counts with `strace -c`"),
     ("fio", "io_uring and buffered-write workloads"),
     ("tmux", "tests drive the live view in a real terminal (send-keys, capture-pane)"),

@@ -5,8 +5,11 @@
 //!   (see `setup.rs` and docs/setup.md); every step is skipped when done.
 //! - `cargo xtask run [-- ARGS]`: setup, release build, then the agent.
 //! - `cargo xtask test [-- ARGS]`: setup, fmt, clippy, then `cargo test`.
+//! - `cargo xtask bench`: setup, release builds, then the overhead benchmark
+//!   (see `bench.rs` and docs/performance.md).
 
 mod apt;
+mod bench;
 mod bpf_linker;
 mod cmd;
 mod kernel;
@@ -48,6 +51,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, build, then measure batchwatch's overhead next to bpftrace's (root; about 10 minutes).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Run { args } => run::run(&args),
         Task::Test { args } => test::run(&args),
+        Task::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
