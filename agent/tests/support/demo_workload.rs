@@ -9,12 +9,12 @@
 //!
 //! | thread | what it does | what it shows |
 //! |---|---|---|
-//! | `hot` | 1-byte `write()`s to /dev/null, ~5000/s | an un-batched hot writer (`hot_writer`) |
+//! | `hot` | 1-byte `write()`s to /dev/null, ~10000/s | an un-batched hot writer (`hot_writer`) |
 //! | `batched` | `writev()`s of 16 records to /dev/null, 200/s | batch sizes above one record |
 //! | `sockfill` | fills a non-blocking UNIX stream socket nobody reads, then retries | buffer depth near 100 %, `eagain` drops |
 //! | `epipe` | writes to a pipe whose reader is closed | `epipe` drops |
 //! | `badiov` | `writev()` with an unreadable iovec array | probe errors (`args_unreadable`) |
-//! | `uring1` | one SQE per `io_uring_enter`, ~4000/s | `io_uring_unbatched`, SQEs per enter |
+//! | `uring1` | one SQE per `io_uring_enter`, ~8000/s | `io_uring_unbatched`, SQEs per enter |
 //! | `overflow` | a ring whose completions are never reaped | CQ overflows, ring fill 100 % |
 //! | `sqpoll` | an SQPOLL ring fed one SQE every 30 ms | SQPOLL wake-ups (`sqpoll_trickle`) |
 //! | `denied` | `io_uring_setup` under a seccomp filter returning EPERM | set-ups denied |
@@ -146,11 +146,12 @@ fn write_raw(fd: RawFd, bytes: &[u8]) -> isize {
     unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) }
 }
 
-/// ~5000 one-byte writes a second: more than `hot_writer.min_calls_per_sec`.
+/// ~10000 one-byte writes a second: ten times `hot_writer.min_calls_per_sec`,
+/// so that a busy machine's longer sleeps still leave it flagged.
 fn hot(stop: &AtomicBool) {
     let null = dev_null();
     every(stop, Duration::from_millis(10), || {
-        for _ in 0..50 {
+        for _ in 0..100 {
             assert_eq!(write_raw(null.as_raw_fd(), b"x"), 1);
         }
     });
@@ -229,7 +230,7 @@ fn write_sqe(null: &File, buffer: &[u8]) -> io_uring::squeue::Entry {
     opcode::Write::new(types::Fd(null.as_raw_fd()), buffer.as_ptr(), buffer.len() as u32).build()
 }
 
-/// ~4000 `io_uring_enter`s a second submitting one write SQE each, and
+/// ~8000 `io_uring_enter`s a second submitting one write SQE each, and
 /// every 100th a batch of 8.
 fn uring_one_per_enter(stop: &AtomicBool) {
     let mut ring = IoUring::new(16).expect("io_uring_setup");
@@ -237,7 +238,7 @@ fn uring_one_per_enter(stop: &AtomicBool) {
     let buffer = [b'u'; 64];
     let mut round = 0u64;
     every(stop, Duration::from_millis(10), || {
-        for _ in 0..40 {
+        for _ in 0..80 {
             round += 1;
             let sqes = if round.is_multiple_of(100) { 8 } else { 1 };
             for _ in 0..sqes {
@@ -271,6 +272,13 @@ fn uring_sqpoll_trickle(stop: &AtomicBool) {
         ring.submit().expect("io_uring_enter");
         ring.completion().for_each(drop);
     });
+}
+
+/// Why io_uring cannot be used here, if it cannot (kernel.io_uring_disabled, an old kernel).
+pub fn io_uring_unavailable() -> Option<String> {
+    let plain = IoUring::new(2).err().map(|e| format!("io_uring_setup: {e}"));
+    let sqpoll = IoUring::<io_uring::squeue::Entry>::builder().setup_sqpoll(5).build(2).err();
+    plain.or(sqpoll.map(|e| format!("io_uring_setup with SQPOLL: {e}")))
 }
 
 /// Refuses `io_uring_setup` to this thread with EPERM (a seccomp filter,
