@@ -21,6 +21,10 @@ pub const URING_CQE_ERRORS: &str = "URING_CQE_ERRORS";
 /// io_uring_setup outcomes per tgid.
 pub const URING_SETUPS: &str = "URING_SETUPS";
 
+/// Processes whose last thread exited, kept by the probes until the agent
+/// has read and retired them.
+pub const EXITED: &str = "EXITED";
+
 /// Load-time global: the agent's own tgid, whose writes are not counted.
 pub const GLOBAL_SELF_TGID: &str = "SELF_TGID";
 
@@ -36,8 +40,10 @@ pub enum ProbeMiss {
     ArgsUnreadable = 1,
     /// A new ring or ring fd could not be inserted: an io_uring map is full.
     UringMapFull = 2,
+    /// A tracked process's exit could not be recorded: `EXITED` is full.
+    ExitMapFull = 3,
 }
 
 impl ProbeMiss {
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 4;
 }

@@ -22,6 +22,12 @@ static PROBE_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ProbeMiss:
 #[map(name = "PROCESS_COMMS")]
 static PROCESS_COMMS: LruHashMap<u32, [u8; 16]> = LruHashMap::with_max_entries(MAX_PROCESSES, 0);
 
+/// Whether the probes track `tgid`: it has had an entry in some map.
+#[inline(always)]
+pub fn is_tracked(tgid: u32) -> bool {
+    PROCESS_COMMS.get_ptr(tgid).is_some()
+}
+
 /// Adds one to the log2 slot of `value`.
 #[inline(always)]
 pub fn hist_add<const N: usize>(hist: &mut [u64; N], value: u64) {

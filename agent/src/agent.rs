@@ -25,6 +25,19 @@ use crate::{
     transition,
 };
 
+/// Where the kernel tells exits, every known process is still looked up in
+/// `/proc` once every this many ticks, for any exit it could not record.
+const SWEEP_TICKS: u64 = 30;
+
+/// What one tick learns as it goes.
+struct Tick {
+    seconds: f64,
+    /// Whether each process met so far runs.
+    running: HashMap<u32, bool>,
+    /// Processes the kernel saw exit.
+    exited: HashSet<u32>,
+}
+
 /// A socket or pipe keeps having its depth sampled for this many intervals
 /// after its last write: a writer blocked on a full buffer makes no calls.
 const DEPTH_WINDOW_INTERVALS: u32 = 10;
@@ -89,7 +102,7 @@ fn crossing_cost(config: &Config) -> (f64, bool) {
 enum Source {
     /// The BPF probes, attached while this lives, and their maps' reader
     /// (boxed: the other variant is small).
-    Probes { _probes: Box<Probes>, collector: Box<Collector> },
+    Probes { probes: Box<Probes>, collector: Box<Collector> },
     /// `/proc/PID/io` polling, where BPF is refused.
     Proc(ProcPoller),
 }
@@ -102,6 +115,9 @@ pub struct Agent {
     /// Depth errors already logged, so each is said once.
     depth_errors: HashSet<String>,
     interval: Duration,
+    /// Whether the kernel tells exits; else `/proc` is checked every tick.
+    tracks_exits: bool,
+    ticks: u64,
     identities: HashMap<u32, Identity>,
     model: Model,
     last_tick: Instant,
@@ -137,7 +153,7 @@ impl Agent {
             mounted_tracefs: preflight.mounted_tracefs,
             ..NodeInfo::new(transition)
         };
-        Ok(Agent::assemble(config, Source::Probes { _probes: Box::new(probes), collector: Box::new(collector) }, node))
+        Ok(Agent::assemble(config, Source::Probes { probes: Box::new(probes), collector: Box::new(collector) }, node))
     }
 
     /// Starts polling `/proc` because the probes could not start.
@@ -151,6 +167,7 @@ impl Agent {
     }
 
     fn assemble(config: &Config, source: Source, node: NodeInfo) -> Agent {
+        let tracks_exits = matches!(&source, Source::Probes { probes, .. } if probes.tracks_exits());
         let rules = Rules {
             hot_writer: config.hot_writer.clone(),
             timer_flush: config.timer_flush.clone(),
@@ -166,6 +183,8 @@ impl Agent {
             depth,
             depth_errors: HashSet::new(),
             interval: config.interval,
+            tracks_exits,
+            ticks: 0,
             identities: HashMap::new(),
             model: Model::new(rules),
             last_tick: Instant::now(),
@@ -213,60 +232,67 @@ impl Agent {
             Source::Proc(poller) => Reading { writes: poller.read(), ..Reading::default() },
         };
         let now = Instant::now();
-        let seconds = now.duration_since(self.last_tick).as_secs_f64();
+        let mut tick = Tick {
+            seconds: now.duration_since(self.last_tick).as_secs_f64(),
+            running: HashMap::new(),
+            exited: reading.exited.clone(),
+        };
         self.last_tick = now;
+        self.ticks += 1;
         self.probe_errors = reading.probe_errors;
         self.tracked = reading.tracked;
 
-        let mut alive = HashMap::new();
-        self.record(&reading, seconds, &mut alive);
+        self.record(&reading, &mut tick);
         self.sample_depths(now);
-        for (&pid, _) in alive.iter().filter(|(_, running)| **running) {
+        for (&pid, _) in tick.running.iter().filter(|(_, running)| **running) {
             self.model.sample_ring_depths(pid, RingFdinfo::read);
         }
-        let gone: HashSet<u32> = self
-            .identities
-            .iter()
-            .filter(|(pid, identity)| alive.get(pid).map_or_else(|| !identity.is_alive(), |alive| !alive))
-            .map(|(&pid, _)| pid)
-            .collect();
+        let gone = self.gone(&tick);
         if !gone.is_empty() {
             if let Source::Probes { collector, .. } = &mut self.source {
                 let last = collector.drain(&gone);
-                self.record(&last, seconds, &mut alive);
+                self.record(&last, &mut tick);
             }
             for pid in gone {
-                self.retire(pid, seconds);
+                self.retire(pid, tick.seconds);
             }
         }
-        self.model.close_interval(seconds);
+        self.model.close_interval(tick.seconds);
         Ok(())
     }
 
+    /// The known processes that have exited: those the kernel saw exit, those
+    /// found gone while attributing this tick's deltas, and, when the kernel
+    /// does not tell exits or at every sweep, those `/proc` no longer shows.
+    fn gone(&self, tick: &Tick) -> HashSet<u32> {
+        let sweep = !self.tracks_exits || self.ticks.is_multiple_of(SWEEP_TICKS);
+        let found_gone = self.identities.iter().filter(|(pid, identity)| match tick.running.get(pid) {
+            Some(running) => !running,
+            None => sweep && !identity.is_alive(),
+        });
+        // Exits of processes never attributed still have kernel entries to drain.
+        found_gone.map(|(&pid, _)| pid).chain(tick.exited.iter().copied()).collect()
+    }
+
     /// Attributes a reading's deltas to the processes that made them.
-    fn record(&mut self, reading: &Reading, seconds: f64, alive: &mut HashMap<u32, bool>) {
+    fn record(&mut self, reading: &Reading, tick: &mut Tick) {
         for (key, delta) in &reading.writes {
-            let running = self.resolve_once(key.tgid, seconds, alive);
+            let running = self.resolve_once(key.tgid, tick);
             let info = if running { self.fds.resolve(key.tgid, key.fd) } else { self.fds.cached(key.tgid, key.fd) };
             self.model.record(&self.identities[&key.tgid], key.fd, info, delta);
         }
-        self.record_io_uring(reading, seconds, alive);
-    }
-
-    /// Adds the io_uring deltas.
-    fn record_io_uring(&mut self, reading: &Reading, seconds: f64, alive: &mut HashMap<u32, bool>) {
         for (key, delta) in &reading.uring_setups {
-            self.uring_of(*key, seconds, alive).record_setups(delta);
+            self.uring_of(*key, tick).record_setups(delta);
         }
         for (key, delta) in &reading.uring_enters {
-            self.uring_of(key.tgid, seconds, alive).record_enters(key.fd, delta);
+            self.uring_of(key.tgid, tick).record_enters(key.fd, delta);
         }
         for (key, delta) in &reading.uring_ops {
             let setup = reading.rings.get(&key.ctx).filter(|setup| setup.tgid == key.tgid);
-            self.uring_of(key.tgid, seconds, alive).record_ops(key.ctx, setup, delta);
+            self.uring_of(key.tgid, tick).record_ops(key.ctx, setup, delta);
         }
         for (key, count) in &reading.uring_cqe_errors {
-            self.uring_of(key.ring.tgid, seconds, alive).record_cqe_error(key.errno, *count);
+            self.uring_of(key.ring.tgid, tick).record_cqe_error(key.errno, *count);
         }
     }
 
@@ -292,20 +318,25 @@ impl Agent {
     }
 
     /// Resolves `pid`'s identity once per tick; returns whether it runs.
-    fn resolve_once(&mut self, pid: u32, seconds: f64, alive: &mut HashMap<u32, bool>) -> bool {
-        match alive.get(&pid) {
-            Some(&running) => running,
-            None => {
-                let running = self.resolve_identity(pid, seconds);
-                alive.insert(pid, running);
-                running
-            }
+    /// Where the kernel tells exits, a known process that did not exit is
+    /// taken to run on, without a look at `/proc`.
+    fn resolve_once(&mut self, pid: u32, tick: &mut Tick) -> bool {
+        if let Some(&running) = tick.running.get(&pid) {
+            return running;
         }
+        let known = self.identities.contains_key(&pid);
+        let running = match (known, tick.exited.contains(&pid)) {
+            (true, false) if self.tracks_exits => true,
+            (true, true) => false,
+            _ => self.resolve_identity(pid, tick.seconds),
+        };
+        tick.running.insert(pid, running);
+        running
     }
 
     /// The io_uring state of `pid` in the model.
-    fn uring_of(&mut self, pid: u32, seconds: f64, alive: &mut HashMap<u32, bool>) -> &mut UringState {
-        self.resolve_once(pid, seconds, alive);
+    fn uring_of(&mut self, pid: u32, tick: &mut Tick) -> &mut UringState {
+        self.resolve_once(pid, tick);
         self.model.io_uring(&self.identities[&pid])
     }
 

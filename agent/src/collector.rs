@@ -38,6 +38,9 @@ pub struct ProbeErrors {
     pub args_unreadable: u64,
     /// Rings or ring fds dropped because an io_uring map was full.
     pub uring_map_full: u64,
+    /// Exits not recorded because their map was full (the agent's periodic
+    /// `/proc` sweep finds those processes gone).
+    pub exit_map_full: u64,
 }
 
 /// One reading: what changed since the last one.
@@ -50,6 +53,8 @@ pub struct Reading {
     pub uring_setups: Vec<(u32, SetupStats)>,
     /// Every ring whose creation the probes saw, by context.
     pub rings: HashMap<u64, RingSetup>,
+    /// Tracked processes whose last thread exited.
+    pub exited: HashSet<u32>,
     pub probe_errors: ProbeErrors,
     /// (process, fd) pairs in the write statistics map.
     pub tracked: usize,
@@ -160,6 +165,7 @@ pub struct Collector {
     last_write: aya::maps::HashMap<MapData, FdKey, u64>,
     comms: aya::maps::HashMap<MapData, u32, [u8; 16]>,
     rings: aya::maps::HashMap<MapData, u64, RingSetup>,
+    exited: aya::maps::HashMap<MapData, u32, u8>,
     misses: aya::maps::PerCpuArray<MapData, u64>,
 }
 
@@ -174,6 +180,7 @@ impl Collector {
             last_write: maps.last_write,
             comms: maps.comms,
             rings: maps.uring_rings,
+            exited: maps.exited,
             misses: maps.misses,
         }
     }
@@ -185,6 +192,11 @@ impl Collector {
             .iter()
             .collect::<Result<_, _>>()
             .map_err(|source| CollectError { map: maps::URING_RINGS, source })?;
+        let exited = self
+            .exited
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|source| CollectError { map: maps::EXITED, source })?;
         Ok(Reading {
             writes: self.writes.deltas()?,
             uring_enters: self.uring_enters.deltas()?,
@@ -192,6 +204,7 @@ impl Collector {
             uring_cqe_errors: self.uring_cqe_errors.deltas()?,
             uring_setups: self.uring_setups.deltas()?,
             rings,
+            exited,
             probe_errors: self.probe_errors()?,
             tracked: self.writes.previous.len(),
         })
@@ -209,6 +222,7 @@ impl Collector {
             stats_map_full: count(ProbeMiss::StatsMapFull)?,
             args_unreadable: count(ProbeMiss::ArgsUnreadable)?,
             uring_map_full: count(ProbeMiss::UringMapFull)?,
+            exit_map_full: count(ProbeMiss::ExitMapFull)?,
         })
     }
 
@@ -242,6 +256,7 @@ impl Collector {
         }
         for tgid in gone {
             let _ = self.comms.remove(tgid);
+            let _ = self.exited.remove(tgid);
         }
         Reading {
             writes,

@@ -95,7 +95,8 @@ pub struct IoUringSettings {
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MapSettings {
-    /// (process, fd) pairs the kernel tracks at once [default: 16384].
+    /// (process, fd) pairs the kernel tracks at once; each takes 816 bytes per
+    /// CPU [default: what 64 MiB holds, from 1024 to 16384].
     #[arg(long, global = true, env = "BATCHWATCH_MAX_FDS")]
     pub max_fds: Option<u32>,
     /// Processes whose names the kernel keeps [default: 8192].
@@ -327,7 +328,7 @@ impl Config {
                 )?,
             },
             maps: MapLimits {
-                max_fds: check("maps.max_fds", s.maps.max_fds, 16384, 256..=1 << 20)?,
+                max_fds: check("maps.max_fds", s.maps.max_fds, default_max_fds(), 256..=1 << 20)?,
                 max_processes: check("maps.max_processes", s.maps.max_processes, 8192, 64..=1 << 20)?,
             },
             export: ExportConfig::resolve(s.export)?,
@@ -355,6 +356,17 @@ impl ExportConfig {
             otlp_timeout: optional("export.otlp_timeout", s.otlp_timeout, ms(1)..=ms(600_000))?,
         })
     }
+}
+
+/// Kernel memory the per-CPU write statistics may take by default.
+const WRITE_STATS_BUDGET: usize = 64 << 20;
+
+/// As many (process, fd) pairs as [`WRITE_STATS_BUDGET`] holds on this node's
+/// CPUs (every CPU has its own copy of every entry), from 1024 to 16384.
+fn default_max_fds() -> u32 {
+    let cpus = aya::util::nr_cpus().unwrap_or(1).max(1);
+    let entries = WRITE_STATS_BUDGET / (cpus * std::mem::size_of::<agent_common::write::WriteStats>());
+    entries.clamp(1024, 16384) as u32
 }
 
 /// `value` (or `default`) if it lies in `allowed`.

@@ -21,6 +21,13 @@ use batchwatch::{
 use clap::{Parser, Subcommand, ValueEnum};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+/// mimalloc rather than the system allocator: each tick allocates and frees
+/// one buffer per kernel map entry between the long-lived per-process state,
+/// and glibc's allocator let that fragment the heap to about three times the
+/// memory in use (measured with 10,000 tracked processes).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How often a recording checks for SIGTERM and SIGINT.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 

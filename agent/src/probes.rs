@@ -76,6 +76,7 @@ pub struct Maps {
     pub uring_rings: HashMap<MapData, u64, RingSetup>,
     pub uring_cqe_errors: PerCpuHashMap<MapData, CqeErrorKey, u64>,
     pub uring_setups: PerCpuHashMap<MapData, u32, SetupStats>,
+    pub exited: HashMap<MapData, u32, u8>,
 }
 
 /// A traced syscall: its `syscalls:sys_exit_*` tracepoint program (named
@@ -113,6 +114,9 @@ const IO_URING_EVENTS: [&str; 6] = [
     "io_uring_short_write",
 ];
 
+/// The tracepoint that tells the agent which processes exited.
+const PROCESS_EXIT: (&str, &str) = ("sched", "sched_process_exit");
+
 /// The BTF tracepoint program on every syscall exit.
 const RAW_SYS_EXIT: &str = "raw_sys_exit";
 
@@ -145,6 +149,7 @@ impl Probes {
             .map_max_entries(maps::LAST_WRITE, limits.max_fds)
             .map_max_entries(maps::PROCESS_COMMS, limits.max_processes)
             .map_max_entries(maps::URING_SETUPS, limits.max_processes)
+            .map_max_entries(maps::EXITED, limits.max_processes)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
         let mut probes =
@@ -153,6 +158,7 @@ impl Probes {
         for event in IO_URING_EVENTS {
             probes.attach_tracepoint("io_uring", event);
         }
+        probes.attach_tracepoint(PROCESS_EXIT.0, PROCESS_EXIT.1);
         if probes.attached.is_empty() {
             let reasons: Vec<_> = probes.failed.iter().map(|f| format!("{}: {}", f.tracepoint, f.reason)).collect();
             return Err(ProbeError::NothingAttached(reasons.join("; ")));
@@ -230,6 +236,12 @@ impl Probes {
         }
     }
 
+    /// Whether the kernel tells exits (else the agent checks `/proc`).
+    pub fn tracks_exits(&self) -> bool {
+        let name = format!("{}:{}", PROCESS_EXIT.0, PROCESS_EXIT.1);
+        self.attached.contains(&name)
+    }
+
     /// Hands the maps over; call once.
     pub fn take_maps(&mut self) -> Result<Maps, ProbeError> {
         let ebpf = &mut self.ebpf;
@@ -243,6 +255,7 @@ impl Probes {
             uring_rings: take(ebpf, maps::URING_RINGS)?,
             uring_cqe_errors: take(ebpf, maps::URING_CQE_ERRORS)?,
             uring_setups: take(ebpf, maps::URING_SETUPS)?,
+            exited: take(ebpf, maps::EXITED)?,
         })
     }
 }

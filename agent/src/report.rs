@@ -49,6 +49,8 @@ pub struct NodeReport {
     pub args_unreadable: u64,
     /// Rings the kernel could not track: an io_uring map was full.
     pub uring_map_full: u64,
+    /// Exits the kernel could not record (found later by a `/proc` sweep).
+    pub exit_map_full: u64,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -204,6 +206,7 @@ impl Report {
                 stats_map_full: errors.stats_map_full,
                 args_unreadable: errors.args_unreadable,
                 uring_map_full: errors.uring_map_full,
+                exit_map_full: errors.exit_map_full,
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",

@@ -86,7 +86,8 @@ pub const IO_URING_QUEUE: Attribute = Attribute {
 pub const PROBE_ERROR: Attribute = Attribute {
     key: "batchwatch.probe.error",
     description: "`stats_map_full` (a new (process, fd) pair found the map full), `args_unreadable` (iovecs or \
-                  message headers unreadable), `uring_map_full` (a ring found its map full).",
+                  message headers unreadable), `uring_map_full` (a ring found its map full), `exit_map_full` (an exit \
+                  could not be recorded; a periodic /proc sweep finds the process gone).",
 };
 
 /// The attributes of a process's series, in the order they are attached.

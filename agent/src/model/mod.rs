@@ -44,8 +44,9 @@ pub struct Rules {
 pub struct FdState {
     /// What the descriptor is; `None` when it was closed before it was seen.
     pub info: Option<FdInfo>,
-    /// The last interval.
-    pub interval: WriteStats,
+    /// What it wrote in the interval under way; `None` while idle, so that
+    /// the many idle descriptors of a node hold no copy.
+    pub interval: Option<Box<WriteStats>>,
     /// Since the descriptor was first seen (or last reused for another file).
     pub total: WriteStats,
     /// Metrics of the last interval.
@@ -63,7 +64,9 @@ pub struct FdState {
 #[derive(Debug, Clone)]
 pub struct ProcessState {
     pub identity: Identity,
-    pub fds: BTreeMap<i32, FdState>,
+    /// Boxed: a B-tree node holds room for 11 values, and most processes
+    /// write to one or two descriptors.
+    pub fds: BTreeMap<i32, Box<FdState>>,
     /// Metrics of the last interval, all descriptors together.
     pub metrics: BatchingMetrics,
     /// io_uring use, once the process set up or used a ring.
@@ -85,7 +88,7 @@ impl FdState {
             last_write: Instant::now(),
             depth: None,
             info,
-            interval: WriteStats::ZERO,
+            interval: None,
             total: WriteStats::ZERO,
             metrics: BatchingMetrics::default(),
             flag: Flag::default(),
@@ -105,7 +108,7 @@ impl ProcessState {
 
     /// Descriptors flagged as un-batched hot writers.
     pub fn hot_fds(&self) -> impl Iterator<Item = (&i32, &FdState)> {
-        self.fds.iter().filter(|(_, fd)| fd.flag.is_raised())
+        self.fds.iter().filter(|(_, fd)| fd.flag.is_raised()).map(|(fd, state)| (fd, &**state))
     }
 
     /// Cores spent crossing into the kernel in the last interval: write-family
@@ -130,7 +133,8 @@ impl ProcessState {
 
 pub struct Model {
     rules: Rules,
-    live: HashMap<u32, ProcessState>,
+    /// Boxed: a process's state is large, and the table keeps room for more.
+    live: HashMap<u32, Box<ProcessState>>,
     exited: Vec<ProcessState>,
 }
 
@@ -146,14 +150,14 @@ impl Model {
     /// Adds what `fd` of `identity` wrote since the last reading.
     pub fn record(&mut self, identity: &Identity, fd: i32, info: Option<&FdInfo>, delta: &WriteStats) {
         let process = self.process_entry(identity);
-        let state = process.fds.entry(fd).or_insert_with(|| FdState::new(info.cloned()));
+        let state = process.fds.entry(fd).or_insert_with(|| Box::new(FdState::new(info.cloned())));
         let target = |info: Option<&FdInfo>| info.map(|info| info.target.clone());
         if info.is_some() && target(state.info.as_ref()) != target(info) {
             // The fd number now names another file: start its history afresh.
-            *state = FdState::new(info.cloned());
+            **state = FdState::new(info.cloned());
         }
         state.last_write = Instant::now();
-        state.interval.add(delta);
+        state.interval.get_or_insert_with(|| Box::new(WriteStats::ZERO)).add(delta);
         state.total.add(delta);
     }
 
@@ -163,17 +167,19 @@ impl Model {
     }
 
     fn process_entry(&mut self, identity: &Identity) -> &mut ProcessState {
-        self.live.entry(identity.pid).or_insert_with(|| ProcessState {
-            identity: identity.clone(),
-            fds: BTreeMap::new(),
-            metrics: BatchingMetrics::default(),
-            io_uring: None,
-            first_seen: Instant::now(),
-            exited: None,
-            unbatched: false,
-            reasons: Vec::new(),
-            ever_unbatched: false,
-            last_reasons: Vec::new(),
+        self.live.entry(identity.pid).or_insert_with(|| {
+            Box::new(ProcessState {
+                identity: identity.clone(),
+                fds: BTreeMap::new(),
+                metrics: BatchingMetrics::default(),
+                io_uring: None,
+                first_seen: Instant::now(),
+                exited: None,
+                unbatched: false,
+                reasons: Vec::new(),
+                ever_unbatched: false,
+                last_reasons: Vec::new(),
+            })
         })
     }
 
@@ -220,7 +226,7 @@ impl Model {
         if let Some(mut process) = self.live.remove(&pid) {
             judge(&mut process, seconds, &self.rules);
             process.exited = Some(Instant::now());
-            self.exited.push(process);
+            self.exited.push(*process);
         }
     }
 
@@ -234,11 +240,14 @@ impl Model {
 
     /// Live processes, then exited ones.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessState> {
-        self.live.values().chain(&self.exited)
+        self.live.values().map(|process| &**process).chain(&self.exited)
     }
 
     pub fn process(&self, pid: u32) -> Option<&ProcessState> {
-        self.live.get(&pid).or_else(|| self.exited.iter().rev().find(|p| p.identity.pid == pid))
+        self.live
+            .get(&pid)
+            .map(|process| &**process)
+            .or_else(|| self.exited.iter().rev().find(|p| p.identity.pid == pid))
     }
 
     /// Whether `pid` is a live process the model knows.
@@ -270,27 +279,32 @@ fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
 }
 
 fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
-    let mut interval = WriteStats::ZERO;
+    let mut all = WriteStats::ZERO;
     for (&fd, state) in &mut process.fds {
-        interval.add(&state.interval);
-        state.metrics = BatchingMetrics::of(&state.interval, seconds, &rules.transition);
+        let interval = state.interval.take().map_or(WriteStats::ZERO, |interval| *interval);
+        all.add(&interval);
+        state.metrics = BatchingMetrics::of(&interval, seconds, &rules.transition);
         let metrics = &state.metrics;
-        let (hot, what) = if rules.degraded {
-            (is_hot_by_averages(metrics, &rules.hot_writer), DEGRADED_WRITES.to_owned())
+        let hot = if rules.degraded {
+            is_hot_by_averages(metrics, &rules.hot_writer)
         } else {
-            let what = state.info.as_ref().map_or_else(|| format!("fd {fd}"), |info| info.describe(fd));
-            (is_hot_unbatched(metrics, &rules.hot_writer), what)
+            is_hot_unbatched(metrics, &rules.hot_writer)
         };
+        let info = state.info.as_ref();
         state.flag.update(hot, rules.hot_writer.sustain_intervals, |hot_for| {
+            let what = match info {
+                _ if rules.degraded => DEGRADED_WRITES.to_owned(),
+                Some(info) => info.describe(fd),
+                None => format!("fd {fd}"),
+            };
             hot_reason(&what, metrics, seconds * f64::from(hot_for), rules)
         });
-        if state.interval.total_calls() > 0 {
+        if interval.total_calls() > 0 {
             state.timer = TimerFlush::detect(&state.total, &rules.timer_flush);
         }
         process.reasons.extend(state.flag.reason().map(str::to_owned));
-        state.interval = WriteStats::ZERO;
     }
-    process.metrics = BatchingMetrics::of(&interval, seconds, &rules.transition);
+    process.metrics = BatchingMetrics::of(&all, seconds, &rules.transition);
 }
 
 fn judge_ring(ring: &mut RingState, seconds: f64, rules: &Rules, reasons: &mut Vec<String>) {

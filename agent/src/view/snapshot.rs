@@ -161,7 +161,7 @@ impl Snapshot {
 }
 
 fn fd_states(processes: &[ProcessState]) -> impl Iterator<Item = (FdKey, &FdState)> {
-    processes.iter().flat_map(|p| p.fds.iter().map(move |(&fd, state)| ((ProcessKey::of(p), fd), state)))
+    processes.iter().flat_map(|p| p.fds.iter().map(move |(&fd, state)| ((ProcessKey::of(p), fd), &**state)))
 }
 
 fn ring_states(processes: &[ProcessState]) -> impl Iterator<Item = (RingKey, &RingState)> {

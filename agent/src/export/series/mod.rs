@@ -371,6 +371,7 @@ impl SeriesSet {
             ("stats_map_full", errors.stats_map_full),
             ("args_unreadable", errors.args_unreadable),
             ("uring_map_full", errors.uring_map_full),
+            ("exit_map_full", errors.exit_map_full),
         ] {
             emit.counter(&catalog::PROBE_ERRORS, vec![attr(&catalog::PROBE_ERROR, name)], Value::Int(count));
         }
