@@ -4,12 +4,14 @@
 //! user registers the kernel saved on entry, so one probe at exit sees both
 //! and a call never pays for a second probe.
 
-use agent_common::write::MAX_RECORDS_PER_CALL;
-use core::ffi::c_void;
+use core::{ffi::c_void, slice};
 
+use agent_common::write::MAX_RECORDS_PER_CALL;
 use aya_ebpf::{
     bindings::pt_regs,
-    helpers::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs, generated::bpf_loop},
+    helpers::{
+        bpf_get_current_task_btf, bpf_probe_read_user, bpf_probe_read_user_buf, bpf_task_pt_regs, generated::bpf_loop,
+    },
     macros::map,
     maps::PerCpuArray,
 };
@@ -72,7 +74,8 @@ const MMSGHDR_LEN_OFFSET: u64 = 56;
 /// a single iovec does.
 const IOV_CHUNK: usize = 8;
 
-/// Total length of `count` iovecs at user address `iov`.
+/// Total length of `count` iovecs at user address `iov`: one read per 8
+/// iovecs, the last (partial) group too.
 #[inline(always)]
 pub fn iovec_bytes(iov: u64, count: u64) -> Option<u64> {
     const CHUNK: u64 = IOV_CHUNK as u64;
@@ -89,13 +92,17 @@ pub fn iovec_bytes(iov: u64, count: u64) -> Option<u64> {
             total += one.len;
         }
     }
-    for i in full_chunks * CHUNK..full_chunks * CHUNK + CHUNK {
-        if i >= count {
-            break;
-        }
-        let at = (iov + i * IOVEC_SIZE) as *const Iovec;
-        // SAFETY: as above.
-        total += unsafe { bpf_probe_read_user(at) }.ok()?.len;
+    // The masked count is what the verifier needs to bound the read's size.
+    let rest = (count & (CHUNK - 1)) as usize;
+    if rest > 0 {
+        let mut group = [Iovec { base: 0, len: 0 }; IOV_CHUNK];
+        // SAFETY: `group` has room for IOV_CHUNK iovecs; `rest` is fewer.
+        let bytes = unsafe { slice::from_raw_parts_mut(group.as_mut_ptr().cast::<u8>(), rest * IOVEC_SIZE as usize) };
+        let at = (iov + full_chunks * CHUNK * IOVEC_SIZE) as *const u8;
+        // SAFETY: the helper checks the user address.
+        unsafe { bpf_probe_read_user_buf(at, bytes) }.ok()?;
+        // The iovecs not read are still zero.
+        total += group.iter().map(|one| one.len).sum::<u64>();
     }
     Some(total)
 }
