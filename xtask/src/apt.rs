@@ -24,6 +24,8 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("mount", "`mount -t tracefs` (setup's tracefs step)"),
     ("util-linux", "`unshare` for tests in other network namespaces"),
     ("debianutils", "`which`, used by the tests to find tools"),
+    ("buildah", "the deploy tests build the container image (no daemon, no registry)"),
+    ("musl-tools", "musl's gcc wrapper: C in dependencies (ring, mimalloc) built against musl for the image's binary"),
 ];
 
 pub const STEP: Step = Step { name: "apt packages", plan, by_hand };

@@ -13,6 +13,7 @@ mod bench;
 mod bpf_linker;
 mod cmd;
 mod kernel;
+mod pip;
 mod run;
 mod setup;
 mod test;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 
-use crate::{apt, bpf_linker, kernel, toolchain};
+use crate::{apt, bpf_linker, kernel, pip, toolchain};
 
 /// What a step found when it looked.
 pub enum Plan {
@@ -35,8 +35,17 @@ pub struct Step {
 /// The steps, in order: packages first (nothing later needs them, but they
 /// are the longest wait on a fresh machine and the one a person most often
 /// has to do by hand), then the eBPF build toolchain, then the kernel.
-fn steps() -> [Step; 6] {
-    [apt::STEP, toolchain::NIGHTLY_STEP, bpf_linker::STEP, kernel::TRACEFS_STEP, kernel::BTF_STEP, kernel::ROOT_STEP]
+fn steps() -> [Step; 8] {
+    [
+        apt::STEP,
+        toolchain::NIGHTLY_STEP,
+        toolchain::MUSL_STEP,
+        bpf_linker::STEP,
+        pip::STEP,
+        kernel::TRACEFS_STEP,
+        kernel::BTF_STEP,
+        kernel::ROOT_STEP,
+    ]
 }
 
 /// Runs every step, stopping at the first that fails.

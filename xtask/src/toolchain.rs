@@ -83,3 +83,24 @@ fn by_hand() -> String {
         COMPONENTS.join(" ")
     )
 }
+
+/// The static (musl) build that goes into the container image (Dockerfile;
+/// integration-tests/tests/deploy.rs builds it), on the default toolchain.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+pub const MUSL_STEP: Step = Step { name: "musl target", plan: musl_plan, by_hand: musl_by_hand };
+
+fn musl_plan() -> anyhow::Result<Plan> {
+    let installed = cmd::probe(rustup_check().args(["target", "list", "--installed"])).unwrap_or_default();
+    if installed.lines().any(|line| line.trim() == MUSL_TARGET) {
+        return Ok(Plan::Done(format!("{MUSL_TARGET} installed")));
+    }
+    Ok(Plan::Do(
+        format!("adding the {MUSL_TARGET} target (the container image's static build)"),
+        Box::new(|| cmd::run(rustup().args(["target", "add", MUSL_TARGET])).context("adding the musl target")),
+    ))
+}
+
+fn musl_by_hand() -> String {
+    format!("  rustup target add {MUSL_TARGET}")
+}
