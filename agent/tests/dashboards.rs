@@ -91,6 +91,9 @@ fn every_dashboard_query_and_alert_sees_a_live_workload() {
     // A queue of 2 collections, one a second, drained every 2.5 s: it fills and drops.
     let mut agent = support::Agent::start(&["--prometheus", &target, "--queue-capacity", "2"], &env);
     let mut demo = Demo::start("demo_workload");
+    // A writer below the export's activity floor, folded into `other`, so
+    // the folding panels have data whatever else runs on the machine.
+    let _quiet = QuietWriter::start();
     let pid = demo.pid().to_string();
     let pod = format!("{}-{pid}", demo_workload::NAME);
 
@@ -537,4 +540,24 @@ fn variables_in(text: &str) -> Vec<String> {
             part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
         })
         .collect()
+}
+
+/// A shell writing one line a second to /dev/null until dropped.
+struct QuietWriter(std::process::Child);
+
+impl QuietWriter {
+    fn start() -> QuietWriter {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "while :; do echo quiet > /dev/null; sleep 1; done"])
+            .spawn()
+            .expect("start sh");
+        QuietWriter(child)
+    }
+}
+
+impl Drop for QuietWriter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
