@@ -102,6 +102,10 @@ pub struct MapSettings {
     /// Processes whose names the kernel keeps [default: 8192].
     #[arg(long, global = true, env = "BATCHWATCH_MAX_PROCESSES")]
     pub max_processes: Option<u32>,
+    /// io_uring rings (and processes setting rings up) the kernel tracks at
+    /// once; each takes about 290 bytes per CPU [default: 1024].
+    #[arg(long, global = true, env = "BATCHWATCH_MAX_RINGS")]
+    pub max_rings: Option<u32>,
 }
 
 /// What `batchwatch run` exports, where, and how much. The OTLP keys win
@@ -205,6 +209,7 @@ impl Settings {
             maps: MapSettings {
                 max_fds: over.maps.max_fds.or(self.maps.max_fds),
                 max_processes: over.maps.max_processes.or(self.maps.max_processes),
+                max_rings: over.maps.max_rings.or(self.maps.max_rings),
             },
             export: self.export.overridden_by(over.export),
         }
@@ -266,6 +271,7 @@ pub struct IoUringRule {
 pub struct MapLimits {
     pub max_fds: u32,
     pub max_processes: u32,
+    pub max_rings: u32,
 }
 
 /// What `batchwatch run` exports. The OTLP values stay unset when the
@@ -330,6 +336,7 @@ impl Config {
             maps: MapLimits {
                 max_fds: check("maps.max_fds", s.maps.max_fds, default_max_fds(), 256..=1 << 20)?,
                 max_processes: check("maps.max_processes", s.maps.max_processes, 8192, 64..=1 << 20)?,
+                max_rings: check("maps.max_rings", s.maps.max_rings, 1024, 64..=1 << 16)?,
             },
             export: ExportConfig::resolve(s.export)?,
         })

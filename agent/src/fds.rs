@@ -91,13 +91,29 @@ pub fn classify(target: &str, path: &Path) -> FdKind {
 #[derive(Default)]
 pub struct FdResolver {
     cache: HashMap<(u32, i32), FdInfo>,
+    /// Whether the lack of permission to read other processes' descriptors
+    /// was said already.
+    told_denied: bool,
 }
 
 impl FdResolver {
     /// The descriptor `fd` of `pid`, or `None` if it is closed or the process gone.
     pub fn resolve(&mut self, pid: u32, fd: i32) -> Option<&FdInfo> {
         let link = format!("/proc/{pid}/fd/{fd}");
-        let target = std::fs::read_link(&link).ok()?.to_string_lossy().into_owned();
+        let target = match std::fs::read_link(&link) {
+            Ok(target) => target.to_string_lossy().into_owned(),
+            Err(error) => {
+                if error.kind() == std::io::ErrorKind::PermissionDenied
+                    && !std::mem::replace(&mut self.told_denied, true)
+                {
+                    tracing::warn!(
+                        "cannot read {link}: {error}; reading other processes' descriptors needs CAP_SYS_PTRACE \
+                         (descriptor kinds, targets and buffer depth stay unknown; counting goes on)"
+                    );
+                }
+                return None;
+            }
+        };
         let cached =
             self.cache.entry((pid, fd)).or_insert_with(|| FdInfo { kind: FdKind::Other, target: String::new() });
         if cached.target != target {

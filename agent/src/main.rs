@@ -20,6 +20,7 @@ use batchwatch::{
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use signal_hook::consts::{SIGINT, SIGTERM};
+use tracing_subscriber::{EnvFilter, filter::LevelFilter};
 
 /// mimalloc rather than the system allocator: each tick allocates and frees
 /// one buffer per kernel map entry between the long-lived per-process state,
@@ -69,17 +70,24 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("BATCHWATCH_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, None | Some(Command::Live)));
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("batchwatch: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr, warnings and up unless `BATCHWATCH_LOG` says otherwise;
+/// the live view owns the terminal, so there nothing is logged unless asked.
+fn init_logging(live_view: bool) {
+    let default = if live_view { LevelFilter::OFF } else { LevelFilter::WARN };
+    let filter =
+        EnvFilter::builder().with_default_directive(default.into()).with_env_var("BATCHWATCH_LOG").from_env_lossy();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -148,7 +148,11 @@ impl Probes {
             .map_max_entries(maps::WRITE_STATS, limits.max_fds)
             .map_max_entries(maps::LAST_WRITE, limits.max_fds)
             .map_max_entries(maps::PROCESS_COMMS, limits.max_processes)
-            .map_max_entries(maps::URING_SETUPS, limits.max_processes)
+            .map_max_entries(maps::URING_ENTERS, limits.max_rings)
+            .map_max_entries(maps::URING_OPS, limits.max_rings)
+            .map_max_entries(maps::URING_RINGS, limits.max_rings)
+            .map_max_entries(maps::URING_CQE_ERRORS, limits.max_rings)
+            .map_max_entries(maps::URING_SETUPS, limits.max_rings)
             .map_max_entries(maps::EXITED, limits.max_processes)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;

@@ -51,7 +51,7 @@ fn a_reused_pid_starts_afresh() {
 #[test]
 fn a_full_map_is_counted_and_the_rest_goes_on() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let config = Config { maps: MapLimits { max_fds: 256, max_processes: 1024 }, ..Config::default() };
+    let config = Config { maps: MapLimits { max_fds: 256, ..Config::default().maps }, ..Config::default() };
     let [observed] = observe_while_ticking_with(&config, [&["--linger", "2s", "many-fds", "--fds", "600"][..]]);
     let errors = observed.agent.probe_errors();
     assert!(errors.stats_map_full >= 600 - 256, "{errors:?}");

@@ -21,13 +21,13 @@ use aya_ebpf::{
 };
 
 use crate::{
-    aggregate::{MAX_PROCESSES, entry, hist_add},
+    aggregate::{entry, hist_add},
     syscall_args::Args,
     tracepoint::{field, traced_tgid},
 };
 
 /// Rings tracked at once (by fd and by context); the agent sets it at load.
-const MAX_RINGS: u32 = 4096;
+const MAX_RINGS: u32 = 1024;
 
 #[map(name = "URING_ENTERS")]
 static URING_ENTERS: PerCpuHashMap<FdKey, EnterStats> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
@@ -43,7 +43,7 @@ static URING_RINGS: LruHashMap<u64, RingSetup> = LruHashMap::with_max_entries(MA
 static URING_CQE_ERRORS: PerCpuHashMap<CqeErrorKey, u64> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
 
 #[map(name = "URING_SETUPS")]
-static URING_SETUPS: PerCpuHashMap<u32, SetupStats> = PerCpuHashMap::with_max_entries(MAX_PROCESSES, 0);
+static URING_SETUPS: PerCpuHashMap<u32, SetupStats> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
 
 const EAGAIN: i32 = 11;
 const EPERM: i64 = 1;
