@@ -16,17 +16,27 @@ use agent_common::{
 };
 use aya::{
     Pod,
-    maps::{MapData, MapError, PerCpuHashMap, PerCpuValues},
+    maps::{IterableMap as _, MapData, MapError, PerCpuHashMap},
 };
 
-use crate::probes::Maps;
+use crate::{batch::BatchReader, probes::Maps};
 
 #[derive(Debug, thiserror::Error)]
-#[error("reading map {map}: {source}")]
-pub struct CollectError {
-    map: &'static str,
-    #[source]
-    source: MapError,
+pub enum CollectError {
+    /// A map could not be read through aya.
+    #[error("reading map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    /// A batch read of a map failed.
+    #[error("reading map {map} in batches: {source}")]
+    Batch {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the kernel side could not record, as totals since the agent started.
@@ -94,57 +104,83 @@ struct DeltaMap<K: Pod, V: Pod> {
     name: &'static str,
     map: PerCpuHashMap<MapData, K, V>,
     previous: HashMap<K, V>,
+    reader: BatchReader<K, V>,
+    /// Copies of each value: one per possible CPU.
+    cpus: usize,
 }
 
 impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
-    fn new(name: &'static str, map: PerCpuHashMap<MapData, K, V>) -> Self {
-        DeltaMap { name, map, previous: HashMap::new() }
+    fn new(name: &'static str, map: PerCpuHashMap<MapData, K, V>, cpus: usize) -> Self {
+        DeltaMap { name, map, previous: HashMap::new(), reader: BatchReader::new(), cpus }
     }
 
-    /// Every entry that changed, with what changed.
+    /// Every entry that changed, with what changed: the whole map, in batches.
     fn deltas(&mut self) -> Result<Vec<(K, V)>, CollectError> {
-        let mut changed = Vec::new();
-        for entry in self.map.iter() {
-            let (key, per_cpu) = entry.map_err(|source| CollectError { map: self.name, source })?;
-            let total = sum_cpus(&per_cpu);
-            let delta = match self.previous.insert(key, total) {
-                Some(before) => total.since(&before),
-                None => total,
-            };
-            if !delta.is_zero() {
-                changed.push((key, delta));
-            }
-        }
-        Ok(changed)
+        let mut totals = Vec::new();
+        self.reader
+            .read(self.map.map(), self.cpus, |key, per_cpu| totals.push((key, sum_cpus(per_cpu))))
+            .map_err(|source| CollectError::Batch { map: self.name, source })?;
+        Ok(totals.into_iter().filter_map(|(key, total)| self.delta(key, total)).collect())
     }
 
-    /// The last deltas (zero or not) of every entry of the processes in
-    /// `gone` (which have exited, so their entries can no longer change),
-    /// then deletes the entries here and in the kernel. Reading them again
-    /// closes the window between the tick's reading and the exit check, in
-    /// which they may have written.
-    fn drain(&mut self, gone: &HashSet<u32>) -> Vec<(K, V)> {
-        let in_kernel: Vec<K> = self.map.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.tgid())).collect();
+    /// What changed among `keys`, one lookup each (a key gone from the map
+    /// is skipped).
+    fn deltas_of(&mut self, keys: impl IntoIterator<Item = K>) -> Vec<(K, V)> {
+        let totals: Vec<(K, V)> =
+            keys.into_iter().filter_map(|key| Some((key, sum_cpus(&self.map.get(&key, 0).ok()?)))).collect();
+        totals.into_iter().filter_map(|(key, total)| self.delta(key, total)).collect()
+    }
+
+    /// What changed in `key` since the last reading, if anything; `total` becomes
+    /// the new reading.
+    fn delta(&mut self, key: K, total: V) -> Option<(K, V)> {
+        let delta = match self.previous.insert(key, total) {
+            Some(before) => total.since(&before),
+            None => total,
+        };
+        (!delta.is_zero()).then_some((key, delta))
+    }
+
+    /// The last deltas (zero or not) of the processes in `gone` (which have
+    /// exited, so their entries can no longer change) among their known keys
+    /// and `more`, then deletes those entries here and in the kernel. Reading
+    /// them again closes the window between the tick's reading and the exit
+    /// check, in which they may have written.
+    fn drain(&mut self, gone: &HashSet<u32>, more: impl IntoIterator<Item = K>) -> Vec<(K, V)> {
+        let mut keys: HashSet<K> = self.previous.keys().filter(|k| gone.contains(&k.tgid())).copied().collect();
+        keys.extend(more.into_iter().filter(|k| gone.contains(&k.tgid())));
         let mut last = Vec::new();
-        for key in in_kernel {
+        for key in keys {
             if let Ok(per_cpu) = self.map.get(&key, 0) {
                 let before = self.previous.get(&key).copied().unwrap_or_else(zero);
                 last.push((key, sum_cpus(&per_cpu).since(&before)));
             }
             // Already gone is fine: nothing else deletes, but be lenient.
             let _ = self.map.remove(&key);
+            self.previous.remove(&key);
         }
-        self.previous.retain(|key, _| !gone.contains(&key.tgid()));
         last
     }
 }
 
-fn sum_cpus<V: Pod + Counters>(per_cpu: &PerCpuValues<V>) -> V {
+fn sum_cpus<V: Pod + Counters>(per_cpu: &[V]) -> V {
     let mut total = per_cpu[0];
     for cpu in per_cpu.iter().skip(1) {
         total.add(cpu);
     }
     total
+}
+
+/// How far before the previous reading a stamp still marks its entry as
+/// changed: far longer than a probe takes between stamp and update.
+const STAMP_MARGIN_NS: u64 = 10_000_000;
+
+/// Now on the probes' clock (`bpf_ktime_get_ns` is `CLOCK_MONOTONIC`).
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// An all-zero value of a counters struct.
@@ -158,6 +194,13 @@ fn zero<V: Pod + Counters>() -> V {
 
 pub struct Collector {
     writes: DeltaMap<FdKey, WriteStats>,
+    /// Reads `LAST_WRITE`, which says which write statistics changed.
+    last_write_reader: BatchReader<FdKey, u64>,
+    /// This tick's `LAST_WRITE`: every (process, fd) the probes saw write
+    /// and have not forgotten, with when (kernel monotonic ns).
+    recent: Vec<(FdKey, u64)>,
+    /// When the previous reading began, on the probes' clock.
+    last_read_ns: u64,
     uring_enters: DeltaMap<FdKey, EnterStats>,
     uring_ops: DeltaMap<RingKey, RingOpStats>,
     uring_cqe_errors: DeltaMap<CqeErrorKey, u64>,
@@ -171,12 +214,16 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(maps: Maps) -> Collector {
+        let cpus = aya::util::nr_cpus().unwrap_or(1);
         Collector {
-            writes: DeltaMap::new(maps::WRITE_STATS, maps.write_stats),
-            uring_enters: DeltaMap::new(maps::URING_ENTERS, maps.uring_enters),
-            uring_ops: DeltaMap::new(maps::URING_OPS, maps.uring_ops),
-            uring_cqe_errors: DeltaMap::new(maps::URING_CQE_ERRORS, maps.uring_cqe_errors),
-            uring_setups: DeltaMap::new(maps::URING_SETUPS, maps.uring_setups),
+            writes: DeltaMap::new(maps::WRITE_STATS, maps.write_stats, cpus),
+            last_write_reader: BatchReader::new(),
+            recent: Vec::new(),
+            last_read_ns: 0,
+            uring_enters: DeltaMap::new(maps::URING_ENTERS, maps.uring_enters, cpus),
+            uring_ops: DeltaMap::new(maps::URING_OPS, maps.uring_ops, cpus),
+            uring_cqe_errors: DeltaMap::new(maps::URING_CQE_ERRORS, maps.uring_cqe_errors, cpus),
+            uring_setups: DeltaMap::new(maps::URING_SETUPS, maps.uring_setups, cpus),
             last_write: maps.last_write,
             comms: maps.comms,
             rings: maps.uring_rings,
@@ -191,14 +238,14 @@ impl Collector {
             .rings
             .iter()
             .collect::<Result<_, _>>()
-            .map_err(|source| CollectError { map: maps::URING_RINGS, source })?;
+            .map_err(|source| CollectError::Map { map: maps::URING_RINGS, source })?;
         let exited = self
             .exited
             .keys()
             .collect::<Result<_, _>>()
-            .map_err(|source| CollectError { map: maps::EXITED, source })?;
+            .map_err(|source| CollectError::Map { map: maps::EXITED, source })?;
         Ok(Reading {
-            writes: self.writes.deltas()?,
+            writes: self.write_deltas()?,
             uring_enters: self.uring_enters.deltas()?,
             uring_ops: self.uring_ops.deltas()?,
             uring_cqe_errors: self.uring_cqe_errors.deltas()?,
@@ -210,12 +257,31 @@ impl Collector {
         })
     }
 
+    /// What the write statistics that changed since the last reading
+    /// changed by. Reading every entry would copy each one once per CPU, for
+    /// every process that ever wrote; `LAST_WRITE` (one small value per
+    /// entry, read in batches) says which ones wrote since.
+    fn write_deltas(&mut self) -> Result<Vec<(FdKey, WriteStats)>, CollectError> {
+        let started_ns = monotonic_ns();
+        self.recent.clear();
+        let recent = &mut self.recent;
+        self.last_write_reader
+            .read(self.last_write.map(), 1, |key, at| recent.push((key, at[0])))
+            .map_err(|source| CollectError::Batch { map: maps::LAST_WRITE, source })?;
+        // A call stamps LAST_WRITE just before it updates its statistics:
+        // the margin covers a call that was between the two at the last reading.
+        let since = self.last_read_ns.saturating_sub(STAMP_MARGIN_NS);
+        self.last_read_ns = started_ns;
+        let active: Vec<FdKey> = self.recent.iter().filter(|&&(_, at)| at >= since).map(|&(key, _)| key).collect();
+        Ok(self.writes.deltas_of(active))
+    }
+
     fn probe_errors(&self) -> Result<ProbeErrors, CollectError> {
         let count = |miss: ProbeMiss| -> Result<u64, CollectError> {
             let per_cpu = self
                 .misses
                 .get(&(miss as u32), 0)
-                .map_err(|source| CollectError { map: maps::PROBE_ERRORS, source })?;
+                .map_err(|source| CollectError::Map { map: maps::PROBE_ERRORS, source })?;
             Ok(per_cpu.iter().sum())
         };
         Ok(ProbeErrors {
@@ -241,12 +307,12 @@ impl Collector {
     /// The last deltas of the processes in `gone`, which have exited, then
     /// deletes everything the kernel and this collector hold for them.
     pub fn drain(&mut self, gone: &HashSet<u32>) -> Reading {
-        let writes = self.writes.drain(gone);
+        let writes = self.writes.drain(gone, self.recent.iter().map(|&(key, _)| key));
         for (key, _) in &writes {
             // The LRU map may have evicted it already.
             let _ = self.last_write.remove(key);
         }
-        let uring_ops = self.uring_ops.drain(gone);
+        let uring_ops = self.uring_ops.drain(gone, []);
         let mut rings = HashMap::new();
         for (ring, _) in &uring_ops {
             if let Ok(setup) = self.rings.get(&ring.ctx, 0) {
@@ -260,10 +326,10 @@ impl Collector {
         }
         Reading {
             writes,
-            uring_enters: self.uring_enters.drain(gone),
+            uring_enters: self.uring_enters.drain(gone, []),
             uring_ops,
-            uring_cqe_errors: self.uring_cqe_errors.drain(gone),
-            uring_setups: self.uring_setups.drain(gone),
+            uring_cqe_errors: self.uring_cqe_errors.drain(gone, []),
+            uring_setups: self.uring_setups.drain(gone, []),
             rings,
             ..Reading::default()
         }

@@ -7,6 +7,7 @@
 //! [`agent`] wires the steps together.
 
 pub mod agent;
+pub mod batch;
 pub mod collector;
 pub mod config;
 pub mod container;

@@ -12,7 +12,7 @@ use agent_common::{
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, LruHashMap, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuHashMap},
 };
 
 use crate::{
@@ -32,10 +32,13 @@ const MAX_FDS: u32 = 16384;
 #[map(name = "WRITE_STATS")]
 static WRITE_STATS: PerCpuHashMap<FdKey, WriteStats> = PerCpuHashMap::with_max_entries(MAX_FDS, 0);
 
-/// Shared by all CPUs, so the gap is right when a writer moves between CPUs.
-/// LRU: a forgotten fd only costs one gap sample.
+/// When each tracked (process, fd) last wrote, shared by all CPUs so the gap
+/// is right when a writer moves between CPUs. It has the keys of
+/// WRITE_STATS and no more (the agent deletes both together), so it never
+/// fills up, and it tells the agent which statistics changed since it last
+/// read them without copying every entry once per CPU.
 #[map(name = "LAST_WRITE")]
-static LAST_WRITE: LruHashMap<FdKey, u64> = LruHashMap::with_max_entries(MAX_FDS, 0);
+static LAST_WRITE: HashMap<FdKey, u64> = HashMap::with_max_entries(MAX_FDS, 0);
 
 /// Never written: the zeroed value a new entry starts from (too big for the stack).
 #[map(name = "ZERO_STATS")]
@@ -56,13 +59,14 @@ pub fn record_write(syscall: WriteSyscall, args: &Args, ret: i64) {
     let key = FdKey { tgid, fd: args.arg0 as i32 };
     let request = request(syscall, args, ret);
     let outcome = Outcome::classify(ret, request.wanted);
-    let gap = gap_since_last_write(&key);
 
     let Some(zero) = ZERO_STATS.get_ptr(0) else { return };
     // SAFETY: `zero` points at a map value of the right type.
     let Some(stats) = entry(&WRITE_STATS, &key, unsafe { &*zero }, tgid, ProbeMiss::StatsMapFull) else {
         return;
     };
+    // Only for tracked pairs, so LAST_WRITE's keys are WRITE_STATS's.
+    let gap = gap_since_last_write(&key);
     // SAFETY: this CPU's copy; probes do not nest on a CPU.
     let stats = unsafe { &mut *stats };
     stats.calls[syscall as usize] += 1;
