@@ -34,21 +34,18 @@ struct BatchAttr {
 const FIRST_BATCH: usize = 1024;
 
 /// Buffers reused from one reading to the next.
+#[derive(Default)]
 pub struct BatchReader<K, V> {
     keys: Vec<MaybeUninit<K>>,
     values: Vec<MaybeUninit<V>>,
 }
 
 impl<K: Pod, V: Pod> BatchReader<K, V> {
-    pub fn new() -> Self {
-        BatchReader { keys: Vec::new(), values: Vec::new() }
-    }
-
     /// Calls `each` with every key of `map` and its `copies` values (the
     /// number of possible CPUs for a per-CPU map, else 1). `V`'s size must be
     /// a multiple of 8, the kernel's stride between per-CPU copies.
     pub fn read(&mut self, map: &MapData, copies: usize, mut each: impl FnMut(K, &[V])) -> io::Result<()> {
-        const { assert!(mem::size_of::<V>() % 8 == 0) };
+        const { assert!(mem::size_of::<V>().is_multiple_of(8)) };
         let mut batch = FIRST_BATCH;
         // The kernel's cursor: a bucket index for hash maps.
         let (mut cursor, mut next) = (0u64, 0u64);
@@ -110,7 +107,7 @@ mod tests {
             map.insert(key, u64::from(key) * 3, 0).unwrap();
         }
         let mut seen = vec![0u32; 5000];
-        BatchReader::<u32, u64>::new()
+        BatchReader::<u32, u64>::default()
             .read(map.map(), 1, |key, values| {
                 assert_eq!(values, [u64::from(key) * 3]);
                 seen[key as usize] += 1;
@@ -128,7 +125,7 @@ mod tests {
             map.insert(key, PerCpuValues::try_from(values).unwrap(), 0).unwrap();
         }
         let mut count = 0;
-        BatchReader::<u32, u64>::new()
+        BatchReader::<u32, u64>::default()
             .read(map.map(), cpus, |key, values| {
                 let expected: Vec<u64> = (0..cpus as u64).map(|cpu| u64::from(key) * 10 + cpu).collect();
                 assert_eq!(values, expected);

@@ -111,7 +111,7 @@ struct DeltaMap<K: Pod, V: Pod> {
 
 impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
     fn new(name: &'static str, map: PerCpuHashMap<MapData, K, V>, cpus: usize) -> Self {
-        DeltaMap { name, map, previous: HashMap::new(), reader: BatchReader::new(), cpus }
+        DeltaMap { name, map, previous: HashMap::new(), reader: BatchReader::default(), cpus }
     }
 
     /// Every entry that changed, with what changed: the whole map, in batches.
@@ -217,7 +217,7 @@ impl Collector {
         let cpus = aya::util::nr_cpus().unwrap_or(1);
         Collector {
             writes: DeltaMap::new(maps::WRITE_STATS, maps.write_stats, cpus),
-            last_write_reader: BatchReader::new(),
+            last_write_reader: BatchReader::default(),
             recent: Vec::new(),
             last_read_ns: 0,
             uring_enters: DeltaMap::new(maps::URING_ENTERS, maps.uring_enters, cpus),
