@@ -34,10 +34,16 @@ struct BatchAttr {
 const FIRST_BATCH: usize = 1024;
 
 /// Buffers reused from one reading to the next.
-#[derive(Default)]
 pub struct BatchReader<K, V> {
     keys: Vec<MaybeUninit<K>>,
     values: Vec<MaybeUninit<V>>,
+}
+
+// Not derived: that would ask `K: Default` and `V: Default`.
+impl<K, V> Default for BatchReader<K, V> {
+    fn default() -> Self {
+        BatchReader { keys: Vec::new(), values: Vec::new() }
+    }
 }
 
 impl<K: Pod, V: Pod> BatchReader<K, V> {
