@@ -10,6 +10,12 @@ use core::{mem, slice};
 /// Implementors are `#[repr(C)]` and contain only `u64`s (fields or arrays),
 /// so they are exactly a `[u64; size_of::<Self>() / 8]` with no padding.
 pub unsafe trait Counters: Copy {
+    /// Every counter zero.
+    fn zeroed() -> Self {
+        // SAFETY: all zero bytes are a valid struct of `u64`s (the trait's contract).
+        unsafe { mem::zeroed() }
+    }
+
     fn words(&self) -> &[u64] {
         // SAFETY: guaranteed by the trait's contract.
         unsafe { slice::from_raw_parts((self as *const Self).cast(), mem::size_of::<Self>() / 8) }

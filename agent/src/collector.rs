@@ -4,7 +4,6 @@
 use std::{
     collections::{HashMap, HashSet},
     hash::Hash,
-    mem,
 };
 
 use agent_common::{
@@ -19,6 +18,9 @@ use aya::{
     maps::{IterableMap as _, MapData, MapError, PerCpuHashMap},
 };
 
+mod packed;
+
+use self::packed::Packed;
 use crate::{batch::BatchReader, probes::Maps};
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +105,7 @@ impl OfProcess for u32 {
 struct DeltaMap<K: Pod, V: Pod> {
     name: &'static str,
     map: PerCpuHashMap<MapData, K, V>,
-    previous: HashMap<K, V>,
+    previous: HashMap<K, Packed>,
     reader: BatchReader<K, V>,
     /// Copies of each value: one per possible CPU.
     cpus: usize,
@@ -126,16 +128,19 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
     /// What changed among `keys`, one lookup each (a key gone from the map
     /// is skipped).
     fn deltas_of(&mut self, keys: impl IntoIterator<Item = K>) -> Vec<(K, V)> {
-        let totals: Vec<(K, V)> =
-            keys.into_iter().filter_map(|key| Some((key, sum_cpus(&self.map.get(&key, 0).ok()?)))).collect();
+        let keys = keys.into_iter();
+        // Sized up front: a tick in which thousands of processes first wrote
+        // would otherwise leave up to twice their size unused.
+        let mut totals = Vec::with_capacity(keys.size_hint().0);
+        totals.extend(keys.filter_map(|key| Some((key, sum_cpus(&self.map.get(&key, 0).ok()?)))));
         totals.into_iter().filter_map(|(key, total)| self.delta(key, total)).collect()
     }
 
     /// What changed in `key` since the last reading, if anything; `total` becomes
     /// the new reading.
     fn delta(&mut self, key: K, total: V) -> Option<(K, V)> {
-        let delta = match self.previous.insert(key, total) {
-            Some(before) => total.since(&before),
+        let delta = match self.previous.insert(key, Packed::pack(&total)) {
+            Some(before) => total.since(&before.unpack()),
             None => total,
         };
         (!delta.is_zero()).then_some((key, delta))
@@ -152,7 +157,7 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
         let mut last = Vec::new();
         for key in keys {
             if let Ok(per_cpu) = self.map.get(&key, 0) {
-                let before = self.previous.get(&key).copied().unwrap_or_else(zero);
+                let before = self.previous.get(&key).map_or_else(V::zeroed, Packed::unpack);
                 last.push((key, sum_cpus(&per_cpu).since(&before)));
             }
             // Already gone is fine: nothing else deletes, but be lenient.
@@ -181,15 +186,6 @@ fn monotonic_ns() -> u64 {
     // SAFETY: `now` is a valid timespec to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
-/// An all-zero value of a counters struct.
-fn zero<V: Pod + Counters>() -> V {
-    let mut value = mem::MaybeUninit::<V>::zeroed();
-    // SAFETY: `Counters` types are plain u64s, for which all zeros is valid.
-    unsafe { value.assume_init_mut() }.words_mut().fill(0);
-    // SAFETY: as above.
-    unsafe { value.assume_init() }
 }
 
 pub struct Collector {
