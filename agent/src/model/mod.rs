@@ -10,6 +10,7 @@ pub mod metrics;
 
 use std::{
     collections::{BTreeMap, HashMap},
+    mem,
     time::Instant,
 };
 
@@ -44,9 +45,8 @@ pub struct Rules {
 pub struct FdState {
     /// What the descriptor is; `None` when it was closed before it was seen.
     pub info: Option<FdInfo>,
-    /// What it wrote in the interval under way; `None` while idle, so that
-    /// the many idle descriptors of a node hold no copy.
-    pub interval: Option<Box<WriteStats>>,
+    /// What it wrote in the interval under way.
+    interval: Interval,
     /// Since the descriptor was first seen (or last reused for another file).
     pub total: WriteStats,
     /// Metrics of the last interval.
@@ -60,6 +60,44 @@ pub struct FdState {
     pub depth: Option<Depth>,
 }
 
+/// What a descriptor wrote in the interval under way. Its own copy only
+/// when it differs from the total: the many idle descriptors of a node, and
+/// those that first wrote in this interval (all of them when thousands of
+/// processes start at once), hold none.
+#[derive(Debug, Clone, Default)]
+enum Interval {
+    #[default]
+    Idle,
+    /// The descriptor first wrote in this interval.
+    AllOfTotal,
+    Own(Box<WriteStats>),
+}
+
+impl Interval {
+    /// The interval once `delta` is added, `total` being the descriptor's
+    /// total before it.
+    fn after(self, delta: &WriteStats, total: &WriteStats) -> Interval {
+        let mut own = match self {
+            Interval::Idle if total.is_zero() => return Interval::AllOfTotal,
+            Interval::Idle => Box::new(WriteStats::ZERO),
+            Interval::AllOfTotal => Box::new(*total),
+            Interval::Own(own) => own,
+        };
+        own.add(delta);
+        Interval::Own(own)
+    }
+
+    /// What was written in the interval, given the descriptor's total; the
+    /// next interval starts idle.
+    fn close(&mut self, total: &WriteStats) -> WriteStats {
+        match mem::take(self) {
+            Interval::Idle => WriteStats::ZERO,
+            Interval::AllOfTotal => *total,
+            Interval::Own(own) => *own,
+        }
+    }
+}
+
 /// One process.
 #[derive(Debug, Clone)]
 pub struct ProcessState {
@@ -69,8 +107,9 @@ pub struct ProcessState {
     pub fds: BTreeMap<i32, Box<FdState>>,
     /// Metrics of the last interval, all descriptors together.
     pub metrics: BatchingMetrics,
-    /// io_uring use, once the process set up or used a ring.
-    pub io_uring: Option<UringState>,
+    /// io_uring use, once the process set up or used a ring (boxed: most
+    /// processes never do).
+    pub io_uring: Option<Box<UringState>>,
     /// When it was first seen.
     pub first_seen: Instant,
     pub exited: Option<Instant>,
@@ -88,7 +127,7 @@ impl FdState {
             last_write: Instant::now(),
             depth: None,
             info,
-            interval: None,
+            interval: Interval::Idle,
             total: WriteStats::ZERO,
             metrics: BatchingMetrics::default(),
             flag: Flag::default(),
@@ -135,7 +174,10 @@ pub struct Model {
     rules: Rules,
     /// Boxed: a process's state is large, and the table keeps room for more.
     live: HashMap<u32, Box<ProcessState>>,
-    exited: Vec<ProcessState>,
+    /// Boxed, as live ones are: moved here without a copy, and the list
+    /// grows by pointers (record mode keeps every exit until its report).
+    #[expect(clippy::vec_box, reason = "moved from `live` without a copy; the list grows by pointers")]
+    exited: Vec<Box<ProcessState>>,
 }
 
 impl Model {
@@ -157,13 +199,13 @@ impl Model {
             **state = FdState::new(info.cloned());
         }
         state.last_write = Instant::now();
-        state.interval.get_or_insert_with(|| Box::new(WriteStats::ZERO)).add(delta);
+        state.interval = mem::take(&mut state.interval).after(delta, &state.total);
         state.total.add(delta);
     }
 
     /// The io_uring state of `identity`, for the collector's io_uring deltas.
     pub fn io_uring(&mut self, identity: &Identity) -> &mut UringState {
-        self.process_entry(identity).io_uring.get_or_insert_with(UringState::default)
+        self.process_entry(identity).io_uring.get_or_insert_default()
     }
 
     fn process_entry(&mut self, identity: &Identity) -> &mut ProcessState {
@@ -226,7 +268,7 @@ impl Model {
         if let Some(mut process) = self.live.remove(&pid) {
             judge(&mut process, seconds, &self.rules);
             process.exited = Some(Instant::now());
-            self.exited.push(*process);
+            self.exited.push(process);
         }
     }
 
@@ -240,14 +282,14 @@ impl Model {
 
     /// Live processes, then exited ones.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessState> {
-        self.live.values().map(|process| &**process).chain(&self.exited)
+        self.live.values().map(|process| &**process).chain(self.exited.iter().map(|process| &**process))
     }
 
     pub fn process(&self, pid: u32) -> Option<&ProcessState> {
         self.live
             .get(&pid)
             .map(|process| &**process)
-            .or_else(|| self.exited.iter().rev().find(|p| p.identity.pid == pid))
+            .or_else(|| self.exited.iter().rev().find(|p| p.identity.pid == pid).map(|process| &**process))
     }
 
     /// Whether `pid` is a live process the model knows.
@@ -281,7 +323,7 @@ fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
 fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
     let mut all = WriteStats::ZERO;
     for (&fd, state) in &mut process.fds {
-        let interval = state.interval.take().map_or(WriteStats::ZERO, |interval| *interval);
+        let interval = state.interval.close(&state.total);
         all.add(&interval);
         state.metrics = BatchingMetrics::of(&interval, seconds, &rules.transition);
         let metrics = &state.metrics;
@@ -347,4 +389,62 @@ fn hot_reason(what: &str, m: &BatchingMetrics, held_s: f64, rules: &Rules) -> St
         "{what}: {:.0} writes/s, {size}, for {held_s:.0} s; batching to {} records per call would save {:.3} cores",
         m.calls_per_sec, rules.transition.batch_target, m.saving_cores,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_common::write::{Outcome, WriteSyscall};
+
+    use super::*;
+    use crate::{config::Config, fds::FdKind};
+
+    fn model() -> Model {
+        let config = Config::default();
+        Model::new(Rules {
+            hot_writer: config.hot_writer,
+            timer_flush: config.timer_flush,
+            io_uring: config.io_uring,
+            transition: Transition { cost_ns: 100.0, batch_target: 64 },
+            degraded: false,
+        })
+    }
+
+    fn writes(calls: u64) -> WriteStats {
+        let mut stats = WriteStats::ZERO;
+        stats.calls[WriteSyscall::Write as usize] = calls;
+        stats.outcomes[Outcome::Complete as usize] = calls;
+        stats.records = calls;
+        stats
+    }
+
+    /// Calls of the last interval and of all of them, for fd 3 of pid 10.
+    fn calls(model: &Model) -> (u64, u64) {
+        let fd = &model.process(10).unwrap().fds[&3];
+        (fd.metrics.calls, fd.total.total_calls())
+    }
+
+    #[test]
+    fn intervals_add_up_whether_the_descriptor_is_new_idle_or_busy() {
+        let identity = Identity { pid: 10, start_ticks: 1, comm: "w".into(), command: "w".into(), container: None };
+        let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[1]".into() };
+        let mut model = model();
+        let record = |model: &mut Model, n| model.record(&identity, 3, Some(&pipe), &writes(n));
+
+        // First written in this interval, twice.
+        record(&mut model, 5);
+        record(&mut model, 7);
+        model.close_interval(1.0);
+        assert_eq!(calls(&model), (12, 12));
+        // Idle.
+        model.close_interval(1.0);
+        assert_eq!(calls(&model), (0, 12));
+        // Written again, once, then twice.
+        record(&mut model, 4);
+        model.close_interval(1.0);
+        assert_eq!(calls(&model), (4, 16));
+        record(&mut model, 1);
+        record(&mut model, 2);
+        model.close_interval(1.0);
+        assert_eq!(calls(&model), (3, 19));
+    }
 }
