@@ -29,6 +29,19 @@ use tracing_subscriber::{EnvFilter, filter::LevelFilter};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (libmimalloc-sys
+/// names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Has mimalloc return freed memory to the system at once. By default it
+/// keeps it for a while, and kept the buffers of a tick in which 10,000
+/// processes first wrote resident for seconds: VmRSS 67 MiB instead of 59,
+/// for no CPU measurably saved (0.35% of a core against 0.30%).
+fn purge_freed_memory_at_once() {
+    // SAFETY: sets an option before any other thread runs.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 /// How often a recording checks for SIGTERM and SIGINT.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
@@ -70,6 +83,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    purge_freed_memory_at_once();
     let cli = Cli::parse();
     init_logging(matches!(cli.command, None | Some(Command::Live)));
     match run(cli) {
