@@ -19,7 +19,7 @@ use crate::{
     fdinfo::RingFdinfo,
     fds::FdResolver,
     identity::{self, Identity},
-    model::{Model, Rules, io_uring::UringState, metrics::Transition},
+    model::{Model, Rules, io_uring::UringState},
     preflight::{self, PreflightError},
     probes::{AttachFailure, AttachMode, ProbeError, Probes, with_causes},
     transition,
@@ -168,13 +168,7 @@ impl Agent {
 
     fn assemble(config: &Config, source: Source, node: NodeInfo) -> Agent {
         let tracks_exits = matches!(&source, Source::Probes { probes, .. } if probes.tracks_exits());
-        let rules = Rules {
-            hot_writer: config.hot_writer.clone(),
-            timer_flush: config.timer_flush.clone(),
-            io_uring: config.io_uring.clone(),
-            transition: Transition { cost_ns: node.transition_cost_ns, batch_target: config.hot_writer.batch_target },
-            degraded: node.degraded.is_some(),
-        };
+        let rules = Rules::new(config, node.transition_cost_ns, node.degraded.is_some());
         let depth =
             DepthSampler::new().inspect_err(|e| tracing::warn!("buffer depth of sockets and pipes is off: {e}")).ok();
         Agent {

@@ -22,7 +22,7 @@ use self::{
     metrics::{BatchingMetrics, Transition},
 };
 use crate::{
-    config::{HotWriterRule, IoUringRule, TimerFlushRule},
+    config::{Config, HotWriterRule, IoUringRule, TimerFlushRule},
     depth::Depth,
     fdinfo::RingFdinfo,
     fds::{FdInfo, FdKind},
@@ -38,6 +38,20 @@ pub struct Rules {
     pub transition: Transition,
     /// Only averages per process are known (the degraded `/proc` mode).
     pub degraded: bool,
+}
+
+impl Rules {
+    /// The rules `config` sets, with the crossing cost measured (or set) on
+    /// this node.
+    pub fn new(config: &Config, cost_ns: f64, degraded: bool) -> Rules {
+        Rules {
+            hot_writer: config.hot_writer.clone(),
+            timer_flush: config.timer_flush.clone(),
+            io_uring: config.io_uring.clone(),
+            transition: Transition { cost_ns, batch_target: config.hot_writer.batch_target },
+            degraded,
+        }
+    }
 }
 
 /// One descriptor of one process.
@@ -396,17 +410,10 @@ mod tests {
     use agent_common::write::{Outcome, WriteSyscall};
 
     use super::*;
-    use crate::{config::Config, fds::FdKind};
+    use crate::fds::FdKind;
 
     fn model() -> Model {
-        let config = Config::default();
-        Model::new(Rules {
-            hot_writer: config.hot_writer,
-            timer_flush: config.timer_flush,
-            io_uring: config.io_uring,
-            transition: Transition { cost_ns: 100.0, batch_target: 64 },
-            degraded: false,
-        })
+        Model::new(Rules::new(&Config::default(), 100.0, false))
     }
 
     fn writes(calls: u64) -> WriteStats {

@@ -24,7 +24,7 @@ use crate::{
     fdinfo::RingFdinfo,
     fds::{FdInfo, FdKind},
     identity::Identity,
-    model::{Model, Rules, metrics::Transition},
+    model::{Model, Rules},
 };
 
 /// One interval of same-sized calls on one descriptor.
@@ -62,14 +62,7 @@ impl Write {
 /// A model with the default rules and a crossing cost of 1 µs, so that
 /// 1000 calls/s cost 0.001 cores.
 pub fn model() -> Model {
-    let config = Config::default();
-    Model::new(Rules {
-        hot_writer: config.hot_writer,
-        timer_flush: config.timer_flush,
-        io_uring: config.io_uring,
-        transition: Transition { cost_ns: 1000.0, batch_target: 64 },
-        degraded: false,
-    })
+    Model::new(Rules::new(&Config::default(), 1000.0, false))
 }
 
 pub fn node() -> NodeFacts {

@@ -14,7 +14,7 @@ use crate::{
     export::catalog::Instrument,
     fds::{FdInfo, FdKind},
     identity::Identity,
-    model::{Rules, metrics::Transition},
+    model::Rules,
 };
 
 const COST_NS: f64 = 100.0;
@@ -25,14 +25,7 @@ fn model() -> Model {
 
 /// A model of the full mode, or of the degraded one (`/proc` averages).
 fn model_of(degraded: bool) -> Model {
-    let config = Config::default();
-    Model::new(Rules {
-        hot_writer: config.hot_writer,
-        timer_flush: config.timer_flush,
-        io_uring: config.io_uring,
-        transition: Transition { cost_ns: COST_NS, batch_target: 64 },
-        degraded,
-    })
+    Model::new(Rules::new(&Config::default(), COST_NS, degraded))
 }
 
 fn process(pid: u32, start_ticks: u64, comm: &str) -> Identity {
