@@ -124,6 +124,8 @@ pub struct Agent {
     node: NodeInfo,
     probe_errors: ProbeErrors,
     tracked: usize,
+    /// Idle (process, fd) pairs removed from the kernel maps since the start.
+    evicted: usize,
 }
 
 impl Agent {
@@ -144,7 +146,7 @@ impl Agent {
         // Measured before attaching, so the probes do not inflate it.
         let transition = crossing_cost(config);
         let mut probes = Probes::load(&config.maps, config.attach)?;
-        let collector = Collector::new(probes.take_maps()?);
+        let collector = Collector::new(probes.take_maps()?, config.maps.evict_idle_after);
         let node = NodeInfo {
             attach_mode: Some(probes.mode),
             attach_fallback: probes.fallback.clone(),
@@ -185,6 +187,7 @@ impl Agent {
             node,
             probe_errors: ProbeErrors::default(),
             tracked: 0,
+            evicted: 0,
         }
     }
 
@@ -219,6 +222,11 @@ impl Agent {
         self.tracked
     }
 
+    /// Idle (process, fd) pairs removed from the kernel maps so far.
+    pub fn evicted_fds(&self) -> usize {
+        self.evicted
+    }
+
     /// Reads the maps (or polls `/proc`) and closes one interval of the model.
     pub fn tick(&mut self) -> Result<(), CollectError> {
         let reading = match &mut self.source {
@@ -235,6 +243,7 @@ impl Agent {
         self.ticks += 1;
         self.probe_errors = reading.probe_errors;
         self.tracked = reading.tracked;
+        self.evicted += reading.evicted;
 
         self.record(&reading, &mut tick);
         self.sample_depths(now);

@@ -4,6 +4,8 @@
 use std::{
     collections::{HashMap, HashSet},
     hash::Hash,
+    mem,
+    time::Duration,
 };
 
 use agent_common::{
@@ -70,6 +72,8 @@ pub struct Reading {
     pub probe_errors: ProbeErrors,
     /// (process, fd) pairs in the write statistics map.
     pub tracked: usize,
+    /// Idle pairs this reading removed from the kernel maps.
+    pub evicted: usize,
 }
 
 /// Keys that belong to one process, so its entries can be forgotten.
@@ -154,13 +158,19 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
     fn drain(&mut self, gone: &HashSet<u32>, more: impl IntoIterator<Item = K>) -> Vec<(K, V)> {
         let mut keys: HashSet<K> = self.previous.keys().filter(|k| gone.contains(&k.tgid())).copied().collect();
         keys.extend(more.into_iter().filter(|k| gone.contains(&k.tgid())));
+        self.forget(keys)
+    }
+
+    /// The last deltas (zero or not) of `keys`, then deletes them here and
+    /// in the kernel.
+    fn forget(&mut self, keys: impl IntoIterator<Item = K>) -> Vec<(K, V)> {
         let mut last = Vec::new();
         for key in keys {
             if let Ok(per_cpu) = self.map.get(&key, 0) {
                 let before = self.previous.get(&key).map_or_else(V::zeroed, Packed::unpack);
                 last.push((key, sum_cpus(&per_cpu).since(&before)));
             }
-            // Already gone is fine: nothing else deletes, but be lenient.
+            // Already gone is fine.
             let _ = self.map.remove(&key);
             self.previous.remove(&key);
         }
@@ -197,6 +207,9 @@ pub struct Collector {
     recent: Vec<(FdKey, u64)>,
     /// When the previous reading began, on the probes' clock.
     last_read_ns: u64,
+    /// How long a pair may stay idle in the kernel maps (`maps.evict_idle_after`).
+    evict_idle_after_ns: u64,
+    evicted: usize,
     uring_enters: DeltaMap<FdKey, EnterStats>,
     uring_ops: DeltaMap<RingKey, RingOpStats>,
     uring_cqe_errors: DeltaMap<CqeErrorKey, u64>,
@@ -209,13 +222,15 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(maps: Maps) -> Collector {
+    pub fn new(maps: Maps, evict_idle_after: Duration) -> Collector {
         let cpus = aya::util::nr_cpus().unwrap_or(1);
         Collector {
             writes: DeltaMap::new(maps::WRITE_STATS, maps.write_stats, cpus),
             last_write_reader: BatchReader::default(),
             recent: Vec::new(),
             last_read_ns: 0,
+            evict_idle_after_ns: evict_idle_after.as_nanos() as u64,
+            evicted: 0,
             uring_enters: DeltaMap::new(maps::URING_ENTERS, maps.uring_enters, cpus),
             uring_ops: DeltaMap::new(maps::URING_OPS, maps.uring_ops, cpus),
             uring_cqe_errors: DeltaMap::new(maps::URING_CQE_ERRORS, maps.uring_cqe_errors, cpus),
@@ -250,6 +265,7 @@ impl Collector {
             exited,
             probe_errors: self.probe_errors()?,
             tracked: self.writes.previous.len(),
+            evicted: mem::take(&mut self.evicted),
         })
     }
 
@@ -269,7 +285,33 @@ impl Collector {
         let since = self.last_read_ns.saturating_sub(STAMP_MARGIN_NS);
         self.last_read_ns = started_ns;
         let active: Vec<FdKey> = self.recent.iter().filter(|&&(_, at)| at >= since).map(|&(key, _)| key).collect();
-        Ok(self.writes.deltas_of(active))
+        let mut deltas = self.writes.deltas_of(active);
+        deltas.extend(self.evict_idle(started_ns.saturating_sub(self.evict_idle_after_ns)));
+        Ok(deltas)
+    }
+
+    /// Removes the pairs that last wrote before `before` from the kernel
+    /// maps, so that their room goes to active writers (the model keeps their
+    /// totals; a pair that writes again starts a new entry, its first gap
+    /// unknown). Returns what they wrote since the last reading: nothing,
+    /// unless a call came as they went.
+    fn evict_idle(&mut self, before: u64) -> Vec<(FdKey, WriteStats)> {
+        let idle: Vec<FdKey> = self
+            .recent
+            .iter()
+            .filter(|&&(key, at)| at < before && self.last_write.get(&key, 0).ok() == Some(at))
+            .map(|&(key, _)| key)
+            .collect();
+        // LAST_WRITE first: a call that comes in between stamps it again and
+        // then finds its statistics gone, which loses that one call (the probe
+        // may hold the entry as it is deleted); the other order could leave
+        // statistics that LAST_WRITE no longer names.
+        for key in &idle {
+            let _ = self.last_write.remove(key);
+        }
+        self.evicted += idle.len();
+        let last = self.writes.forget(idle);
+        last.into_iter().filter(|(_, delta)| !delta.is_zero()).collect()
     }
 
     fn probe_errors(&self) -> Result<ProbeErrors, CollectError> {

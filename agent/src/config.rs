@@ -106,6 +106,12 @@ pub struct MapSettings {
     /// once; each takes about 290 bytes per CPU [default: 1024].
     #[arg(long, global = true, env = "BATCHWATCH_MAX_RINGS")]
     pub max_rings: Option<u32>,
+    /// A (process, fd) pair that wrote nothing for this long leaves the
+    /// kernel map, so that its room goes to active writers; the agent keeps
+    /// its totals [default: 60s].
+    #[arg(long, global = true, env = "BATCHWATCH_EVICT_IDLE_AFTER", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub evict_idle_after: Option<Duration>,
 }
 
 /// What `batchwatch run` exports, where, and how much. The OTLP keys win
@@ -210,6 +216,7 @@ impl Settings {
                 max_fds: over.maps.max_fds.or(self.maps.max_fds),
                 max_processes: over.maps.max_processes.or(self.maps.max_processes),
                 max_rings: over.maps.max_rings.or(self.maps.max_rings),
+                evict_idle_after: over.maps.evict_idle_after.or(self.maps.evict_idle_after),
             },
             export: self.export.overridden_by(over.export),
         }
@@ -272,6 +279,8 @@ pub struct MapLimits {
     pub max_fds: u32,
     pub max_processes: u32,
     pub max_rings: u32,
+    /// How long a (process, fd) pair may stay idle in the kernel map.
+    pub evict_idle_after: Duration,
 }
 
 /// What `batchwatch run` exports. The OTLP values stay unset when the
@@ -337,6 +346,12 @@ impl Config {
                 max_fds: check("maps.max_fds", s.maps.max_fds, default_max_fds(), 256..=1 << 20)?,
                 max_processes: check("maps.max_processes", s.maps.max_processes, 8192, 64..=1 << 20)?,
                 max_rings: check("maps.max_rings", s.maps.max_rings, 1024, 64..=1 << 16)?,
+                evict_idle_after: check(
+                    "maps.evict_idle_after",
+                    s.maps.evict_idle_after,
+                    ms(60_000),
+                    ms(10_000)..=ms(86_400_000),
+                )?,
             },
             export: ExportConfig::resolve(s.export)?,
         })
@@ -489,6 +504,15 @@ mod tests {
         let settings = Settings { interval: Some(Duration::from_millis(5)), ..Default::default() };
         let error = Config::resolve(settings).unwrap_err().to_string();
         assert!(error.ends_with("is 5ms: allowed 100ms to 1m"), "{error}");
+    }
+
+    #[test]
+    fn eviction_shorter_than_ten_seconds_is_refused() {
+        let mut settings = Settings::default();
+        settings.maps.evict_idle_after = Some(Duration::from_secs(1));
+        let error = Config::resolve(settings).unwrap_err().to_string();
+        assert!(error.starts_with("config key `maps.evict_idle_after` (flag --evict-idle-after"), "{error}");
+        assert!(error.ends_with("is 1s: allowed 10s to 1day"), "{error}");
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Churn and faults: thousands of short-lived writers, a reused pid, a full
-//! map. Nothing is left behind, nothing is attributed to the wrong process,
+//! map, idle pairs evicted. Nothing is left behind, nothing is attributed to the wrong process,
 //! nothing panics. Root only.
 
 mod common;
 
-use std::{collections::HashSet, sync::Mutex};
+use std::{collections::HashSet, sync::Mutex, time::Duration};
 
 use batchwatch::config::{Config, MapLimits};
 use common::{observe_while_ticking, observe_while_ticking_with};
@@ -60,4 +60,22 @@ fn a_full_map_is_counted_and_the_rest_goes_on() {
     let process = observed.process();
     assert!(!process.fds.is_empty());
     assert!(process.fds.values().all(|fd| fd.total.total_calls() == 1));
+}
+
+#[test]
+fn an_idle_pair_leaves_the_kernel_map_and_keeps_its_totals() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let maps = MapLimits { evict_idle_after: Duration::from_secs(10), ..Config::default().maps };
+    let config = Config { maps, ..Config::default() };
+    // Two flushes 13 s apart (1 record, then 2): the pair is evicted between
+    // them, and the second flush starts a new kernel entry.
+    let [observed] = observe_while_ticking_with(&config, [&["timer", "--period", "13s", "--flushes", "2"][..]]);
+    let fd = &observed.process().fds[&observed.report.fd];
+    assert_eq!(fd.total.total_calls(), 2);
+    assert_eq!(fd.total.records, 3);
+    assert_eq!(fd.total.bytes_written, observed.report.bytes_written);
+    // The 13 s gap is not seen: the second entry has no previous call. That
+    // is how the eviction of this very pair shows.
+    assert_eq!(fd.total.gap_hist.iter().sum::<u64>(), 0, "{:?}", fd.total.gap_hist);
+    assert!(observed.agent.evicted_fds() >= 1);
 }
