@@ -396,6 +396,15 @@ pub const FD_MAP_LIMIT: Metric = Metric {
     attributes: &[],
     description: "Pairs it can track (`maps.max_fds`); beyond, new pairs are counted in `batchwatch.agent.probe.errors`.",
 };
+pub const FD_MAP_EVICTIONS: Metric = Metric {
+    name: "batchwatch.agent.fd_map.evictions",
+    instrument: Counter,
+    unit: "{entry}",
+    subject: Node,
+    attributes: &[],
+    description: "Pairs removed from the kernel side after `maps.evict_idle_after` without a write, to make room; \
+                  their totals stay.",
+};
 pub const PROBE_ERRORS: Metric = Metric {
     name: "batchwatch.agent.probe.errors",
     instrument: Counter,
@@ -463,7 +472,7 @@ pub const EXPORT_DROPS: Metric = Metric {
 };
 
 /// Every metric, in the order the exporters emit them.
-pub const ALL: [&Metric; 33] = [
+pub const ALL: [&Metric; 34] = [
     &WRITE_CALLS,
     &WRITE_IO,
     &WRITE_RECORDS,
@@ -489,6 +498,7 @@ pub const ALL: [&Metric; 33] = [
     &AGENT_DEGRADED,
     &FD_MAP_USAGE,
     &FD_MAP_LIMIT,
+    &FD_MAP_EVICTIONS,
     &PROBE_ERRORS,
     &EXPORT_SERIES,
     &EXPORT_FOLDED,

@@ -119,6 +119,7 @@ pub struct Observation<'a> {
     pub transition_cost_ns: f64,
     pub probe_errors: ProbeErrors,
     pub tracked_fds: usize,
+    pub evicted_fds: usize,
     pub max_fds: u32,
 }
 
@@ -129,6 +130,7 @@ impl<'a> Observation<'a> {
             transition_cost_ns: agent.node().transition_cost_ns,
             probe_errors: agent.probe_errors(),
             tracked_fds: agent.tracked_fds(),
+            evicted_fds: agent.evicted_fds(),
             max_fds,
         }
     }
@@ -366,6 +368,7 @@ impl SeriesSet {
         emit.gauge(&catalog::AGENT_DEGRADED, vec![], Value::Int(u64::from(self.averages_only)));
         emit.gauge(&catalog::FD_MAP_USAGE, vec![], Value::Int(observation.tracked_fds as u64));
         emit.gauge(&catalog::FD_MAP_LIMIT, vec![], Value::Int(u64::from(observation.max_fds)));
+        emit.counter(&catalog::FD_MAP_EVICTIONS, vec![], Value::Int(observation.evicted_fds as u64));
         let errors = observation.probe_errors;
         for (name, count) in [
             ("stats_map_full", errors.stats_map_full),

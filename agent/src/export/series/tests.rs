@@ -69,6 +69,7 @@ fn observe(model: &Model) -> Observation<'_> {
         transition_cost_ns: COST_NS,
         probe_errors: ProbeErrors { stats_map_full: 2, args_unreadable: 0, uring_map_full: 1, exit_map_full: 0 },
         tracked_fds: 12,
+        evicted_fds: 4,
         max_fds: 16384,
     }
 }
@@ -135,6 +136,7 @@ fn one_writer_gets_exact_points() {
     assert_eq!(int(&s, &catalog::EXPORT_SERIES, &[]), s.points() as u64);
     assert_eq!(float(&s, &catalog::NODE_TRANSITION_COST, &[]), COST_NS * 1e-9);
     assert_eq!(int(&s, &catalog::FD_MAP_USAGE, &[]), 12);
+    assert_eq!(int(&s, &catalog::FD_MAP_EVICTIONS, &[]), 4);
     assert_eq!(int(&s, &catalog::PROBE_ERRORS, &[("batchwatch.probe.error", "uring_map_full")]), 1);
     assert!(value(&s, &catalog::EXPORT_QUEUE_USAGE, &[]).is_none(), "no OTLP, no queue metrics");
 }
@@ -213,10 +215,10 @@ fn the_cap_keeps_the_flagged_then_the_busiest() {
         model.record(writer, 3, Some(&pipe(n as u64)), &writes(100 * (n as u64 + 1), 8, 1000));
     }
     model.close_interval(1.0);
-    // The node has 10 points, `other` 13 (one kind of descriptor), a writer 14.
+    // The node has 11 points, `other` 13 (one kind of descriptor), a writer 14.
     // With room for two writers before `other` fills, the second is refused
     // once the folded ones give `other` its points.
-    for cap in [10 + 13 + 14, 10 + 14 + 14] {
+    for cap in [11 + 13 + 14, 11 + 14 + 14] {
         let mut set = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0));
         let s = set.collect(&observe(&model), None, None, at(1));
         assert!(s.points() <= cap, "{} points over {cap}", s.points());
@@ -241,7 +243,7 @@ fn a_flagged_process_keeps_its_series_under_the_cap() {
         model.record(&busy, 3, Some(&pipe(2)), &writes(900_000, 4096, 1000));
         model.close_interval(1.0);
     }
-    let cap = 10 + 13 + 14;
+    let cap = 11 + 13 + 14;
     let s = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0)).collect(&observe(&model), None, None, at(3));
     assert_eq!(int(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "hot_writer")]), 1);
     assert!(value(&s, &catalog::WRITE_CALLS, &[("process.pid", "20")]).is_none());
