@@ -89,7 +89,9 @@ fn every_dashboard_query_and_alert_sees_a_live_workload() {
         ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
     ];
     // A queue of 2 collections, one a second, drained every 2.5 s: it fills and drops.
-    let mut agent = support::Agent::start(&["--prometheus", &target, "--queue-capacity", "2"], &env);
+    // Idle pairs evicted after 10 s (the demo's `idle` thread makes them).
+    let args = ["--prometheus", &target, "--queue-capacity", "2", "--evict-idle-after", "10s"];
+    let mut agent = support::Agent::start(&args, &env);
     let mut demo = Demo::start("demo_workload");
     // A writer below the export's activity floor, folded into `other`, so
     // the folding panels have data whatever else runs on the machine.

@@ -18,6 +18,7 @@
 //! | `overflow` | a ring whose completions are never reaped | CQ overflows, ring fill 100 % |
 //! | `sqpoll` | an SQPOLL ring fed one SQE every 30 ms | SQPOLL wake-ups (`sqpoll_trickle`) |
 //! | `denied` | `io_uring_setup` under a seccomp filter returning EPERM | set-ups denied |
+//! | `idle` | every 5 s, one write to a new descriptor it then keeps idle | fd map evictions (the agent runs with `--evict-idle-after 10s`) |
 
 use std::{
     fs::File,
@@ -98,7 +99,7 @@ type Worker = (&'static str, fn(&AtomicBool));
 /// standard input closes (or [`LIFETIME`]), then returns.
 pub fn run() {
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: [Worker; 9] = [
+    let workers: [Worker; 10] = [
         ("hot", hot),
         ("batched", batched),
         ("sockfill", sockfill),
@@ -108,6 +109,7 @@ pub fn run() {
         ("overflow", uring_overflow),
         ("sqpoll", uring_sqpoll_trickle),
         ("denied", uring_denied),
+        ("idle", idle),
     ];
     let handles: Vec<_> = workers
         .into_iter()
@@ -144,6 +146,21 @@ fn every(stop: &AtomicBool, period: Duration, mut work: impl FnMut()) {
 fn write_raw(fd: RawFd, bytes: &[u8]) -> isize {
     // SAFETY: `bytes` is valid for its length; a bad fd only makes write fail.
     unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) }
+}
+
+/// A new descriptor every 5 s that writes once, then stays open and idle,
+/// so that evictions keep coming.
+fn idle(stop: &AtomicBool) {
+    let mut kept = Vec::new();
+    let mut ticks = 0;
+    every(stop, Duration::from_millis(500), || {
+        if ticks % 10 == 0 {
+            let null = dev_null();
+            assert_eq!(write_raw(null.as_raw_fd(), b"x"), 1);
+            kept.push(null);
+        }
+        ticks += 1;
+    });
 }
 
 /// ~10000 one-byte writes a second: ten times `hot_writer.min_calls_per_sec`,
