@@ -242,12 +242,17 @@ fn tcp_ipv4_full() {
 #[test]
 fn tcp_ipv6_full() {
     if is_root() {
-        if UdpSocket::bind("[::1]:0").is_err() {
-            eprintln!("skipped: no IPv6 loopback");
-            return;
-        }
-        tcp_full("[::1]:0");
+        on_ipv6_loopback(tcp_full);
     }
+}
+
+/// Runs `test` on the IPv6 loopback, where this machine has one.
+fn on_ipv6_loopback(test: fn(&str)) {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    }
+    test("[::1]:0");
 }
 
 /// A corked UDP socket holds what it was given in `sk_wmem_alloc` until it
@@ -297,11 +302,7 @@ fn udp_ipv4_corked() {
 #[test]
 fn udp_ipv6_corked() {
     if is_root() {
-        if UdpSocket::bind("[::1]:0").is_err() {
-            eprintln!("skipped: no IPv6 loopback");
-            return;
-        }
-        udp_corked("[::1]:0");
+        on_ipv6_loopback(udp_corked);
     }
 }
 
