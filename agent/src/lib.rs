@@ -22,5 +22,7 @@ pub mod model;
 pub mod preflight;
 pub mod probes;
 pub mod report;
+#[cfg(test)]
+mod testing;
 pub mod transition;
 pub mod view;

@@ -407,21 +407,15 @@ fn hot_reason(what: &str, m: &BatchingMetrics, held_s: f64, rules: &Rules) -> St
 
 #[cfg(test)]
 mod tests {
-    use agent_common::write::{Outcome, WriteSyscall};
-
     use super::*;
-    use crate::fds::FdKind;
+    use crate::{fds::FdKind, testing::Write};
 
     fn model() -> Model {
         Model::new(Rules::new(&Config::default(), 100.0, false))
     }
 
     fn writes(calls: u64) -> WriteStats {
-        let mut stats = WriteStats::ZERO;
-        stats.calls[WriteSyscall::Write as usize] = calls;
-        stats.outcomes[Outcome::Complete as usize] = calls;
-        stats.records = calls;
-        stats
+        Write { calls, ..Write::HOT }.stats()
     }
 
     /// Calls of the last interval and of all of them, for fd 3 of pid 10.

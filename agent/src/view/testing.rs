@@ -6,7 +6,6 @@ use std::time::Duration;
 use agent_common::{
     hist::log2_slot,
     io_uring::{EnterStats, RingOpStats, RingSetup, SETUP_SQPOLL, SUBMIT_SLOTS, SetupStats},
-    write::{Outcome, WriteStats, WriteSyscall},
 };
 
 use ratatui::{Terminal, backend::TestBackend, buffer::Buffer};
@@ -16,6 +15,7 @@ use super::{
     render,
     snapshot::{NodeFacts, Snapshot},
 };
+pub use crate::testing::Write;
 use crate::{
     collector::ProbeErrors,
     config::Config,
@@ -26,38 +26,6 @@ use crate::{
     identity::Identity,
     model::{Model, Rules},
 };
-
-/// One interval of same-sized calls on one descriptor.
-#[derive(Debug, Clone, Copy)]
-pub struct Write {
-    pub calls: u64,
-    pub records: u64,
-    /// Bytes asked per call.
-    pub bytes: u64,
-    pub gap_ns: u64,
-    /// Calls that failed with EAGAIN.
-    pub eagain: u64,
-}
-
-impl Write {
-    /// An un-batched hot writer: 50k one-record calls of 100 B a second.
-    pub const HOT: Write = Write { calls: 50_000, records: 1, bytes: 100, gap_ns: 20_000, eagain: 0 };
-
-    pub fn stats(&self) -> WriteStats {
-        let mut s = WriteStats::ZERO;
-        let syscall = if self.records == 1 { WriteSyscall::Write } else { WriteSyscall::Writev };
-        s.calls[syscall as usize] = self.calls;
-        s.outcomes[Outcome::Complete as usize] = self.calls - self.eagain;
-        s.outcomes[Outcome::WouldBlock as usize] = self.eagain;
-        s.bytes_requested = self.calls * self.bytes;
-        s.bytes_written = (self.calls - self.eagain) * self.bytes;
-        s.records = self.calls * self.records;
-        s.bytes_hist[log2_slot(self.bytes, s.bytes_hist.len())] = self.calls;
-        s.records_hist[log2_slot(self.records, s.records_hist.len())] = self.calls;
-        s.gap_hist[log2_slot(self.gap_ns, s.gap_hist.len())] = self.calls;
-        s
-    }
-}
 
 /// A model with the default rules and a crossing cost of 1 µs, so that
 /// 1000 calls/s cost 0.001 cores.

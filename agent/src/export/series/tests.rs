@@ -3,10 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use agent_common::{
-    hist::log2_slot,
-    write::{BYTES_SLOTS, Outcome, WriteStats, WriteSyscall},
-};
+use agent_common::write::{BYTES_SLOTS, WriteStats, WriteSyscall};
 
 use super::*;
 use crate::{
@@ -15,6 +12,7 @@ use crate::{
     fds::{FdInfo, FdKind},
     identity::Identity,
     model::Rules,
+    testing::Write,
 };
 
 const COST_NS: f64 = 100.0;
@@ -42,17 +40,7 @@ fn file(path: &str) -> FdInfo {
 
 /// `calls` write()s of `bytes` each, `gap_ns` apart.
 fn writes(calls: u64, bytes: u64, gap_ns: u64) -> WriteStats {
-    let mut s = WriteStats::ZERO;
-    s.calls[WriteSyscall::Write as usize] = calls;
-    s.outcomes[Outcome::Complete as usize] = calls;
-    s.bytes_requested = calls * bytes;
-    s.bytes_written = calls * bytes;
-    s.records = calls;
-    s.bytes_hist[log2_slot(bytes, BYTES_SLOTS)] = calls;
-    s.records_hist[1] = calls;
-    s.gap_hist[log2_slot(gap_ns, s.gap_hist.len())] = calls;
-    s.gap_ns_total = calls * gap_ns;
-    s
+    Write { calls, records: 1, bytes, gap_ns, eagain: 0 }.stats()
 }
 
 fn limits() -> Limits {
