@@ -4,7 +4,6 @@
 use std::{
     collections::{HashMap, HashSet},
     hash::Hash,
-    mem,
     time::Duration,
 };
 
@@ -209,7 +208,6 @@ pub struct Collector {
     last_read_ns: u64,
     /// How long a pair may stay idle in the kernel maps (`maps.evict_idle_after`).
     evict_idle_after_ns: u64,
-    evicted: usize,
     uring_enters: DeltaMap<FdKey, EnterStats>,
     uring_ops: DeltaMap<RingKey, RingOpStats>,
     uring_cqe_errors: DeltaMap<CqeErrorKey, u64>,
@@ -230,7 +228,6 @@ impl Collector {
             recent: Vec::new(),
             last_read_ns: 0,
             evict_idle_after_ns: evict_idle_after.as_nanos() as u64,
-            evicted: 0,
             uring_enters: DeltaMap::new(maps::URING_ENTERS, maps.uring_enters, cpus),
             uring_ops: DeltaMap::new(maps::URING_OPS, maps.uring_ops, cpus),
             uring_cqe_errors: DeltaMap::new(maps::URING_CQE_ERRORS, maps.uring_cqe_errors, cpus),
@@ -255,8 +252,14 @@ impl Collector {
             .keys()
             .collect::<Result<_, _>>()
             .map_err(|source| CollectError::Map { map: maps::EXITED, source })?;
+        let mut writes = self.write_deltas()?;
+        let evicted = self.evict_idle();
+        let evicted_count = evicted.len();
+        // What evicted pairs wrote since the last reading: nothing, unless a
+        // call came as they went.
+        writes.extend(evicted.into_iter().filter(|(_, delta)| !delta.is_zero()));
         Ok(Reading {
-            writes: self.write_deltas()?,
+            writes,
             uring_enters: self.uring_enters.deltas()?,
             uring_ops: self.uring_ops.deltas()?,
             uring_cqe_errors: self.uring_cqe_errors.deltas()?,
@@ -265,7 +268,7 @@ impl Collector {
             exited,
             probe_errors: self.probe_errors()?,
             tracked: self.writes.previous.len(),
-            evicted: mem::take(&mut self.evicted),
+            evicted: evicted_count,
         })
     }
 
@@ -285,17 +288,15 @@ impl Collector {
         let since = self.last_read_ns.saturating_sub(STAMP_MARGIN_NS);
         self.last_read_ns = started_ns;
         let active: Vec<FdKey> = self.recent.iter().filter(|&&(_, at)| at >= since).map(|&(key, _)| key).collect();
-        let mut deltas = self.writes.deltas_of(active);
-        deltas.extend(self.evict_idle(started_ns.saturating_sub(self.evict_idle_after_ns)));
-        Ok(deltas)
+        Ok(self.writes.deltas_of(active))
     }
 
-    /// Removes the pairs that last wrote before `before` from the kernel
-    /// maps, so that their room goes to active writers (the model keeps their
-    /// totals; a pair that writes again starts a new entry, its first gap
-    /// unknown). Returns what they wrote since the last reading: nothing,
-    /// unless a call came as they went.
-    fn evict_idle(&mut self, before: u64) -> Vec<(FdKey, WriteStats)> {
+    /// Removes the pairs idle for `maps.evict_idle_after` at this reading
+    /// from the kernel maps, so that their room goes to active writers (the
+    /// model keeps their totals; a pair that writes again starts a new entry,
+    /// its first gap unknown). Returns their last deltas.
+    fn evict_idle(&mut self) -> Vec<(FdKey, WriteStats)> {
+        let before = self.last_read_ns.saturating_sub(self.evict_idle_after_ns);
         let idle: Vec<FdKey> = self
             .recent
             .iter()
@@ -309,9 +310,7 @@ impl Collector {
         for key in &idle {
             let _ = self.last_write.remove(key);
         }
-        self.evicted += idle.len();
-        let last = self.writes.forget(idle);
-        last.into_iter().filter(|(_, delta)| !delta.is_zero()).collect()
+        self.writes.forget(idle)
     }
 
     fn probe_errors(&self) -> Result<ProbeErrors, CollectError> {
