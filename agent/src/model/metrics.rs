@@ -116,21 +116,12 @@ impl BatchingMetrics {
 
 #[cfg(test)]
 mod tests {
-    use agent_common::{hist::log2_slot, write::WriteSyscall};
-
     use super::*;
+    use crate::testing::Write;
 
-    /// `calls` writev()s of `records` records totalling `bytes` each.
+    /// `calls` calls of `records` records totalling `bytes` each.
     fn writes(calls: u64, records: u64, bytes: u64) -> WriteStats {
-        let mut s = WriteStats::ZERO;
-        s.calls[WriteSyscall::Writev as usize] = calls;
-        s.outcomes[Outcome::Complete as usize] = calls;
-        s.bytes_requested = calls * bytes;
-        s.bytes_written = calls * bytes;
-        s.records = calls * records;
-        s.bytes_hist[log2_slot(bytes, s.bytes_hist.len())] = calls;
-        s.records_hist[log2_slot(records, s.records_hist.len())] = calls;
-        s
+        Write { calls, records, bytes, gap_ns: 1000, eagain: 0 }.stats()
     }
 
     #[test]
