@@ -15,7 +15,7 @@ use crate::{
     collector::{CollectError, Collector, ProbeErrors, Reading},
     config::Config,
     degraded::{Degraded, FULL_MODE_NEEDS, ProcPoller},
-    depth::{DepthRequest, DepthSampler},
+    depth::{Depth, DepthKey, DepthRequest, DepthSampler},
     fdinfo::RingFdinfo,
     fds::FdResolver,
     identity::{self, Identity},
@@ -229,6 +229,12 @@ impl Agent {
 
     /// Reads the maps (or polls `/proc`) and closes one interval of the model.
     pub fn tick(&mut self) -> Result<(), CollectError> {
+        // Buffers are sampled before the maps are read. A process exits
+        // (`sched_process_exit`) before it closes its descriptors, and a
+        // socket pair closing in the middle of a sample reads as empty: so
+        // a sample taken before a reading that does not show the process
+        // gone was taken from its live descriptors.
+        let depths = self.sample_depths(Instant::now());
         let reading = match &mut self.source {
             Source::Probes { collector, .. } => collector.read()?,
             Source::Proc(poller) => Reading { writes: poller.read(), ..Reading::default() },
@@ -246,11 +252,13 @@ impl Agent {
         self.evicted += reading.evicted;
 
         self.record(&reading, &mut tick);
-        self.sample_depths(now);
+        let gone = self.gone(&tick);
+        for (key, depth) in depths.into_iter().filter(|(key, _)| !gone.contains(&key.pid)) {
+            self.model.set_depth(key.pid, key.fd, depth);
+        }
         for (&pid, _) in tick.running.iter().filter(|(_, running)| **running) {
             self.model.sample_ring_depths(pid, RingFdinfo::read);
         }
-        let gone = self.gone(&tick);
         if !gone.is_empty() {
             if let Source::Probes { collector, .. } = &mut self.source {
                 let last = collector.drain(&gone);
@@ -300,8 +308,8 @@ impl Agent {
     }
 
     /// Samples how full the buffers of recent socket and pipe writers are.
-    fn sample_depths(&mut self, now: Instant) {
-        let Some(sampler) = &mut self.depth else { return };
+    fn sample_depths(&mut self, now: Instant) -> Vec<(DepthKey, Depth)> {
+        let Some(sampler) = &mut self.depth else { return Vec::new() };
         let since = now.checked_sub(self.interval * DEPTH_WINDOW_INTERVALS).unwrap_or(now);
         let requests: Vec<DepthRequest> = self
             .model
@@ -315,9 +323,7 @@ impl Agent {
                 tracing::warn!("buffer depth: {text}");
             }
         }
-        for (key, depth) in round.depths {
-            self.model.set_depth(key.pid, key.fd, depth);
-        }
+        round.depths
     }
 
     /// Resolves `pid`'s identity once per tick; returns whether it runs.
