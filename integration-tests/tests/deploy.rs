@@ -628,8 +628,13 @@ fn pipe_writer_of(shell: u32) -> u32 {
 /// environment and config file, tracefs read-only as the hostPath mounts it;
 /// then, for writers of user `nobody`, a pipe on this node's network namespace
 /// and a UNIX socket in a network namespace of its own (a pod's), checks what
-/// the capabilities show of them, as docs/deploy.md says.
+/// the capabilities show of them, as docs/deploy.md says. Skipped, and said,
+/// on a kernel without BTF, where the agent could only run degraded.
 fn run_as_the_daemonset(overlay_name: &str) {
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        println!("skipped: this kernel has no BTF (/sys/kernel/btf/vmlinux), so the agent could only run degraded");
+        return;
+    }
     let docs = render(&overlay(overlay_name));
     let capabilities = added_capabilities(&docs);
     let context = &agent_container(&docs)["securityContext"];
@@ -752,18 +757,10 @@ fn run_as_the_daemonset(overlay_name: &str) {
 
 #[test]
 fn the_base_capabilities_give_full_mode_and_every_buffer_depth() {
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        println!("skipped: this kernel has no BTF (/sys/kernel/btf/vmlinux), so the agent could only run degraded");
-        return;
-    }
     run_as_the_daemonset("base");
 }
 
 #[test]
 fn the_minimal_capabilities_give_full_mode_without_foreign_buffers() {
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        println!("skipped: this kernel has no BTF (/sys/kernel/btf/vmlinux), so the agent could only run degraded");
-        return;
-    }
     run_as_the_daemonset("minimal");
 }
