@@ -111,24 +111,26 @@ pub struct ProgInfo {
     pub run_cnt: u64,
 }
 
-/// The `key:\tvalue` lines of every fdinfo of `pid` that has a line
-/// starting with `marker`: `map_type:` for maps, `prog_type:` for programs
-/// (link descriptors name a `prog_id` too, but carry no statistics).
-fn fdinfos(pid: u32, marker: &str) -> anyhow::Result<Vec<BTreeMap<String, String>>> {
+/// The BPF objects of kind `object` (`map` or `prog`) that `pid` holds,
+/// each once, by id: the `key:\tvalue` lines of their fdinfo. A descriptor
+/// is one when it has an `{object}_type:` line (link descriptors name a
+/// `prog_id` too, but carry no statistics).
+fn held(pid: u32, object: &str) -> anyhow::Result<BTreeMap<u32, BTreeMap<String, String>>> {
     let dir = format!("/proc/{pid}/fdinfo");
-    let mut found = Vec::new();
+    let (marker, id_key) = (format!("{object}_type:"), format!("{object}_id"));
+    let mut found = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
         // A descriptor closed meanwhile is simply skipped.
         let Ok(text) = std::fs::read_to_string(entry?.path()) else { continue };
-        if !text.lines().any(|line| line.starts_with(marker)) {
+        if !text.lines().any(|line| line.starts_with(&marker)) {
             continue;
         }
-        let fields = text
+        let fields: BTreeMap<String, String> = text
             .lines()
             .filter_map(|line| line.split_once(':'))
             .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
             .collect();
-        found.push(fields);
+        found.insert(number(&fields, &id_key) as u32, fields);
     }
     Ok(found)
 }
@@ -144,47 +146,32 @@ fn number(fields: &BTreeMap<String, String>, key: &str) -> u64 {
 /// The maps `pid` holds, each once, named as bpftool names them.
 pub fn maps_of(pid: u32) -> anyhow::Result<Vec<MapInfo>> {
     let names = bpftool_names("map")?;
-    let mut seen = HashSet::new();
-    let mut maps = Vec::new();
-    for fields in fdinfos(pid, "map_type:")? {
-        let id = number(&fields, "map_id") as u32;
-        if !seen.insert(id) {
-            continue;
-        }
-        maps.push(MapInfo {
+    let maps = held(pid, "map")?.into_iter().map(|(id, fields)| {
+        let (kind, name) = names.get(&id).cloned().unwrap_or_default();
+        MapInfo {
             id,
-            name: names.get(&id).map(|(_, name)| name.clone()).unwrap_or_default(),
-            kind: names.get(&id).map(|(kind, _)| kind.clone()).unwrap_or_default(),
+            name,
+            kind,
             key_size: number(&fields, "key_size"),
             value_size: number(&fields, "value_size"),
             max_entries: number(&fields, "max_entries"),
             flags: number(&fields, "map_flags"),
             memlock: number(&fields, "memlock"),
-        });
-    }
-    maps.sort_by_key(|map| map.id);
-    Ok(maps)
+        }
+    });
+    Ok(maps.collect())
 }
 
 /// The programs `pid` holds, each once.
 pub fn progs_of(pid: u32) -> anyhow::Result<Vec<ProgInfo>> {
     let names = bpftool_names("prog")?;
-    let mut seen = HashSet::new();
-    let mut progs = Vec::new();
-    for fields in fdinfos(pid, "prog_type:")? {
-        let id = number(&fields, "prog_id") as u32;
-        if !seen.insert(id) {
-            continue;
-        }
-        progs.push(ProgInfo {
-            id,
-            name: names.get(&id).map(|(_, name)| name.clone()).unwrap_or_default(),
-            run_time_ns: number(&fields, "run_time_ns"),
-            run_cnt: number(&fields, "run_cnt"),
-        });
-    }
-    progs.sort_by_key(|prog| prog.id);
-    Ok(progs)
+    let progs = held(pid, "prog")?.into_iter().map(|(id, fields)| ProgInfo {
+        id,
+        name: names.get(&id).map(|(_, name)| name.clone()).unwrap_or_default(),
+        run_time_ns: number(&fields, "run_time_ns"),
+        run_cnt: number(&fields, "run_cnt"),
+    });
+    Ok(progs.collect())
 }
 
 /// The program types that hook tracing events, and so add to the syscalls
@@ -198,8 +185,8 @@ pub fn foreign_tracing_programs(ours: &[u32]) -> anyhow::Result<Vec<String>> {
     let mut own = HashSet::new();
     for &pid in ours {
         // A process that just exited holds nothing any more.
-        if let Ok(progs) = fdinfos(pid, "prog_type:") {
-            own.extend(progs.iter().map(|fields| number(fields, "prog_id") as u32));
+        if let Ok(progs) = held(pid, "prog") {
+            own.extend(progs.into_keys());
         }
     }
     let mut foreign: Vec<String> = bpftool_names("prog")?
