@@ -12,13 +12,13 @@ use std::{
 use agent_common::key::FdKey;
 
 use crate::{
+    attribution::fds::FdResolver,
+    attribution::identity::{self, Identity},
     collector::{CollectError, Collector, ProbeErrors, Reading},
     config::Config,
     degraded::{Degraded, FULL_MODE_NEEDS, ProcPoller},
     depth::{Depth, DepthKey, DepthRequest, DepthSampler},
     fdinfo::RingFdinfo,
-    fds::FdResolver,
-    identity::{self, Identity},
     model::{Model, Rules, io_uring::UringState},
     preflight::{self, PreflightError},
     probes::{AttachFailure, AttachMode, ProbeError, Probes, with_causes},

@@ -7,16 +7,14 @@
 //! [`agent`] wires the steps together.
 
 pub mod agent;
+pub mod attribution;
 pub mod batch;
 pub mod collector;
 pub mod config;
-pub mod container;
 pub mod degraded;
 pub mod depth;
 pub mod export;
 pub mod fdinfo;
-pub mod fds;
-pub mod identity;
 pub mod kubernetes;
 pub mod model;
 pub mod preflight;

@@ -12,7 +12,7 @@ use std::{
 };
 
 use batchwatch::{
-    container::Container,
+    attribution::container::Container,
     kubernetes::{ContainerPod, KubernetesError, PodDirectory, RefreshPolicy},
 };
 use http_body_util::Full;

@@ -3,10 +3,10 @@
 //! any input, and never panic. Unprivileged.
 
 use batchwatch::{
+    attribution::container::Container,
+    attribution::fds::{FdInfo, FdKind, classify},
     config::{Config, Settings},
-    container::Container,
     fdinfo::RingFdinfo,
-    fds::{FdInfo, FdKind, classify},
     preflight::effective_capabilities,
 };
 use proptest::prelude::*;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use batchwatch::fds::FdKind;
+use batchwatch::attribution::fds::FdKind;
 use common::observe_while_ticking;
 
 #[test]

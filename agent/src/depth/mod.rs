@@ -57,7 +57,7 @@ use self::{
     pipe::PipeProbe,
     sock_diag::{DiagSocket, DumpFailure, Record, Table},
 };
-use crate::fds::{FdInfo, FdKind};
+use crate::attribution::fds::{FdInfo, FdKind};
 
 /// A cached netlink socket whose netns had no sampled fd for this many rounds
 /// is closed. The socket pins its netns (a container that exited keeps its

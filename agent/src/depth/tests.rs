@@ -15,7 +15,7 @@ use std::{
 };
 
 use super::*;
-use crate::fds::FdResolver;
+use crate::attribution::fds::FdResolver;
 
 fn is_root() -> bool {
     // SAFETY: no arguments, no failure.

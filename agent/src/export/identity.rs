@@ -26,8 +26,8 @@ use super::{
     series::{Attr, AttrValue},
 };
 use crate::{
-    container::Container,
-    identity::Identity,
+    attribution::container::Container,
+    attribution::identity::Identity,
     kubernetes::{ContainerPod, PodDirectory},
 };
 

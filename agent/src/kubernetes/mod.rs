@@ -33,7 +33,7 @@ use kube::{Api, Client, api::ListParams};
 use tokio::sync::oneshot;
 
 use self::{pods::Found, refresh::Shared};
-use crate::container::Container;
+use crate::attribution::container::Container;
 
 /// Where a pod's service account token is mounted.
 const TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";

@@ -9,7 +9,7 @@ use k8s_openapi::{
 };
 
 use super::ContainerPod;
-use crate::container::Container;
+use crate::attribution::container::Container;
 
 /// The pods of one list, indexed for lookups.
 #[derive(Debug, Default)]

@@ -22,11 +22,11 @@ use self::{
     metrics::{BatchingMetrics, Transition},
 };
 use crate::{
+    attribution::fds::{FdInfo, FdKind},
+    attribution::identity::Identity,
     config::{Config, HotWriterRule, IoUringRule, TimerFlushRule},
     depth::Depth,
     fdinfo::RingFdinfo,
-    fds::{FdInfo, FdKind},
-    identity::Identity,
 };
 
 /// How the model judges what it sees.
@@ -408,7 +408,7 @@ fn hot_reason(what: &str, m: &BatchingMetrics, held_s: f64, rules: &Rules) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{fds::FdKind, testing::Write};
+    use crate::{attribution::fds::FdKind, testing::Write};
 
     fn model() -> Model {
         Model::new(Rules::new(&Config::default(), 100.0, false))

@@ -17,13 +17,13 @@ use super::{
 };
 pub use crate::testing::Write;
 use crate::{
+    attribution::container::Container,
+    attribution::fds::{FdInfo, FdKind},
+    attribution::identity::Identity,
     collector::ProbeErrors,
     config::Config,
-    container::Container,
     depth::{Depth, SocketProtocol},
     fdinfo::RingFdinfo,
-    fds::{FdInfo, FdKind},
-    identity::Identity,
     model::{Model, Rules},
 };
 

@@ -12,8 +12,8 @@ use agent_common::{
 
 use super::{Attr, AttrValue};
 use crate::{
+    attribution::fds::FdInfo,
     export::catalog,
-    fds::FdInfo,
     model::{ProcessState, metrics::Transition},
 };
 

@@ -7,10 +7,10 @@ use agent_common::write::{BYTES_SLOTS, WriteStats, WriteSyscall};
 
 use super::*;
 use crate::{
+    attribution::fds::{FdInfo, FdKind},
+    attribution::identity::Identity,
     config::Config,
     export::catalog::Instrument,
-    fds::{FdInfo, FdKind},
-    identity::Identity,
     model::Rules,
     testing::Write,
 };

@@ -3,7 +3,7 @@
 
 use procfs::process::Process;
 
-use crate::container::Container;
+use crate::attribution::container::Container;
 
 /// A process as `/proc` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
