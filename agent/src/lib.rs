@@ -14,7 +14,6 @@ pub mod config;
 pub mod degraded;
 pub mod depth;
 pub mod export;
-pub mod fdinfo;
 pub mod kubernetes;
 pub mod model;
 pub mod preflight;

@@ -6,7 +6,7 @@ use batchwatch::{
     attribution::container::Container,
     attribution::fds::{FdInfo, FdKind, classify},
     config::{Config, Settings},
-    fdinfo::RingFdinfo,
+    depth::fdinfo::RingFdinfo,
     preflight::effective_capabilities,
 };
 use proptest::prelude::*;

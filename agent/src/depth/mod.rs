@@ -7,6 +7,8 @@
 //! namespace, socket table) per round whatever the number of fds; pipes
 //! through a descriptor of our own for the pipe (the `pipe` submodule says
 //! why that is safe and what it does). Checked against Linux 6.18.
+//! io_uring rings' submission and completion queues are read from
+//! `/proc/PID/fdinfo/FD` ([`fdinfo`]), when the model samples ring depths.
 //!
 //! # What "queued" and "full" mean per kind
 //! A depth has two figures, because for sockets the kernel does not limit
@@ -40,6 +42,7 @@
 //!   in another netns (then passed over SCM_RIGHTS, or made by a thread that
 //!   had called `setns`) is not found and is left out of the result.
 
+pub mod fdinfo;
 mod netns;
 mod pipe;
 mod sock_diag;

@@ -14,7 +14,7 @@ use super::{
     classify::Flag,
     metrics::{Quantiles, Transition},
 };
-use crate::fdinfo::RingFdinfo;
+use crate::depth::fdinfo::RingFdinfo;
 
 /// One ring of one process. A ring is known by its fd (from
 /// `io_uring_enter`), by its kernel context (from its SQEs and CQEs), or by

@@ -26,7 +26,7 @@ use crate::{
     attribution::identity::Identity,
     config::{Config, HotWriterRule, IoUringRule, TimerFlushRule},
     depth::Depth,
-    fdinfo::RingFdinfo,
+    depth::fdinfo::RingFdinfo,
 };
 
 /// How the model judges what it sees.

@@ -22,8 +22,8 @@ use crate::{
     attribution::identity::Identity,
     collector::ProbeErrors,
     config::Config,
+    depth::fdinfo::RingFdinfo,
     depth::{Depth, SocketProtocol},
-    fdinfo::RingFdinfo,
     model::{Model, Rules},
 };
 
