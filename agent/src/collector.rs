@@ -19,10 +19,11 @@ use aya::{
     maps::{IterableMap as _, MapData, MapError, PerCpuHashMap},
 };
 
+mod bulk_read;
 mod packed;
 
-use self::packed::Packed;
-use crate::{batch::BatchReader, probes::Maps};
+use self::{bulk_read::BulkReader, packed::Packed};
+use crate::probes::Maps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -35,7 +36,7 @@ pub enum CollectError {
     },
     /// A batch read of a map failed.
     #[error("reading map {map} in batches: {source}")]
-    Batch {
+    BulkRead {
         map: &'static str,
         #[source]
         source: std::io::Error,
@@ -109,14 +110,14 @@ struct DeltaMap<K: Pod, V: Pod> {
     name: &'static str,
     map: PerCpuHashMap<MapData, K, V>,
     previous: HashMap<K, Packed>,
-    reader: BatchReader<K, V>,
+    reader: BulkReader<K, V>,
     /// Copies of each value: one per possible CPU.
     cpus: usize,
 }
 
 impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
     fn new(name: &'static str, map: PerCpuHashMap<MapData, K, V>, cpus: usize) -> Self {
-        DeltaMap { name, map, previous: HashMap::new(), reader: BatchReader::default(), cpus }
+        DeltaMap { name, map, previous: HashMap::new(), reader: BulkReader::default(), cpus }
     }
 
     /// Every entry that changed, with what changed: the whole map, in batches.
@@ -124,7 +125,7 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
         let mut totals = Vec::new();
         self.reader
             .read(self.map.map(), self.cpus, |key, per_cpu| totals.push((key, sum_cpus(per_cpu))))
-            .map_err(|source| CollectError::Batch { map: self.name, source })?;
+            .map_err(|source| CollectError::BulkRead { map: self.name, source })?;
         Ok(totals.into_iter().filter_map(|(key, total)| self.delta(key, total)).collect())
     }
 
@@ -200,7 +201,7 @@ fn monotonic_ns() -> u64 {
 pub struct Collector {
     writes: DeltaMap<FdKey, WriteStats>,
     /// Reads `LAST_WRITE`, which says which write statistics changed.
-    last_write_reader: BatchReader<FdKey, u64>,
+    last_write_reader: BulkReader<FdKey, u64>,
     /// This tick's `LAST_WRITE`: every (process, fd) the probes saw write
     /// and have not forgotten, with when (kernel monotonic ns).
     recent: Vec<(FdKey, u64)>,
@@ -224,7 +225,7 @@ impl Collector {
         let cpus = aya::util::nr_cpus().unwrap_or(1);
         Collector {
             writes: DeltaMap::new(maps::WRITE_STATS, maps.write_stats, cpus),
-            last_write_reader: BatchReader::default(),
+            last_write_reader: BulkReader::default(),
             recent: Vec::new(),
             last_read_ns: 0,
             evict_idle_after_ns: evict_idle_after.as_nanos() as u64,
@@ -282,7 +283,7 @@ impl Collector {
         let recent = &mut self.recent;
         self.last_write_reader
             .read(self.last_write.map(), 1, |key, at| recent.push((key, at[0])))
-            .map_err(|source| CollectError::Batch { map: maps::LAST_WRITE, source })?;
+            .map_err(|source| CollectError::BulkRead { map: maps::LAST_WRITE, source })?;
         // A call stamps LAST_WRITE just before it updates its statistics:
         // the margin covers a call that was between the two at the last reading.
         let since = self.last_read_ns.saturating_sub(STAMP_MARGIN_NS);

@@ -8,7 +8,6 @@
 
 pub mod agent;
 pub mod attribution;
-pub mod batch;
 pub mod collector;
 pub mod config;
 pub mod degraded;

@@ -1,4 +1,4 @@
-//! Reading a whole BPF hash map in a few syscalls with `BPF_MAP_LOOKUP_BATCH`
+//! Reading a whole BPF hash map in bulk, a few syscalls with `BPF_MAP_LOOKUP_BATCH`
 //! (Linux 5.6 and later), where aya 0.14's iterator makes two per entry:
 //! with 10,000 tracked processes that was 20,000 syscalls a tick, most of the
 //! agent's CPU (measured by `cargo xtask bench`). aya 0.14 has no batch
@@ -34,19 +34,19 @@ struct BatchAttr {
 const FIRST_BATCH: usize = 1024;
 
 /// Buffers reused from one reading to the next.
-pub struct BatchReader<K, V> {
+pub struct BulkReader<K, V> {
     keys: Vec<MaybeUninit<K>>,
     values: Vec<MaybeUninit<V>>,
 }
 
 // Not derived: that would ask `K: Default` and `V: Default`.
-impl<K, V> Default for BatchReader<K, V> {
+impl<K, V> Default for BulkReader<K, V> {
     fn default() -> Self {
-        BatchReader { keys: Vec::new(), values: Vec::new() }
+        BulkReader { keys: Vec::new(), values: Vec::new() }
     }
 }
 
-impl<K: Pod, V: Pod> BatchReader<K, V> {
+impl<K: Pod, V: Pod> BulkReader<K, V> {
     /// Calls `each` with every key of `map` and its `copies` values (the
     /// number of possible CPUs for a per-CPU map, else 1). `V`'s size must be
     /// a multiple of 8, the kernel's stride between per-CPU copies.
@@ -113,7 +113,7 @@ mod tests {
             map.insert(key, u64::from(key) * 3, 0).unwrap();
         }
         let mut seen = vec![0u32; 5000];
-        BatchReader::<u32, u64>::default()
+        BulkReader::<u32, u64>::default()
             .read(map.map(), 1, |key, values| {
                 assert_eq!(values, [u64::from(key) * 3]);
                 seen[key as usize] += 1;
@@ -131,7 +131,7 @@ mod tests {
             map.insert(key, PerCpuValues::try_from(values).unwrap(), 0).unwrap();
         }
         let mut count = 0;
-        BatchReader::<u32, u64>::default()
+        BulkReader::<u32, u64>::default()
             .read(map.map(), cpus, |key, values| {
                 let expected: Vec<u64> = (0..cpus as u64).map(|cpu| u64::from(key) * 10 + cpu).collect();
                 assert_eq!(values, expected);
