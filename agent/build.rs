@@ -1,5 +1,5 @@
 //! Builds the kernel programs (`agent-ebpf`) with the nightly toolchain and
-//! bpf-linker, into `OUT_DIR`, where `src/probes.rs` embeds them.
+//! bpf-linker, into `OUT_DIR`, where `src/bpf/probes.rs` embeds them.
 
 use std::process::Command;
 

@@ -14,14 +14,14 @@ use agent_common::key::FdKey;
 use crate::{
     attribution::fds::FdResolver,
     attribution::identity::{self, Identity},
-    collector::{CollectError, Collector, ProbeErrors, Reading},
+    bpf::collector::{CollectError, Collector, ProbeErrors, Reading},
+    bpf::preflight::{self, PreflightError},
+    bpf::probes::{AttachFailure, AttachMode, ProbeError, Probes, with_causes},
     config::Config,
     degraded::{Degraded, FULL_MODE_NEEDS, ProcPoller},
     depth::fdinfo::RingFdinfo,
     depth::{Depth, DepthKey, DepthRequest, DepthSampler},
     model::{Model, Rules, io_uring::UringState},
-    preflight::{self, PreflightError},
-    probes::{AttachFailure, AttachMode, ProbeError, Probes, with_causes},
     transition,
 };
 

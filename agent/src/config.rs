@@ -236,7 +236,7 @@ pub struct Config {
     pub export: ExportConfig,
 }
 
-/// How the probes hook syscall exits (see `probes`).
+/// How the probes hook syscall exits (see `bpf::probes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttachPreference {

@@ -13,9 +13,9 @@ use std::{
 use anyhow::Context as _;
 use batchwatch::{
     agent::Agent,
+    bpf::probes::AttachMode,
     config::{Config, Settings},
     export::{self, Exporters},
-    probes::AttachMode,
     report::Report,
 };
 use clap::{Parser, Subcommand, ValueEnum};

@@ -9,13 +9,13 @@ use serde::Serialize;
 
 use crate::{
     agent::Agent,
+    bpf::probes::AttachMode,
     model::{
         FdState, ProcessState,
         classify::TimerFlush,
         io_uring::{RingMetrics, RingState, UringState},
         metrics::{BatchingMetrics, Drops, Quantiles, Transition},
     },
-    probes::AttachMode,
 };
 
 #[derive(Debug, Serialize)]

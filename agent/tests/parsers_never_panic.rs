@@ -5,9 +5,9 @@
 use batchwatch::{
     attribution::container::Container,
     attribution::fds::{FdInfo, FdKind, classify},
+    bpf::preflight::effective_capabilities,
     config::{Config, Settings},
     depth::fdinfo::RingFdinfo,
-    preflight::effective_capabilities,
 };
 use proptest::prelude::*;
 

@@ -5,8 +5,8 @@ mod common;
 
 use agent_common::write::WriteSyscall;
 use batchwatch::{
+    bpf::probes::AttachMode,
     config::{AttachPreference, Config},
-    probes::AttachMode,
 };
 use common::{observe_with, start_agent_with};
 

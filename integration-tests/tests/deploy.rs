@@ -679,7 +679,7 @@ fn run_as_the_daemonset(overlay_name: &str) {
     }
     assert_eq!(http_get(port, "/healthz").map(|(code, _)| code), Some(200), "{overlay_name}: /healthz");
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap();
-    let granted = batchwatch::preflight::effective_capabilities(&status);
+    let granted = batchwatch::bpf::preflight::effective_capabilities(&status);
     let expected = capabilities.iter().fold(0u64, |mask, c| mask | 1 << capability_bit(c));
     assert_eq!(granted, expected, "{overlay_name}: the agent ran with exactly {capabilities:?}");
 

@@ -41,7 +41,7 @@ use self::{
 };
 use crate::{
     agent::Agent,
-    collector::CollectError,
+    bpf::collector::CollectError,
     config::{Config, describe_key},
 };
 

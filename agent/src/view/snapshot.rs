@@ -14,13 +14,13 @@ use agent_common::{
 
 use crate::{
     agent::Agent,
-    collector::ProbeErrors,
+    bpf::collector::ProbeErrors,
+    bpf::probes::AttachMode,
     model::{
         FdState, Model, ProcessState,
         io_uring::{RingMetrics, RingState},
         metrics::BatchingMetrics,
     },
-    probes::AttachMode,
 };
 
 /// A process, told apart from a later one that was given the same pid.

@@ -20,7 +20,7 @@ use crate::{
     attribution::container::Container,
     attribution::fds::{FdInfo, FdKind},
     attribution::identity::Identity,
-    collector::ProbeErrors,
+    bpf::collector::ProbeErrors,
     config::Config,
     depth::fdinfo::RingFdinfo,
     depth::{Depth, SocketProtocol},

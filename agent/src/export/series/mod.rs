@@ -42,7 +42,7 @@ use super::{
 };
 use crate::{
     agent::Agent,
-    collector::ProbeErrors,
+    bpf::collector::ProbeErrors,
     config::ExportConfig,
     model::{Model, ProcessState},
 };

@@ -23,7 +23,7 @@ mod bulk_read;
 mod packed;
 
 use self::{bulk_read::BulkReader, packed::Packed};
-use crate::probes::Maps;
+use crate::bpf::probes::Maps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
