@@ -6,7 +6,7 @@
 //! - `cargo xtask run [-- ARGS]`: setup, release build, then the agent.
 //! - `cargo xtask test [-- ARGS]`: setup, fmt, clippy, then `cargo test`.
 //! - `cargo xtask bench`: setup, release builds, then the overhead benchmark
-//!   (see `bench.rs` and docs/performance.md).
+//!   (see `bench/` and docs/performance.md).
 
 mod apt;
 mod bench;
