@@ -2,22 +2,17 @@
 //! the Rust toolchain to set up, run and test batchwatch.
 //!
 //! - `cargo xtask setup`: installs what the build and the tests need
-//!   (see `setup.rs` and docs/setup.md); every step is skipped when done.
+//!   (see `setup/` and docs/setup.md); every step is skipped when done.
 //! - `cargo xtask run [-- ARGS]`: setup, release build, then the agent.
 //! - `cargo xtask test [-- ARGS]`: setup, fmt, clippy, then `cargo test`.
 //! - `cargo xtask bench`: setup, release builds, then the overhead benchmark
 //!   (see `bench/` and docs/performance.md).
 
-mod apt;
 mod bench;
-mod bpf_linker;
 mod cmd;
-mod kernel;
-mod pip;
 mod run;
 mod setup;
 mod test;
-mod toolchain;
 
 use std::{
     path::{Path, PathBuf},

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use anyhow::bail;
 
-use crate::{cmd, setup, toolchain::NIGHTLY, workspace_root};
+use crate::{cmd, setup, setup::toolchain::NIGHTLY, workspace_root};
 
 /// The workspace member that holds the kernel programs.
 const KERNEL_CRATE: &str = "agent-ebpf";

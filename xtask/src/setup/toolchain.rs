@@ -6,10 +6,8 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::{
-    cmd,
-    setup::{Plan, Step},
-};
+use super::step::{Plan, Step};
+use crate::cmd;
 
 /// The channel aya-build's `Toolchain::default()` uses. Any recent nightly
 /// works (bpf-linker follows its LLVM, see bpf_linker.rs); pin a date here

@@ -24,11 +24,11 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{
-    cmd,
-    setup::{Plan, Step},
+use super::{
+    step::{Plan, Step},
     toolchain::NIGHTLY,
 };
+use crate::cmd;
 
 /// The bpf-linker version that builds with this project's toolchains.
 pub const VERSION: &str = "0.13.0";
@@ -83,7 +83,7 @@ fn plan() -> anyhow::Result<Plan> {
     if !LLVM_FEATURES.contains(&llvm.major) {
         bail!(
             "the toolchain's libLLVM is LLVM {} ({}), and bpf-linker {VERSION} has no `llvm-{}` feature \
-             (it has {}): change VERSION in xtask/src/bpf_linker.rs to a bpf-linker that supports LLVM {}",
+             (it has {}): change VERSION in xtask/src/setup/bpf_linker.rs to a bpf-linker that supports LLVM {}",
             llvm.major,
             llvm.file.display(),
             llvm.major,

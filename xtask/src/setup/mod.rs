@@ -6,31 +6,18 @@
 //! fails stops setup with the step's name, the error, and how to do the step
 //! by hand. docs/setup.md describes the steps for people.
 
+mod apt;
+mod bpf_linker;
+mod kernel;
+mod pip;
+mod step;
+pub mod toolchain;
+
 use std::time::Instant;
 
 use anyhow::anyhow;
 
-use crate::{apt, bpf_linker, kernel, pip, toolchain};
-
-/// What a step found when it looked.
-pub enum Plan {
-    /// Nothing to do; the text says what is already there.
-    Done(String),
-    /// Nothing this step can do, but the user should know (setup goes on).
-    Warn(String),
-    /// Work to do: what it is, and the work itself.
-    Do(String, Box<dyn FnOnce() -> anyhow::Result<()>>),
-}
-
-/// One step of setup.
-pub struct Step {
-    /// Short name, shown at the start of the step's line and in failures.
-    pub name: &'static str,
-    /// Looks at the machine and says what the step must do.
-    pub plan: fn() -> anyhow::Result<Plan>,
-    /// How to do the step by hand, shown when it fails.
-    pub by_hand: fn() -> String,
-}
+use self::step::{Plan, Step};
 
 /// The steps, in order: packages first (nothing later needs them, but they
 /// are the longest wait on a fresh machine and the one a person most often

@@ -3,10 +3,8 @@
 
 use std::{path::Path, process::Command};
 
-use crate::{
-    cmd,
-    setup::{Plan, Step},
-};
+use super::step::{Plan, Step, is_root};
+use crate::cmd;
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 const BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -61,13 +59,4 @@ fn root() -> anyhow::Result<Plan> {
 
 fn root_by_hand() -> String {
     String::from("  run as root")
-}
-
-/// Whether this process runs with effective uid 0.
-pub fn is_root() -> bool {
-    // `Uid:  real  effective  saved  filesystem` in /proc/self/status.
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|uids| uids.split_whitespace().nth(1))
-            == Some("0")
-    })
 }

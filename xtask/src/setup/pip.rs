@@ -10,10 +10,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::{
-    cmd,
-    setup::{Plan, Step},
-};
+use super::step::{Plan, Step};
+use crate::cmd;
 
 /// Each package, its pinned version, the command it puts on PATH, and why.
 const PACKAGES: &[(&str, &str, &str, &str)] = &[

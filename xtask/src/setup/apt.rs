@@ -4,10 +4,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::{
-    cmd, kernel,
-    setup::{Plan, Step},
-};
+use super::step::{Plan, Step, is_root};
+use crate::cmd;
 
 /// Every Debian package the project needs at run and test time, with why.
 /// Add a line here when a test starts using a new tool.
@@ -46,7 +44,7 @@ fn installed(package: &str) -> bool {
 }
 
 fn install(packages: &[&str]) -> anyhow::Result<()> {
-    if !kernel::is_root() {
+    if !is_root() {
         bail!("installing packages needs root, and this is not root");
     }
     for (name, why) in PACKAGES.iter().filter(|(name, _)| packages.contains(name)) {
