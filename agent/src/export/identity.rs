@@ -19,11 +19,11 @@ use opentelemetry_sdk::{
 };
 
 use super::{
+    attributes::{Attr, attr},
     catalog::{
-        Attribute, CONTAINER_ID, K8S_CONTAINER_NAME, K8S_NAMESPACE_NAME, K8S_POD_NAME, K8S_POD_UID, PROCESS_COMMAND,
+        CONTAINER_ID, K8S_CONTAINER_NAME, K8S_NAMESPACE_NAME, K8S_POD_NAME, K8S_POD_UID, PROCESS_COMMAND,
         PROCESS_EXECUTABLE_NAME, PROCESS_PID, SERVICE_NAME,
     },
-    series::{Attr, AttrValue},
 };
 use crate::{
     attribution::container::Container,
@@ -96,18 +96,16 @@ pub fn node_resource() -> Resource {
 /// The attributes of `identity`'s series, in catalog order; the Kubernetes
 /// ones when `pods` finds its container's pod.
 pub fn process_attributes(identity: &Identity, pods: Option<&dyn PodLookup>) -> Arc<[Attr]> {
-    let mut attributes = vec![
-        attr(&PROCESS_PID, AttrValue::Int(i64::from(identity.pid))),
-        attr(&PROCESS_EXECUTABLE_NAME, AttrValue::Str(identity.comm.clone())),
-    ];
+    let mut attributes =
+        vec![attr(&PROCESS_PID, i64::from(identity.pid)), attr(&PROCESS_EXECUTABLE_NAME, identity.comm.clone())];
     if let Some(command) = identity.command.split_whitespace().next() {
-        attributes.push(attr(&PROCESS_COMMAND, AttrValue::Str(command.to_owned())));
+        attributes.push(attr(&PROCESS_COMMAND, command));
     }
     if let Some(container) = &identity.container {
-        attributes.push(attr(&CONTAINER_ID, AttrValue::Str(container.id.clone())));
+        attributes.push(attr(&CONTAINER_ID, container.id.clone()));
         match pods.and_then(|pods| pods.lookup(container)) {
             Some(pod) => attributes.extend(pod_attributes(pod)),
-            None => attributes.extend(container.pod_uid.clone().map(|uid| attr(&K8S_POD_UID, AttrValue::Str(uid)))),
+            None => attributes.extend(container.pod_uid.clone().map(|uid| attr(&K8S_POD_UID, uid))),
         }
     }
     attributes.into()
@@ -125,11 +123,7 @@ fn pod_attributes(pod: ContainerPod) -> impl Iterator<Item = Attr> {
     ]
     .into_iter()
     .filter(|(_, value)| !value.is_empty())
-    .map(|(attribute, value)| attr(attribute, AttrValue::Str(value)))
-}
-
-fn attr(attribute: &'static Attribute, value: AttrValue) -> Attr {
-    (attribute.key, value)
+    .map(|(attribute, value)| attr(attribute, value))
 }
 
 fn read_trimmed(path: &str) -> Option<String> {

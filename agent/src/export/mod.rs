@@ -5,7 +5,8 @@
 //! more, delivers what is queued, and returns.
 //!
 //! [`catalog`] lists every metric; [`series`] builds the points from the
-//! model; [`identity`] names the node and the processes; [`otlp`] encodes
+//! model; [`identity`] names the node and the processes, with the
+//! [`attributes`] the points carry; [`otlp`] encodes
 //! and sends; [`queue`] buffers between the two and measures itself;
 //! [`prometheus`] serves `/metrics`, `/healthz` and `/readyz`.
 //!
@@ -16,6 +17,7 @@
 //! sender, the HTTP server, the signals) shares one single-threaded tokio
 //! runtime on the main thread. They meet at the queue and at [`Status`].
 
+pub mod attributes;
 pub mod catalog;
 pub mod identity;
 pub mod otlp;

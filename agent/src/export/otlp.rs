@@ -30,8 +30,9 @@ use opentelemetry_proto::tonic::{
 use prost::Message as _;
 
 use super::{
+    attributes::AttrValue,
     catalog::{self, Instrument},
-    series::{AttrValue, Point, Snapshot, Value},
+    series::{Point, Snapshot, Value},
 };
 use crate::config::{ExportConfig, describe_key};
 

@@ -10,10 +10,12 @@ use agent_common::{
     write::WriteStats,
 };
 
-use super::{Attr, AttrValue};
 use crate::{
     attribution::fds::FdInfo,
-    export::catalog,
+    export::{
+        attributes::{Attr, attr},
+        catalog,
+    },
     model::{ProcessState, metrics::Transition},
 };
 
@@ -43,11 +45,11 @@ impl FdGroup {
 
     pub(super) fn attributes(&self) -> Vec<Attr> {
         match self {
-            FdGroup::Kind(kind) => vec![(catalog::FD_KIND.key, AttrValue::Str((*kind).to_owned()))],
+            FdGroup::Kind(kind) => vec![attr(&catalog::FD_KIND, *kind)],
             FdGroup::Fd { fd, kind, target } => vec![
-                (catalog::FD_KIND.key, AttrValue::Str((*kind).to_owned())),
-                (catalog::FD.key, AttrValue::Int(i64::from(*fd))),
-                (catalog::FD_TARGET.key, AttrValue::Str(target.clone())),
+                attr(&catalog::FD_KIND, *kind),
+                attr(&catalog::FD, i64::from(*fd)),
+                attr(&catalog::FD_TARGET, target.clone()),
             ],
         }
     }

@@ -9,10 +9,11 @@ use agent_common::{
 };
 
 use super::{
-    Attr, AttrValue, Point, Value,
+    Point, Value,
     activity::{Activity, Gauges, UringActivity},
 };
 use crate::export::{
+    attributes::{Attr, attr},
     catalog::{self, Metric},
     queue::ExportHealth,
 };
@@ -170,8 +171,4 @@ impl Emit<'_> {
             self.counter(&catalog::EXPORT_DROPS, vec![attr(&catalog::WRITE_DROP_REASON, reason)], Value::Int(count));
         }
     }
-}
-
-pub(super) fn attr(attribute: &'static catalog::Attribute, value: &str) -> Attr {
-    (attribute.key, AttrValue::Str(value.to_owned()))
 }

@@ -26,16 +26,16 @@ mod emit;
 
 use std::{
     collections::{HashMap, HashSet},
-    fmt,
     sync::Arc,
     time::SystemTime,
 };
 
 use self::{
     activity::{Activity, Gauges, Seen},
-    emit::{Emit, attr},
+    emit::Emit,
 };
 use super::{
+    attributes::{Attr, attr},
     catalog::{self, Metric},
     identity::{self, PodLookup},
     queue::ExportHealth,
@@ -46,26 +46,6 @@ use crate::{
     config::ExportConfig,
     model::{Model, ProcessState},
 };
-
-/// An attribute value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AttrValue {
-    Str(String),
-    Int(i64),
-    Bool(bool),
-}
-
-impl fmt::Display for AttrValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AttrValue::Str(s) => f.write_str(s),
-            AttrValue::Int(i) => write!(f, "{i}"),
-            AttrValue::Bool(b) => write!(f, "{b}"),
-        }
-    }
-}
-
-pub type Attr = (&'static str, AttrValue);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -350,7 +330,7 @@ impl SeriesSet {
     fn other_points(&self, gauges: &Gauges) -> Vec<(&'static Metric, Point)> {
         let mut points = Vec::new();
         if let Some(other) = &self.other {
-            let subject: Arc<[Attr]> = Arc::new([(catalog::FOLDED.key, AttrValue::Bool(true))]);
+            let subject: Arc<[Attr]> = Arc::new([attr(&catalog::FOLDED, true)]);
             let mut emit = Emit { out: &mut points, subject, start: other.start, averages_only: self.averages_only };
             emit.activity(&other.total);
             emit.gauges(gauges, None);
