@@ -7,7 +7,12 @@ use agent_common::{
 };
 use serde::Serialize;
 
-use super::{histogram::Log2Histogram, io_uring::RingMetrics, metrics::BatchingMetrics};
+use super::{
+    histogram::Log2Histogram,
+    human::{human_bytes, human_ns},
+    io_uring::RingMetrics,
+    metrics::BatchingMetrics,
+};
 use crate::config::{HotWriterRule, IoUringRule, TimerFlushRule};
 
 /// Whether one interval of a descriptor looks like an un-batched hot writer:
@@ -34,49 +39,6 @@ pub fn is_unbatched_ring(m: &RingMetrics, rule: &HotWriterRule) -> bool {
 /// keeps having to wake the poller, so submissions cost syscalls anyway.
 pub fn is_sqpoll_trickle(m: &RingMetrics, rule: &IoUringRule) -> bool {
     m.sqpoll && m.wakeups_per_sec >= rule.min_wakeups_per_sec
-}
-
-/// A flag that is raised after `sustain` hot intervals in a row and cleared
-/// after `sustain` cool ones, so it does not flap on a bursty writer. It
-/// keeps the description of its last hot interval as its reason, so a flag
-/// held through cool intervals still says what raised it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Flag {
-    raised: bool,
-    /// Intervals in a row that disagreed with `raised`.
-    against: u32,
-    /// Intervals in a row that were hot.
-    hot_for: u32,
-    last_hot: Option<String>,
-}
-
-impl Flag {
-    /// Judges one interval; `describe` tells a hot one in words, given how
-    /// many hot intervals in a row it ends.
-    pub fn update(&mut self, hot: bool, sustain: u32, describe: impl FnOnce(u32) -> String) {
-        self.hot_for = if hot { self.hot_for + 1 } else { 0 };
-        if hot {
-            self.last_hot = Some(describe(self.hot_for));
-        }
-        if hot == self.raised {
-            self.against = 0;
-        } else {
-            self.against += 1;
-            if self.against >= sustain {
-                self.raised = hot;
-                self.against = 0;
-            }
-        }
-    }
-
-    pub fn is_raised(&self) -> bool {
-        self.raised
-    }
-
-    /// Why the flag is raised, if it is.
-    pub fn reason(&self) -> Option<&str> {
-        self.last_hot.as_deref().filter(|_| self.raised)
-    }
 }
 
 /// A batcher seen flushing on a timer.
@@ -142,27 +104,6 @@ impl TimerFlush {
     }
 }
 
-/// `1500000` → `1.5ms`.
-pub fn human_ns(ns: u64) -> String {
-    let ns = ns as f64;
-    match ns {
-        n if n >= 1e9 => format!("{:.3}s", n / 1e9),
-        n if n >= 1e6 => format!("{:.1}ms", n / 1e6),
-        n if n >= 1e3 => format!("{:.1}µs", n / 1e3),
-        n => format!("{n:.0}ns"),
-    }
-}
-
-/// `65536` → `64 KiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{} GiB", b >> 30),
-        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
-        b => format!("{b} B"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -192,39 +133,6 @@ mod tests {
         assert!(!is_hot_unbatched(&interval(999, 1, 1), &HOT), "too slow");
         assert!(!is_hot_unbatched(&interval(5000, 64, 65536), &HOT), "batched");
         assert!(!is_hot_unbatched(&interval(5000, 1, 65536), &HOT), "one big record per call");
-    }
-
-    #[test]
-    fn flag_needs_sustain_intervals_both_ways() {
-        let mut flag = Flag::default();
-        let steps = [
-            (true, false),
-            (true, false),
-            (true, true),
-            (false, true),
-            (true, true),
-            (false, true),
-            (false, true),
-            (false, false),
-        ];
-        for (hot, raised) in steps {
-            flag.update(hot, 3, |n| format!("hot for {n}"));
-            assert_eq!(flag.is_raised(), raised, "{flag:?}");
-        }
-    }
-
-    #[test]
-    fn a_held_flag_keeps_the_reason_of_its_last_hot_interval() {
-        let mut flag = Flag::default();
-        for _ in 0..3 {
-            flag.update(true, 3, |n| format!("hot for {n}"));
-        }
-        assert_eq!(flag.reason(), Some("hot for 3"));
-        flag.update(false, 3, |_| unreachable!("cool intervals are not described"));
-        assert_eq!(flag.reason(), Some("hot for 3"));
-        flag.update(false, 3, |_| unreachable!());
-        flag.update(false, 3, |_| unreachable!());
-        assert_eq!((flag.is_raised(), flag.reason()), (false, None));
     }
 
     /// Gaps at `period` ns and batches of the given byte sizes.

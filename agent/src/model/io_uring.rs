@@ -11,7 +11,7 @@ use agent_common::{
 use serde::Serialize;
 
 use super::{
-    classify::Flag,
+    flag::Flag,
     metrics::{Quantiles, Transition},
 };
 use crate::depth::fdinfo::RingFdinfo;

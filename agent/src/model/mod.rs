@@ -4,7 +4,9 @@
 //! The collector feeds it deltas; the views and exporters only read it.
 
 pub mod classify;
+pub mod flag;
 pub mod histogram;
+pub mod human;
 pub mod io_uring;
 pub mod metrics;
 
@@ -17,7 +19,8 @@ use std::{
 use agent_common::{counters::Counters as _, write::WriteStats};
 
 use self::{
-    classify::{Flag, TimerFlush, is_hot_by_averages, is_hot_unbatched, is_sqpoll_trickle, is_unbatched_ring},
+    classify::{TimerFlush, is_hot_by_averages, is_hot_unbatched, is_sqpoll_trickle, is_unbatched_ring},
+    flag::Flag,
     io_uring::{RingState, UringState},
     metrics::{BatchingMetrics, Transition},
 };

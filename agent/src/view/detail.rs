@@ -22,7 +22,8 @@ use super::{
 };
 use crate::model::{
     FdState, ProcessState,
-    classify::{TimerFlush, human_bytes, human_ns},
+    classify::TimerFlush,
+    human::{human_bytes, human_ns},
 };
 
 const FD: Column = column("FD", 4, true, None);

@@ -3,7 +3,7 @@
 //! wording ([`human_bytes`], [`human_ns`]).
 
 use crate::model::{
-    classify::{human_bytes, human_ns},
+    human::{human_bytes, human_ns},
     metrics::{BatchingMetrics, Quantiles},
 };
 
