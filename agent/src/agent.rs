@@ -53,7 +53,7 @@ pub enum StartError {
 /// What the agent knows about the node it runs on.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
-    /// Cost of one kernel crossing, in nanoseconds.
+    /// Cost of one kernel transition, in nanoseconds.
     pub transition_cost_ns: f64,
     /// Whether that cost was measured here (or taken from the config).
     pub transition_cost_measured: bool,
@@ -90,11 +90,11 @@ impl NodeInfo {
     }
 }
 
-/// The crossing cost from the config, else measured now: (ns, measured).
-fn crossing_cost(config: &Config) -> (f64, bool) {
+/// The transition cost from the config, else measured now: (ns, measured).
+fn transition_cost(config: &Config) -> (f64, bool) {
     match config.transition_cost_ns {
         Some(cost) => (cost, false),
-        None => (transition::measure_crossing_ns(), true),
+        None => (transition::measure_transition_ns(), true),
     }
 }
 
@@ -139,12 +139,12 @@ impl Agent {
         }
     }
 
-    /// Checks the node, measures the crossing cost, then loads and attaches
+    /// Checks the node, measures the transition cost, then loads and attaches
     /// the probes: counting starts when this returns.
     pub fn start_with_probes(config: &Config) -> Result<Agent, StartError> {
         let preflight = preflight::check()?;
         // Measured before attaching, so the probes do not inflate it.
-        let transition = crossing_cost(config);
+        let transition = transition_cost(config);
         let mut probes = Probes::load(&config.maps, config.attach)?;
         let collector = Collector::new(probes.take_maps()?, config.maps.evict_idle_after);
         let node = NodeInfo {
@@ -161,7 +161,7 @@ impl Agent {
     /// Starts polling `/proc` because the probes could not start.
     fn start_degraded(config: &Config, error: &StartError) -> Agent {
         let degraded = Degraded { reason: with_causes(error), needs: FULL_MODE_NEEDS };
-        let node = NodeInfo { degraded: Some(degraded), ..NodeInfo::new(crossing_cost(config)) };
+        let node = NodeInfo { degraded: Some(degraded), ..NodeInfo::new(transition_cost(config)) };
         let mut agent = Agent::assemble(config, Source::Proc(ProcPoller::default()), node);
         // The first poll only sets every process's baseline.
         agent.tick().expect("polling /proc cannot fail as a whole");

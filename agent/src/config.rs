@@ -19,7 +19,7 @@ pub struct Settings {
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
 
-    /// Cost of one kernel crossing in nanoseconds [default: measured at start].
+    /// Cost of one kernel transition in nanoseconds [default: measured at start].
     #[arg(long, global = true, env = "BATCHWATCH_TRANSITION_COST_NS")]
     #[serde(default)]
     pub transition_cost_ns: Option<f64>,

@@ -172,7 +172,7 @@ fn announce(agent: &Agent) {
         eprintln!("batchwatch: not attached: {}: {} (the other probes still run)", failure.tracepoint, failure.reason);
     }
     eprintln!(
-        "batchwatch: {} probes attached ({}); one kernel crossing costs {:.0} ns here ({})",
+        "batchwatch: {} probes attached ({}); one kernel transition costs {:.0} ns here ({})",
         node.attached.len(),
         node.attach_mode.map_or("none", AttachMode::name),
         node.transition_cost_ns,

@@ -1,7 +1,8 @@
-//! Measuring what one kernel crossing costs on this node.
+//! Measuring what one kernel transition (user to kernel mode and back)
+//! costs on this node.
 //!
 //! The cheapest syscall (`getppid`) timed in a tight loop is the price of the
-//! crossing alone: every write-family call pays at least that on top of its
+//! transition alone: every write-family call pays at least that on top of its
 //! own work. Measured before the probes attach, so they do not inflate it.
 
 use std::time::Instant;
@@ -12,7 +13,7 @@ const CALLS_PER_ROUND: u32 = 200_000;
 const ROUNDS: usize = 5;
 
 /// Median over rounds of the nanoseconds one `getppid` takes.
-pub fn measure_crossing_ns() -> f64 {
+pub fn measure_transition_ns() -> f64 {
     let mut rounds: Vec<f64> = (0..ROUNDS).map(|_| one_round()).collect();
     rounds.sort_by(f64::total_cmp);
     rounds[ROUNDS / 2]
@@ -31,8 +32,8 @@ fn one_round() -> f64 {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_crossing_costs_something_plausible() {
-        let ns = super::measure_crossing_ns();
+    fn a_transition_costs_something_plausible() {
+        let ns = super::measure_transition_ns();
         // Anything from a fast bare-metal core to a slow emulated one.
         assert!((10.0..100_000.0).contains(&ns), "{ns} ns");
     }

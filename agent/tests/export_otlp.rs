@@ -24,7 +24,7 @@ use self::{
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Exports every second to `receiver`, with a fixed crossing cost so that
+/// Exports every second to `receiver`, with a fixed transition cost so that
 /// the transition time is exact, and no activity floor so that `dd` has
 /// series of its own.
 fn start_exporting(receiver: &Receiver, transport: Transport, more: &[(&str, &str)]) -> Agent {

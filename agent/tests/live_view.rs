@@ -20,7 +20,7 @@ fn flags_a_one_byte_writer_and_quits_on_q() {
     // The exit status goes to a file: tmux does not keep it.
     let command = format!("{BINARY} 2>{}; echo $? >{}", files.stderr.display(), files.status.display());
     tmux.ok(&["new-session", "-d", "-s", "live", "-x", "200", "-y", "50", &command]);
-    // Start-up measures the crossing cost and loads the probes.
+    // Start-up measures the transition cost and loads the probes.
     tmux.wait_for("the view to start", Duration::from_secs(30), &files, |screen| {
         screen.contains("write batching per process")
     });

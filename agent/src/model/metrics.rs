@@ -1,7 +1,7 @@
 //! The four batching metrics, as seen from the kernel, for one fd or one
 //! process over one span of time: batch size (bytes and records per call),
 //! batch wait time (gap between flushes), drops (what the kernel refused),
-//! plus call rates and the cost of crossing into the kernel. Buffer depth is
+//! plus call rates and the cost of the transitions into the kernel. Buffer depth is
 //! sampled separately (`depth`).
 
 use agent_common::write::{Outcome, WriteStats};
@@ -50,7 +50,7 @@ impl Drops {
     }
 }
 
-/// What one kernel crossing costs on this node, and the batch size used to
+/// What one kernel transition costs on this node, and the batch size used to
 /// estimate what batching would save.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transition {

@@ -44,7 +44,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The rules `config` sets, with the crossing cost measured (or set) on
+    /// The rules `config` sets, with the transition cost measured (or set) on
     /// this node.
     pub fn new(config: &Config, cost_ns: f64, degraded: bool) -> Rules {
         Rules {

@@ -93,7 +93,7 @@ fn probe_facts(node: &NodeFacts) -> String {
         names => format!("{} failed ({})", names.len(), names.join(", ")),
     };
     format!(
-        "crossing {:.0} ns ({}) │ probes {} attached ({}), {failed} │ tracked fds {} │ \
+        "transition {:.0} ns ({}) │ probes {} attached ({}), {failed} │ tracked fds {} │ \
          kernel errors: {} fds and {} rings untracked (map full), {} calls with unreadable args",
         node.transition_cost_ns,
         if node.cost_measured { "measured" } else { "configured" },
@@ -215,7 +215,7 @@ mod tests {
         assert_eq!(screen[0], "batchwatch  write batching per process, refreshed every 1s");
         assert_eq!(
             screen[1],
-            "crossing 1000 ns (configured) │ probes 16 attached (tracepoint), 1 failed (sys_exit_pwritev2) │ tracked fds 3 │ \
+            "transition 1000 ns (configured) │ probes 16 attached (tracepoint), 1 failed (sys_exit_pwritev2) │ tracked fds 3 │ \
              kernel errors: 2 fds and 1 rings untracked (map full), 5 calls with unreadable args"
         );
         assert_eq!(screen[2], "total 53.2k writes/s │ 0.053 est. cores crossing into the kernel │ 1 flagged UNBATCHED");

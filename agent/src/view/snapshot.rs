@@ -40,7 +40,7 @@ impl ProcessKey {
 #[derive(Debug, Clone)]
 pub struct NodeFacts {
     pub interval: Duration,
-    /// Cost of one kernel crossing, and whether it was measured here.
+    /// Cost of one kernel transition, and whether it was measured here.
     pub transition_cost_ns: f64,
     pub cost_measured: bool,
     pub probes_attached: usize,

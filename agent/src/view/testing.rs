@@ -27,7 +27,7 @@ use crate::{
     model::{Model, Rules},
 };
 
-/// A model with the default rules and a crossing cost of 1 µs, so that
+/// A model with the default rules and a transition cost of 1 µs, so that
 /// 1000 calls/s cost 0.001 cores.
 pub fn model() -> Model {
     Model::new(Rules::new(&Config::default(), 1000.0, false))
@@ -164,7 +164,7 @@ pub fn ring_fdinfo(setup: &RingSetup, sq_pending: u32, cq_pending: u32) -> RingF
 }
 
 /// Three one-second intervals of five io_uring users, and the snapshot the
-/// view took after the last one (a crossing costs 1 µs):
+/// view took after the last one (a transition costs 1 µs):
 /// - `submit1` (pid 500), ring fd 7 (8/16 entries): 5000 enters a second
 ///   of one SQE each, so it is flagged; CQ 2 of 16 full;
 /// - `batch32` (pid 600), ring fd 8 (32/64 entries): 1000 enters of 32
