@@ -7,7 +7,7 @@ pub const LAST_WRITE: &str = "LAST_WRITE";
 /// Command name of each process the first time one of its fds is tracked.
 pub const PROCESS_COMMS: &str = "PROCESS_COMMS";
 /// Per-CPU counters of what the kernel side could not record, indexed by
-/// [`ProbeMiss`].
+/// [`ProbeErrorKind`].
 pub const PROBE_ERRORS: &str = "PROBE_ERRORS";
 
 /// io_uring_enter calls per (tgid, ring fd).
@@ -28,11 +28,12 @@ pub const EXITED: &str = "EXITED";
 /// Load-time global: the agent's own tgid, whose writes are not counted.
 pub const GLOBAL_SELF_TGID: &str = "SELF_TGID";
 
-/// Things the kernel side could not record. The discriminant indexes the
-/// per-CPU `PROBE_ERRORS` array.
+/// The kinds of probe error: what the kernel side could not record. The
+/// discriminant indexes the per-CPU `PROBE_ERRORS` array; the agent sums
+/// them into its `ProbeErrors`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeMiss {
+pub enum ProbeErrorKind {
     /// A new (tgid, fd) could not be inserted: `WRITE_STATS` is full.
     StatsMapFull = 0,
     /// A call's iovecs or message headers could not be read from user memory;
@@ -44,6 +45,6 @@ pub enum ProbeMiss {
     ExitMapFull = 3,
 }
 
-impl ProbeMiss {
+impl ProbeErrorKind {
     pub const COUNT: u32 = 4;
 }

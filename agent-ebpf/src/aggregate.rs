@@ -1,6 +1,6 @@
 //! In-kernel aggregation helpers shared by all probes.
 
-use agent_common::{hist::log2_slot, maps::ProbeMiss};
+use agent_common::{hist::log2_slot, maps::ProbeErrorKind};
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::bpf_get_current_comm,
@@ -13,9 +13,9 @@ use aya_ebpf::{
 pub const MAX_PROCESSES: u32 = 8192;
 
 /// Per-CPU counters of what the probes could not record, indexed by
-/// [`ProbeMiss`].
+/// [`ProbeErrorKind`].
 #[map(name = "PROBE_ERRORS")]
-static PROBE_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ProbeMiss::COUNT, 0);
+static PROBE_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ProbeErrorKind::COUNT, 0);
 
 /// The name of each process the first time it is tracked, so that one that
 /// wrote and exited between two reads still has a name.
@@ -43,8 +43,8 @@ pub fn hist_add<const N: usize>(hist: &mut [u64; N], value: u64) {
 
 /// Counts something the probes could not record.
 #[inline(always)]
-pub fn count_miss(miss: ProbeMiss) {
-    if let Some(counter) = PROBE_ERRORS.get_ptr_mut(miss as u32) {
+pub fn count_probe_error(kind: ProbeErrorKind) {
+    if let Some(counter) = PROBE_ERRORS.get_ptr_mut(kind as u32) {
         // SAFETY: a per-CPU slot is only touched by this CPU, and probes do not nest.
         unsafe { *counter += 1 };
     }
@@ -53,7 +53,7 @@ pub fn count_miss(miss: ProbeMiss) {
 /// This CPU's value for `key` in `map`, created from `zero` on first use
 /// (and the process's name remembered then). A full map is counted as `full`.
 #[inline(always)]
-pub fn entry<K, V>(map: &PerCpuHashMap<K, V>, key: &K, zero: &V, tgid: u32, full: ProbeMiss) -> Option<*mut V> {
+pub fn entry<K, V>(map: &PerCpuHashMap<K, V>, key: &K, zero: &V, tgid: u32, full: ProbeErrorKind) -> Option<*mut V> {
     if let Some(value) = map.get_ptr_mut(key) {
         return Some(value);
     }
@@ -65,7 +65,7 @@ pub fn entry<K, V>(map: &PerCpuHashMap<K, V>, key: &K, zero: &V, tgid: u32, full
     let value = map.get_ptr_mut(key);
     // Another CPU may have created it in between: only a real miss is "full".
     if value.is_none() {
-        count_miss(full);
+        count_probe_error(full);
     }
     value
 }

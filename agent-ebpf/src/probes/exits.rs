@@ -4,7 +4,7 @@
 //! process is exiting; a kernel without that field refuses the program, and
 //! the agent then checks `/proc` instead.
 
-use agent_common::maps::ProbeMiss;
+use agent_common::maps::ProbeErrorKind;
 use aya_ebpf::{
     macros::{map, tracepoint},
     maps::HashMap,
@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    aggregate::{MAX_PROCESSES, count_miss, is_tracked},
+    aggregate::{MAX_PROCESSES, count_probe_error, is_tracked},
     tracepoint::{field, traced_tgid},
 };
 
@@ -28,7 +28,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let group_dead: u8 = field(&ctx, GROUP_DEAD_OFFSET);
     let Some(tgid) = traced_tgid() else { return 0 };
     if group_dead != 0 && is_tracked(tgid) && EXITED.insert(tgid, 1, 0).is_err() {
-        count_miss(ProbeMiss::ExitMapFull);
+        count_probe_error(ProbeErrorKind::ExitMapFull);
     }
     0
 }

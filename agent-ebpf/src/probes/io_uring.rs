@@ -12,7 +12,7 @@ use agent_common::{
         CqeErrorKey, ENTER_GETEVENTS, ENTER_SQ_WAKEUP, EnterStats, OpClass, RingKey, RingOpStats, RingSetup, SetupStats,
     },
     key::FdKey,
-    maps::ProbeMiss,
+    maps::ProbeErrorKind,
 };
 use aya_ebpf::{
     macros::{map, tracepoint},
@@ -70,7 +70,7 @@ pub fn io_uring_create(ctx: TracePointContext) -> u32 {
 pub fn record_enter(args: &Args, ret: i64) {
     let Some(tgid) = traced_tgid() else { return };
     let key = FdKey { tgid, fd: args.arg0 as i32 };
-    let Some(stats) = entry(&URING_ENTERS, &key, &EnterStats::ZERO, tgid, ProbeMiss::UringMapFull) else {
+    let Some(stats) = entry(&URING_ENTERS, &key, &EnterStats::ZERO, tgid, ProbeErrorKind::UringMapFull) else {
         return;
     };
     // SAFETY: this CPU's copy; probes do not nest on a CPU.
@@ -141,7 +141,7 @@ pub fn io_uring_short_write(ctx: TracePointContext) -> u32 {
 pub fn record_setup(ret: i64) {
     let Some(tgid) = traced_tgid() else { return };
     let zero = SetupStats::default();
-    let Some(stats) = entry(&URING_SETUPS, &tgid, &zero, tgid, ProbeMiss::UringMapFull) else { return };
+    let Some(stats) = entry(&URING_SETUPS, &tgid, &zero, tgid, ProbeErrorKind::UringMapFull) else { return };
     // SAFETY: this CPU's copy; probes do not nest on a CPU.
     let stats = unsafe { &mut *stats };
     match ret {
@@ -162,7 +162,7 @@ fn ring_key(ctx: &TracePointContext) -> Option<RingKey> {
 #[inline(always)]
 fn with_ring_ops(ctx: &TracePointContext, update: impl FnOnce(&mut RingOpStats)) {
     let Some(key) = ring_key(ctx) else { return };
-    if let Some(ops) = entry(&URING_OPS, &key, &RingOpStats::ZERO, key.tgid, ProbeMiss::UringMapFull) {
+    if let Some(ops) = entry(&URING_OPS, &key, &RingOpStats::ZERO, key.tgid, ProbeErrorKind::UringMapFull) {
         // SAFETY: this CPU's copy; probes do not nest on a CPU.
         update(unsafe { &mut *ops });
     }
@@ -172,7 +172,7 @@ fn with_ring_ops(ctx: &TracePointContext, update: impl FnOnce(&mut RingOpStats))
 fn count_cqe_error(ctx: &TracePointContext, errno: u32) {
     let Some(ring) = ring_key(ctx) else { return };
     let key = CqeErrorKey { ring, errno, _pad: 0 };
-    if let Some(count) = entry(&URING_CQE_ERRORS, &key, &0, ring.tgid, ProbeMiss::UringMapFull) {
+    if let Some(count) = entry(&URING_CQE_ERRORS, &key, &0, ring.tgid, ProbeErrorKind::UringMapFull) {
         // SAFETY: as above.
         unsafe { *count += 1 };
     }

@@ -6,7 +6,7 @@
 
 use agent_common::{
     key::FdKey,
-    maps::ProbeMiss,
+    maps::ProbeErrorKind,
     write::{Outcome, WriteStats, WriteSyscall},
 };
 use aya_ebpf::{
@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    aggregate::{count_miss, entry, hist_add},
+    aggregate::{count_probe_error, entry, hist_add},
     syscall_args::{Args, iovec_bytes, mmsghdr_sent_bytes, msghdr_iov},
     tracepoint::traced_tgid,
 };
@@ -62,7 +62,7 @@ pub fn record_write(syscall: WriteSyscall, args: &Args, ret: i64) {
 
     let Some(zero) = ZERO_STATS.get_ptr(0) else { return };
     // SAFETY: `zero` points at a map value of the right type.
-    let Some(stats) = entry(&WRITE_STATS, &key, unsafe { &*zero }, tgid, ProbeMiss::StatsMapFull) else {
+    let Some(stats) = entry(&WRITE_STATS, &key, unsafe { &*zero }, tgid, ProbeErrorKind::StatsMapFull) else {
         return;
     };
     // Only for tracked pairs, so LAST_WRITE's keys are WRITE_STATS's.
@@ -103,7 +103,7 @@ fn request(syscall: WriteSyscall, args: &Args, ret: i64) -> Request {
             let bytes = match mmsghdr_sent_bytes(args.arg1, sent) {
                 Some(bytes) => bytes,
                 None => {
-                    count_miss(ProbeMiss::ArgsUnreadable);
+                    count_probe_error(ProbeErrorKind::ArgsUnreadable);
                     0
                 }
             };
@@ -124,7 +124,7 @@ fn vectored(iov: u64, count: u64, ret: i64) -> Request {
 /// the result as the request, so the call counts as complete.
 #[inline(always)]
 fn unreadable(ret: i64, records: u64) -> Request {
-    count_miss(ProbeMiss::ArgsUnreadable);
+    count_probe_error(ProbeErrorKind::ArgsUnreadable);
     let bytes = if ret > 0 { ret as u64 } else { 0 };
     Request { wanted: bytes, bytes, records }
 }

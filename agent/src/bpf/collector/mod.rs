@@ -11,7 +11,7 @@ use agent_common::{
     counters::Counters,
     io_uring::{CqeErrorKey, EnterStats, RingKey, RingOpStats, RingSetup, SetupStats},
     key::FdKey,
-    maps::{self, ProbeMiss},
+    maps::{self, ProbeErrorKind},
     write::WriteStats,
 };
 use aya::{
@@ -217,7 +217,7 @@ pub struct Collector {
     comms: aya::maps::HashMap<MapData, u32, [u8; 16]>,
     rings: aya::maps::HashMap<MapData, u64, RingSetup>,
     exited: aya::maps::HashMap<MapData, u32, u8>,
-    misses: aya::maps::PerCpuArray<MapData, u64>,
+    probe_errors: aya::maps::PerCpuArray<MapData, u64>,
 }
 
 impl Collector {
@@ -237,7 +237,7 @@ impl Collector {
             comms: maps.comms,
             rings: maps.uring_rings,
             exited: maps.exited,
-            misses: maps.misses,
+            probe_errors: maps.probe_errors,
         }
     }
 
@@ -315,18 +315,18 @@ impl Collector {
     }
 
     fn probe_errors(&self) -> Result<ProbeErrors, CollectError> {
-        let count = |miss: ProbeMiss| -> Result<u64, CollectError> {
+        let count = |kind: ProbeErrorKind| -> Result<u64, CollectError> {
             let per_cpu = self
-                .misses
-                .get(&(miss as u32), 0)
+                .probe_errors
+                .get(&(kind as u32), 0)
                 .map_err(|source| CollectError::Map { map: maps::PROBE_ERRORS, source })?;
             Ok(per_cpu.iter().sum())
         };
         Ok(ProbeErrors {
-            stats_map_full: count(ProbeMiss::StatsMapFull)?,
-            args_unreadable: count(ProbeMiss::ArgsUnreadable)?,
-            uring_map_full: count(ProbeMiss::UringMapFull)?,
-            exit_map_full: count(ProbeMiss::ExitMapFull)?,
+            stats_map_full: count(ProbeErrorKind::StatsMapFull)?,
+            args_unreadable: count(ProbeErrorKind::ArgsUnreadable)?,
+            uring_map_full: count(ProbeErrorKind::UringMapFull)?,
+            exit_map_full: count(ProbeErrorKind::ExitMapFull)?,
         })
     }
 
