@@ -260,13 +260,13 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn publish(&self, snapshot: series::Snapshot) {
-        let snapshot = Arc::new(snapshot);
+    fn publish(&self, collection: series::Collection) {
+        let collection = Arc::new(collection);
         if let Some((queue, resource)) = &self.otlp {
-            let request = otlp::request(&snapshot, resource);
-            queue.push(Batch { request, points: snapshot.points(), collected: Instant::now() });
+            let request = otlp::request(&collection, resource);
+            queue.push(Batch { request, points: collection.points(), collected: Instant::now() });
         }
-        self.status.publish(snapshot);
+        self.status.publish(collection);
     }
 }
 
@@ -319,9 +319,9 @@ impl Observer {
         let started = Instant::now();
         let health = self.publisher.otlp.as_ref().map(|(queue, _)| queue.health());
         let observation = Observation::of(&self.agent, self.max_fds);
-        let snapshot = self.series.collect(&observation, health.as_ref(), self.pods.as_deref(), SystemTime::now());
-        let points = snapshot.points();
-        self.publisher.publish(snapshot);
+        let collection = self.series.collect(&observation, health.as_ref(), self.pods.as_deref(), SystemTime::now());
+        let points = collection.points();
+        self.publisher.publish(collection);
         tracing::debug!(points, micros = started.elapsed().as_micros() as u64, "collected");
     }
 }

@@ -1,5 +1,5 @@
 //! OTLP: where to send (the config, then the standard `OTEL_*` variables),
-//! the request built from a [`Snapshot`], and the two transports, gRPC
+//! the request built from a [`Collection`], and the two transports, gRPC
 //! (tonic) and HTTP/protobuf (reqwest).
 //!
 //! The request is built by hand from opentelemetry-proto because the SDK
@@ -32,7 +32,7 @@ use prost::Message as _;
 use super::{
     attributes::AttrValue,
     catalog::{self, Instrument},
-    series::{Point, Snapshot, Value},
+    series::{Collection, Point, Value},
 };
 use crate::config::{ExportConfig, describe_key};
 
@@ -249,10 +249,10 @@ fn millis(setting: Setting, value: &str, min: u64, max: u64) -> Result<Duration,
     }
 }
 
-/// The request for `snapshot`, from the node's `resource`.
-pub fn request(snapshot: &Snapshot, resource: &Resource) -> ExportMetricsServiceRequest {
-    let time = unix_nanos(snapshot.time);
-    let metrics = snapshot.families.iter().map(|(metric, points)| encode_metric(metric, points, time)).collect();
+/// The request for `collection`, from the node's `resource`.
+pub fn request(collection: &Collection, resource: &Resource) -> ExportMetricsServiceRequest {
+    let time = unix_nanos(collection.time);
+    let metrics = collection.families.iter().map(|(metric, points)| encode_metric(metric, points, time)).collect();
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(resource.clone()),

@@ -20,12 +20,12 @@ use prometheus_client::{
 
 use super::{
     catalog::{Instrument, prometheus_label},
-    series::{Point, Snapshot, Value},
+    series::{Collection, Point, Value},
 };
 
 /// What the endpoint serves, updated by the agent's thread.
 pub struct Status {
-    latest: RwLock<Option<Arc<Snapshot>>>,
+    latest: RwLock<Option<Arc<Collection>>>,
     last_tick: Mutex<Instant>,
     /// How long without a tick before the agent counts as stuck.
     stale_after: Duration,
@@ -48,11 +48,11 @@ impl Status {
         *self.last_tick.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
     }
 
-    pub fn publish(&self, snapshot: Arc<Snapshot>) {
-        *self.latest.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot);
+    pub fn publish(&self, collection: Arc<Collection>) {
+        *self.latest.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(collection);
     }
 
-    fn latest(&self) -> Option<Arc<Snapshot>> {
+    fn latest(&self) -> Option<Arc<Collection>> {
         self.latest.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
@@ -101,11 +101,11 @@ fn respond<B>(request: &Request<B>, status: &Status) -> Response<Full<Bytes>> {
 }
 
 fn metrics(status: &Status) -> Response<Full<Bytes>> {
-    let Some(snapshot) = status.latest() else {
+    let Some(collection) = status.latest() else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "no collection yet\n".to_owned());
     };
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SnapshotCollector { snapshot, target: status.target.clone() }));
+    registry.register_collector(Box::new(Exposition { collection, target: status.target.clone() }));
     let mut body = String::new();
     match prometheus_text::encode(&mut body, &registry) {
         Ok(()) => Response::builder()
@@ -126,17 +126,17 @@ fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 /// One collection, for prometheus-client to encode.
 #[derive(Debug)]
-struct SnapshotCollector {
-    snapshot: Arc<Snapshot>,
+struct Exposition {
+    collection: Arc<Collection>,
     target: Vec<(String, String)>,
 }
 
-impl Collector for SnapshotCollector {
+impl Collector for Exposition {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // The Collector's translation puts the resource attributes on `target_info`.
         let mut target = encoder.encode_descriptor("target_info", "Target metadata", None, MetricType::Gauge)?;
         target.encode_family(&self.target)?.encode_gauge(&1u64)?;
-        for (metric, points) in &self.snapshot.families {
+        for (metric, points) in &self.collection.families {
             let family = metric.prometheus_family();
             let kind = match metric.instrument {
                 Instrument::Counter => MetricType::Counter,

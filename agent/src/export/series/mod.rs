@@ -82,12 +82,12 @@ impl Point {
 
 /// Every point of one collection, by metric in catalog order.
 #[derive(Debug)]
-pub struct Snapshot {
+pub struct Collection {
     pub time: SystemTime,
     pub families: Vec<(&'static Metric, Vec<Point>)>,
 }
 
-impl Snapshot {
+impl Collection {
     pub fn points(&self) -> usize {
         self.families.iter().map(|(_, points)| points.len()).sum()
     }
@@ -198,7 +198,7 @@ impl SeriesSet {
         health: Option<&ExportHealth>,
         pods: Option<&dyn PodLookup>,
         now: SystemTime,
-    ) -> Snapshot {
+    ) -> Collection {
         self.averages_only = observation.model.rules().degraded;
         let since = std::mem::replace(&mut self.last, now);
         let seconds = now.duration_since(since).unwrap_or_default().as_secs_f64();
@@ -221,7 +221,7 @@ impl SeriesSet {
         let total = points.len() + node.len();
         set_gauge(&mut node, &catalog::EXPORT_SERIES, total as u64);
         points.extend(node);
-        Snapshot { time: now, families: by_metric(points) }
+        Collection { time: now, families: by_metric(points) }
     }
 
     /// Differences every process in the model; those that may have series

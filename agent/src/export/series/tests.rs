@@ -63,23 +63,23 @@ fn observe(model: &Model) -> Observation<'_> {
 }
 
 /// The value of the point of `metric` whose attributes include all of `attributes`.
-fn value<'a>(snapshot: &'a Snapshot, metric: &Metric, attributes: &[(&str, &str)]) -> Option<&'a Value> {
-    let (_, points) = snapshot.families.iter().find(|(m, _)| m.name == metric.name)?;
+fn value<'a>(collection: &'a Collection, metric: &Metric, attributes: &[(&str, &str)]) -> Option<&'a Value> {
+    let (_, points) = collection.families.iter().find(|(m, _)| m.name == metric.name)?;
     let matches = |point: &Point| {
         attributes.iter().all(|(key, wanted)| point.attributes().any(|(k, v)| k == key && v.to_string() == *wanted))
     };
     points.iter().find(|point| matches(point)).map(|point| &point.value)
 }
 
-fn int(snapshot: &Snapshot, metric: &Metric, attributes: &[(&str, &str)]) -> u64 {
-    match value(snapshot, metric, attributes) {
+fn int(collection: &Collection, metric: &Metric, attributes: &[(&str, &str)]) -> u64 {
+    match value(collection, metric, attributes) {
         Some(Value::Int(n)) => *n,
         other => panic!("{} {attributes:?}: {other:?}", metric.name),
     }
 }
 
-fn float(snapshot: &Snapshot, metric: &Metric, attributes: &[(&str, &str)]) -> f64 {
-    match value(snapshot, metric, attributes) {
+fn float(collection: &Collection, metric: &Metric, attributes: &[(&str, &str)]) -> f64 {
+    match value(collection, metric, attributes) {
         Some(Value::Float(x)) => *x,
         other => panic!("{} {attributes:?}: {other:?}", metric.name),
     }
