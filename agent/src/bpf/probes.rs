@@ -7,6 +7,9 @@
 //! run; or, on request, one BTF tracepoint on every syscall exit. The
 //! io_uring events are always classic tracepoints: they are not syscalls.
 //!
+//! Which programs there are, and where each hooks, is read from the object
+//! ([`super::programs`]): no program name is written here.
+//!
 //! The programs stay attached for as long as [`Probes`] lives; dropping it
 //! (or the process dying, even by SIGKILL) detaches them: nothing is pinned.
 
@@ -22,6 +25,7 @@ use aya::{
     programs::{BtfTracePoint, FExit, Program, ProgramError, TracePoint},
 };
 
+use super::programs::{self, Hook, ObjectProgram};
 use crate::config::{AttachPreference, MapLimits};
 
 /// The kernel object built by `build.rs`.
@@ -32,6 +36,9 @@ pub enum ProbeError {
     /// The kernel refused the maps or the object is malformed.
     #[error("the kernel refused batchwatch's BPF object: {0}")]
     Load(#[source] EbpfError),
+    /// The object's programs could not be listed from its ELF sections.
+    #[error("reading the programs of batchwatch's BPF object: {0}")]
+    Object(#[source] object::Error),
     /// Not one probe could be attached.
     #[error("no probe could be attached: {0}")]
     NothingAttached(String),
@@ -79,46 +86,15 @@ pub struct Maps {
     pub exited: HashMap<MapData, u32, u8>,
 }
 
-/// A traced syscall: its `syscalls:sys_exit_*` tracepoint program (named
-/// like the tracepoint) and its fexit program on the kernel function.
-struct SyscallProbe {
-    tracepoint: &'static str,
-    fexit: &'static str,
-    function: &'static str,
-}
-
-const fn syscall(tracepoint: &'static str, fexit: &'static str, function: &'static str) -> SyscallProbe {
-    SyscallProbe { tracepoint, fexit, function }
-}
-
-const SYSCALLS: [SyscallProbe; 10] = [
-    syscall("sys_exit_write", "fexit_write", "__x64_sys_write"),
-    syscall("sys_exit_writev", "fexit_writev", "__x64_sys_writev"),
-    syscall("sys_exit_pwrite64", "fexit_pwrite64", "__x64_sys_pwrite64"),
-    syscall("sys_exit_pwritev", "fexit_pwritev", "__x64_sys_pwritev"),
-    syscall("sys_exit_pwritev2", "fexit_pwritev2", "__x64_sys_pwritev2"),
-    syscall("sys_exit_sendto", "fexit_sendto", "__x64_sys_sendto"),
-    syscall("sys_exit_sendmsg", "fexit_sendmsg", "__x64_sys_sendmsg"),
-    syscall("sys_exit_sendmmsg", "fexit_sendmmsg", "__x64_sys_sendmmsg"),
-    syscall("sys_exit_io_uring_enter", "fexit_io_uring_enter", "__x64_sys_io_uring_enter"),
-    syscall("sys_exit_io_uring_setup", "fexit_io_uring_setup", "__x64_sys_io_uring_setup"),
-];
-
-/// The io_uring tracepoints, each with a program named like it.
-const IO_URING_EVENTS: [&str; 6] = [
-    "io_uring_create",
-    "io_uring_submit_req",
-    "io_uring_complete",
-    "io_uring_cqe_overflow",
-    "io_uring_req_failed",
-    "io_uring_short_write",
-];
+/// The tracepoint category of the syscall exits: its programs are one of
+/// three alternative hooks for them, the others fexit and `tp_btf/sys_exit`.
+const SYSCALLS: &str = "syscalls";
 
 /// The tracepoint that tells the agent which processes exited.
 const PROCESS_EXIT: (&str, &str) = ("sched", "sched_process_exit");
 
-/// The BTF tracepoint program on every syscall exit.
-const RAW_SYS_EXIT: &str = "raw_sys_exit";
+/// The raw event the BTF tracepoint alternative hooks: every syscall exit.
+const RAW_SYS_EXIT: &str = "sys_exit";
 
 /// How syscall exits ended up hooked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,13 +132,23 @@ impl Probes {
             .map_max_entries(maps::EXITED, limits.max_processes)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
+        let programs = programs::programs(OBJECT).map_err(ProbeError::Object)?;
         let mut probes =
             Probes { ebpf, mode: AttachMode::Tracepoint, fallback: None, attached: Vec::new(), failed: Vec::new() };
-        probes.hook_syscalls(attach)?;
-        for event in IO_URING_EVENTS {
-            probes.attach_tracepoint("io_uring", event);
+        probes.hook_syscalls(attach, &programs)?;
+        for program in &programs {
+            match &program.hook {
+                Hook::Tracepoint { category, name } if category != SYSCALLS => {
+                    probes.attach_tracepoint(&program.name, category, name);
+                }
+                Hook::Unknown { section } => probes.failed.push(AttachFailure {
+                    tracepoint: format!("{} ({section})", program.name),
+                    reason: "the agent has no rule to attach this kind of program".to_owned(),
+                }),
+                // Syscall exits: one of the alternatives, hooked above.
+                Hook::Tracepoint { .. } | Hook::Fexit { .. } | Hook::BtfTracepoint { .. } => {}
+            }
         }
-        probes.attach_tracepoint(PROCESS_EXIT.0, PROCESS_EXIT.1);
         if probes.attached.is_empty() {
             let reasons: Vec<_> = probes.failed.iter().map(|f| format!("{}: {}", f.tracepoint, f.reason)).collect();
             return Err(ProbeError::NothingAttached(reasons.join("; ")));
@@ -170,44 +156,63 @@ impl Probes {
         Ok(probes)
     }
 
-    fn hook_syscalls(&mut self, attach: AttachPreference) -> Result<(), ProbeError> {
+    fn hook_syscalls(&mut self, attach: AttachPreference, programs: &[ObjectProgram]) -> Result<(), ProbeError> {
         match attach {
             AttachPreference::Auto => {
-                if let Err(reason) = self.attach_fexit() {
+                if let Err(reason) = self.attach_fexit(programs) {
                     self.fallback = Some(format!("fexit refused ({reason}); using tracepoints"));
-                    self.attach_syscall_tracepoints();
+                    self.attach_syscall_tracepoints(programs);
                 }
             }
-            AttachPreference::Fexit => self.attach_fexit().map_err(|reason| ProbeError::Refused("fexit", reason))?,
-            AttachPreference::Tracepoint => self.attach_syscall_tracepoints(),
+            AttachPreference::Fexit => {
+                self.attach_fexit(programs).map_err(|reason| ProbeError::Refused("fexit", reason))?;
+            }
+            AttachPreference::Tracepoint => self.attach_syscall_tracepoints(programs),
             AttachPreference::RawTracepoint => {
-                let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Refused("raw-tracepoint", e.to_string()))?;
-                let program: &mut BtfTracePoint = program(&mut self.ebpf, RAW_SYS_EXIT)
-                    .map_err(|reason| ProbeError::Refused("raw-tracepoint", reason))?;
-                program.load("sys_exit", &btf).map_err(|e| ProbeError::Refused("raw-tracepoint", describe(&e)))?;
-                program.attach().map_err(|e| ProbeError::Refused("raw-tracepoint", describe(&e)))?;
-                self.mode = AttachMode::RawTracepoint;
-                self.attached.push("tp_btf:sys_exit".to_owned());
+                self.attach_raw_sys_exit(programs).map_err(|reason| ProbeError::Refused("raw-tracepoint", reason))?;
             }
         }
         Ok(())
     }
 
+    /// Hooks every syscall exit with the one BTF tracepoint on `sys_exit`.
+    fn attach_raw_sys_exit(&mut self, programs: &[ObjectProgram]) -> Result<(), String> {
+        let name = programs
+            .iter()
+            .find(|p| matches!(&p.hook, Hook::BtfTracepoint { event } if event == RAW_SYS_EXIT))
+            .map(|p| p.name.as_str())
+            .ok_or_else(|| format!("no tp_btf/{RAW_SYS_EXIT} program in the object"))?;
+        let btf = Btf::from_sys_fs().map_err(|e| e.to_string())?;
+        let program: &mut BtfTracePoint = program(&mut self.ebpf, name)?;
+        program.load(RAW_SYS_EXIT, &btf).map_err(|e| describe(&e))?;
+        program.attach().map_err(|e| describe(&e))?;
+        self.mode = AttachMode::RawTracepoint;
+        self.attached.push(format!("tp_btf:{RAW_SYS_EXIT}"));
+        Ok(())
+    }
+
     /// Hooks every syscall with fexit, or none: one refused means the
     /// kernel refuses fexit, and the ones loaded so far are unloaded.
-    fn attach_fexit(&mut self) -> Result<(), String> {
+    fn attach_fexit(&mut self, programs: &[ObjectProgram]) -> Result<(), String> {
+        let fexits: Vec<(&str, &str)> = programs
+            .iter()
+            .filter_map(|p| match &p.hook {
+                Hook::Fexit { function } => Some((p.name.as_str(), function.as_str())),
+                _ => None,
+            })
+            .collect();
         let btf = Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
         let mut loaded = Vec::new();
-        let result = SYSCALLS.iter().try_for_each(|probe| {
-            let program: &mut FExit = program(&mut self.ebpf, probe.fexit)?;
-            program.load(probe.function, &btf).map_err(|e| format!("{}: {}", probe.function, describe(&e)))?;
-            loaded.push(probe);
-            program.attach().map_err(|e| format!("{}: {}", probe.function, describe(&e)))?;
+        let result = fexits.iter().try_for_each(|&(name, function)| {
+            let program: &mut FExit = program(&mut self.ebpf, name)?;
+            program.load(function, &btf).map_err(|e| format!("{function}: {}", describe(&e)))?;
+            loaded.push(name);
+            program.attach().map_err(|e| format!("{function}: {}", describe(&e)))?;
             Ok(())
         });
         if let Err(reason) = result {
-            for probe in loaded {
-                if let Ok(program) = program::<FExit>(&mut self.ebpf, probe.fexit) {
+            for name in loaded {
+                if let Ok(program) = program::<FExit>(&mut self.ebpf, name) {
                     // Unloading detaches it; failing to is harmless here.
                     let _ = program.unload();
                 }
@@ -215,21 +220,26 @@ impl Probes {
             return Err(reason);
         }
         self.mode = AttachMode::Fexit;
-        self.attached.extend(SYSCALLS.iter().map(|probe| format!("fexit:{}", probe.function)));
+        self.attached.extend(fexits.iter().map(|(_, function)| format!("fexit:{function}")));
         Ok(())
     }
 
-    fn attach_syscall_tracepoints(&mut self) {
+    fn attach_syscall_tracepoints(&mut self, programs: &[ObjectProgram]) {
         self.mode = AttachMode::Tracepoint;
-        for probe in &SYSCALLS {
-            self.attach_tracepoint("syscalls", probe.tracepoint);
+        for program in programs {
+            if let Hook::Tracepoint { category, name } = &program.hook
+                && category == SYSCALLS
+            {
+                self.attach_tracepoint(&program.name, category, name);
+            }
         }
     }
 
-    /// Attaches the program named like its tracepoint, noting the outcome.
-    fn attach_tracepoint(&mut self, category: &str, name: &str) {
+    /// Attaches program `program_name` to tracepoint `category:name`,
+    /// noting the outcome.
+    fn attach_tracepoint(&mut self, program_name: &str, category: &str, name: &str) {
         let tracepoint = format!("{category}:{name}");
-        let result = program::<TracePoint>(&mut self.ebpf, name).and_then(|program| {
+        let result = program::<TracePoint>(&mut self.ebpf, program_name).and_then(|program| {
             program.load().map_err(|e| describe(&e))?;
             program.attach(category, name).map_err(|e| describe(&e))?;
             Ok(())
@@ -305,4 +315,76 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// How `attached` names the hook of `program`.
+    fn hook_name(program: &ObjectProgram) -> String {
+        match &program.hook {
+            Hook::Tracepoint { category, name } => format!("{category}:{name}"),
+            Hook::Fexit { function } => format!("fexit:{function}"),
+            Hook::BtfTracepoint { event } => format!("tp_btf:{event}"),
+            Hook::Unknown { section } => {
+                panic!("{} is in section {section}, which the loader cannot attach", program.name)
+            }
+        }
+    }
+
+    /// Whether `program` hooks syscall exits in attach mode `mode`, or is
+    /// one of the alternatives to it.
+    fn in_mode(program: &ObjectProgram, mode: AttachMode) -> bool {
+        match (&program.hook, mode) {
+            (Hook::Tracepoint { category, .. }, AttachMode::Tracepoint) if category == SYSCALLS => true,
+            (Hook::Tracepoint { category, .. }, _) => category != SYSCALLS,
+            (Hook::Fexit { .. }, AttachMode::Fexit) | (Hook::BtfTracepoint { .. }, AttachMode::RawTracepoint) => true,
+            _ => false,
+        }
+    }
+
+    /// A program added to the eBPF crate is attached without a second list
+    /// here: in every attach mode the kernel allows, exactly the programs of
+    /// that mode (and every tracepoint outside `syscalls`) are attached, and
+    /// each program aya finds in the object is attached in one of the modes.
+    #[test]
+    fn every_program_in_the_object_is_attached() {
+        let programs = programs::programs(OBJECT).expect("the object's programs");
+        let limits = Config::default().maps;
+        let mut attached_somewhere = BTreeSet::new();
+        for (attach, mode) in [
+            (AttachPreference::Tracepoint, AttachMode::Tracepoint),
+            (AttachPreference::RawTracepoint, AttachMode::RawTracepoint),
+            (AttachPreference::Fexit, AttachMode::Fexit),
+        ] {
+            let probes = match Probes::load(&limits, attach) {
+                Ok(probes) => probes,
+                // These machines refuse fexit; real nodes usually allow it.
+                Err(ProbeError::Refused(kind, reason)) => {
+                    eprintln!("skipping the {kind} mode, refused here: {reason}");
+                    continue;
+                }
+                Err(error) => panic!("loading the probes ({attach:?}; these tests need root): {error}"),
+            };
+            let in_object: BTreeSet<&str> = probes.ebpf.programs().map(|(name, _)| name).collect();
+            let listed: BTreeSet<&str> = programs.iter().map(|p| p.name.as_str()).collect();
+            assert_eq!(listed, in_object, "the programs read from the ELF sections are the ones aya loads");
+            assert_eq!(probes.failed, [], "{mode:?}");
+            let expected: BTreeSet<String> = programs.iter().filter(|p| in_mode(p, mode)).map(hook_name).collect();
+            let attached: BTreeSet<String> = probes.attached.iter().cloned().collect();
+            assert_eq!(attached, expected, "{mode:?}");
+            assert_eq!(probes.attached.len(), expected.len(), "each attached once, {mode:?}");
+            attached_somewhere.extend(programs.iter().filter(|p| in_mode(p, mode)).map(|p| p.name.clone()));
+        }
+        // fexit programs go unattached where the kernel refuses fexit.
+        let never: Vec<_> = programs
+            .iter()
+            .filter(|p| !attached_somewhere.contains(&p.name) && !matches!(p.hook, Hook::Fexit { .. }))
+            .collect();
+        assert!(never.is_empty(), "programs no attach mode attaches: {never:?}");
+    }
 }
