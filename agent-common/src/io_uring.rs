@@ -58,19 +58,17 @@ pub struct RingKey {
     pub ctx: u64,
 }
 
-/// Opcode classes of submitted SQEs; the discriminant indexes
-/// [`RingOpStats::sqes_by_class`].
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpClass {
-    Write = 0,
-    Read = 1,
-    Other = 2,
+indexed_enum! {
+    /// Opcode classes of submitted SQEs; the discriminant indexes
+    /// [`RingOpStats::sqes_by_class`].
+    pub enum OpClass {
+        Write = 0 => "write",
+        Read = 1 => "read",
+        Other = 2 => "other",
+    }
 }
 
 impl OpClass {
-    pub const COUNT: usize = 3;
-
     /// The class of an `IORING_OP_*` opcode (numbers from `io_uring.h`).
     #[inline(always)]
     pub const fn of(opcode: u8) -> OpClass {
@@ -80,14 +78,6 @@ impl OpClass {
             // READV, READ_FIXED, RECVMSG, READ, RECV, READ_MULTISHOT, RECV_ZC, READV_FIXED
             1 | 4 | 10 | 22 | 27 | 49 | 58 | 60 => OpClass::Read,
             _ => OpClass::Other,
-        }
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            OpClass::Write => "write",
-            OpClass::Read => "read",
-            OpClass::Other => "other",
         }
     }
 }

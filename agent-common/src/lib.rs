@@ -5,6 +5,9 @@
 //! The `user` feature adds the `aya::Pod` impls the agent needs.
 #![no_std]
 
+#[macro_use]
+mod indexed_enum;
+
 pub mod counters;
 pub mod hist;
 pub mod io_uring;

@@ -28,23 +28,20 @@ pub const EXITED: &str = "EXITED";
 /// Load-time global: the agent's own tgid, whose writes are not counted.
 pub const GLOBAL_SELF_TGID: &str = "SELF_TGID";
 
-/// The kinds of probe error: what the kernel side could not record. The
-/// discriminant indexes the per-CPU `PROBE_ERRORS` array; the agent sums
-/// them into its `ProbeErrors`.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeErrorKind {
-    /// A new (tgid, fd) could not be inserted: `WRITE_STATS` is full.
-    StatsMapFull = 0,
-    /// A call's iovecs or message headers could not be read from user memory;
-    /// its requested bytes were taken from its result.
-    ArgsUnreadable = 1,
-    /// A new ring or ring fd could not be inserted: an io_uring map is full.
-    UringMapFull = 2,
-    /// A tracked process's exit could not be recorded: `EXITED` is full.
-    ExitMapFull = 3,
-}
-
-impl ProbeErrorKind {
-    pub const COUNT: u32 = 4;
+indexed_enum! {
+    /// The kinds of probe error: what the kernel side could not record. The
+    /// discriminant indexes the per-CPU `PROBE_ERRORS` array; the agent sums
+    /// them into its `ProbeErrors`. The names are the values of the
+    /// `batchwatch.probe.error` attribute.
+    pub enum ProbeErrorKind {
+        /// A new (tgid, fd) could not be inserted: `WRITE_STATS` is full.
+        StatsMapFull = 0 => "stats_map_full",
+        /// A call's iovecs or message headers could not be read from user memory;
+        /// its requested bytes were taken from its result.
+        ArgsUnreadable = 1 => "args_unreadable",
+        /// A new ring or ring fd could not be inserted: an io_uring map is full.
+        UringMapFull = 2 => "uring_map_full",
+        /// A tracked process's exit could not be recorded: `EXITED` is full.
+        ExitMapFull = 3 => "exit_map_full",
+    }
 }

@@ -15,72 +15,41 @@ pub const GAP_SLOTS: usize = 40;
 /// probes read per call.
 pub const MAX_RECORDS_PER_CALL: u64 = 1024;
 
-/// The traced write-family syscalls. The discriminant indexes
-/// [`WriteStats::calls`].
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteSyscall {
-    Write = 0,
-    Writev = 1,
-    Pwrite64 = 2,
-    Pwritev = 3,
-    Pwritev2 = 4,
-    Sendto = 5,
-    Sendmsg = 6,
-    Sendmmsg = 7,
-}
-
-impl WriteSyscall {
-    pub const COUNT: usize = 8;
-    pub const ALL: [WriteSyscall; Self::COUNT] = [
-        Self::Write,
-        Self::Writev,
-        Self::Pwrite64,
-        Self::Pwritev,
-        Self::Pwritev2,
-        Self::Sendto,
-        Self::Sendmsg,
-        Self::Sendmmsg,
-    ];
-
-    /// The syscall's name, as in its tracepoints `sys_exit_<name>`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Write => "write",
-            Self::Writev => "writev",
-            Self::Pwrite64 => "pwrite64",
-            Self::Pwritev => "pwritev",
-            Self::Pwritev2 => "pwritev2",
-            Self::Sendto => "sendto",
-            Self::Sendmsg => "sendmsg",
-            Self::Sendmmsg => "sendmmsg",
-        }
+indexed_enum! {
+    /// The traced write-family syscalls. The discriminant indexes
+    /// [`WriteStats::calls`]; the name is the syscall's, as in its
+    /// tracepoint `sys_exit_<name>`.
+    pub enum WriteSyscall {
+        Write = 0 => "write",
+        Writev = 1 => "writev",
+        Pwrite64 = 2 => "pwrite64",
+        Pwritev = 3 => "pwritev",
+        Pwritev2 = 4 => "pwritev2",
+        Sendto = 5 => "sendto",
+        Sendmsg = 6 => "sendmsg",
+        Sendmmsg = 7 => "sendmmsg",
     }
 }
 
-/// How a write call ended. The discriminant indexes [`WriteStats::outcomes`].
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Everything requested was written.
-    Complete = 0,
-    /// Fewer bytes (or, for `sendmmsg`, fewer messages) than requested.
-    Short = 1,
-    /// `EAGAIN`/`EWOULDBLOCK`: a non-blocking writer must drop or retry.
-    WouldBlock = 2,
-    /// `EPIPE` or `ECONNRESET`: the reader is gone.
-    BrokenPipe = 3,
-    /// `ENOBUFS`: the kernel had no buffer space.
-    NoBuffers = 4,
-    /// Any other error.
-    OtherError = 5,
+indexed_enum! {
+    /// How a write call ended. The discriminant indexes [`WriteStats::outcomes`].
+    pub enum Outcome {
+        /// Everything requested was written.
+        Complete = 0 => "complete",
+        /// Fewer bytes (or, for `sendmmsg`, fewer messages) than requested.
+        Short = 1 => "short_write",
+        /// `EAGAIN`/`EWOULDBLOCK`: a non-blocking writer must drop or retry.
+        WouldBlock = 2 => "eagain",
+        /// `EPIPE` or `ECONNRESET`: the reader is gone.
+        BrokenPipe = 3 => "epipe",
+        /// `ENOBUFS`: the kernel had no buffer space.
+        NoBuffers = 4 => "enobufs",
+        /// Any other error.
+        OtherError = 5 => "other_error",
+    }
 }
 
 impl Outcome {
-    pub const COUNT: usize = 6;
-    pub const ALL: [Outcome; Self::COUNT] =
-        [Self::Complete, Self::Short, Self::WouldBlock, Self::BrokenPipe, Self::NoBuffers, Self::OtherError];
-
     const EAGAIN: i64 = 11;
     const EPIPE: i64 = 32;
     const ECONNRESET: i64 = 104;
@@ -99,18 +68,6 @@ impl Outcome {
                 Self::ENOBUFS => Self::NoBuffers,
                 _ => Self::OtherError,
             }
-        }
-    }
-
-    /// Name used in reports and metric attributes.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Complete => "complete",
-            Self::Short => "short_write",
-            Self::WouldBlock => "eagain",
-            Self::BrokenPipe => "epipe",
-            Self::NoBuffers => "enobufs",
-            Self::OtherError => "other_error",
         }
     }
 }

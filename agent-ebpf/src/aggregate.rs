@@ -15,7 +15,7 @@ pub const MAX_PROCESSES: u32 = 8192;
 /// Per-CPU counters of what the probes could not record, indexed by
 /// [`ProbeErrorKind`].
 #[map(name = "PROBE_ERRORS")]
-static PROBE_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ProbeErrorKind::COUNT, 0);
+static PROBE_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ProbeErrorKind::COUNT as u32, 0);
 
 /// The name of each process the first time it is tracked, so that one that
 /// wrote and exited between two reads still has a name.

@@ -57,6 +57,18 @@ pub struct ProbeErrors {
     pub exit_map_full: u64,
 }
 
+impl ProbeErrors {
+    /// Each count with its kind, in the kinds' order.
+    pub fn by_kind(&self) -> [(ProbeErrorKind, u64); ProbeErrorKind::COUNT] {
+        [
+            (ProbeErrorKind::StatsMapFull, self.stats_map_full),
+            (ProbeErrorKind::ArgsUnreadable, self.args_unreadable),
+            (ProbeErrorKind::UringMapFull, self.uring_map_full),
+            (ProbeErrorKind::ExitMapFull, self.exit_map_full),
+        ]
+    }
+}
+
 /// One reading: what changed since the last one.
 #[derive(Debug, Default)]
 pub struct Reading {

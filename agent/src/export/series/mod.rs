@@ -349,14 +349,8 @@ impl SeriesSet {
         emit.gauge(&catalog::FD_MAP_USAGE, vec![], Value::Int(observation.tracked_fds as u64));
         emit.gauge(&catalog::FD_MAP_LIMIT, vec![], Value::Int(u64::from(observation.max_fds)));
         emit.counter(&catalog::FD_MAP_EVICTIONS, vec![], Value::Int(observation.evicted_fds as u64));
-        let errors = observation.probe_errors;
-        for (name, count) in [
-            ("stats_map_full", errors.stats_map_full),
-            ("args_unreadable", errors.args_unreadable),
-            ("uring_map_full", errors.uring_map_full),
-            ("exit_map_full", errors.exit_map_full),
-        ] {
-            emit.counter(&catalog::PROBE_ERRORS, vec![attr(&catalog::PROBE_ERROR, name)], Value::Int(count));
+        for (kind, count) in observation.probe_errors.by_kind() {
+            emit.counter(&catalog::PROBE_ERRORS, vec![attr(&catalog::PROBE_ERROR, kind.name())], Value::Int(count));
         }
         emit.gauge(&catalog::EXPORT_SERIES, vec![], Value::Int(0));
         emit.gauge(&catalog::EXPORT_FOLDED, vec![], Value::Int(0));
