@@ -13,4 +13,5 @@ pub mod hist;
 pub mod io_uring;
 pub mod key;
 pub mod maps;
+pub mod tracepoints;
 pub mod write;

@@ -5,10 +5,11 @@
 #![no_std]
 #![no_main]
 
+#[macro_use]
+mod tracepoint;
 mod aggregate;
 mod probes;
 mod syscall_args;
-mod tracepoint;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,5 +1,6 @@
 //! Reading classic tracepoint records, and whom a probe counts.
 
+use agent_common::tracepoints::SYS_EXIT_RET;
 use aya_ebpf::{EbpfContext as _, Global, helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 
 /// The agent's own tgid, set at load time: its writes are not counted.
@@ -13,18 +14,25 @@ pub fn traced_tgid() -> Option<u32> {
     if tgid == SELF_TGID.load() { None } else { Some(tgid) }
 }
 
-/// The field of type `T` at `offset` in the record (offsets from the
-/// tracepoint's `format` file).
+/// Reads the record field `$field` (an `agent_common::tracepoints::Field`)
+/// as a `$ty`; the build fails if the two sizes differ.
+macro_rules! read_field {
+    ($ctx:expr, $field:path as $ty:ty) => {{
+        const _: () = assert!($field.size == core::mem::size_of::<$ty>(), "the field's size is not the type's");
+        $crate::tracepoint::field_at::<$ty>($ctx, $field.offset)
+    }};
+}
+
+/// The value of type `T` at `offset` in the record; through [`read_field`].
 #[inline(always)]
-pub fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+pub fn field_at<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     // SAFETY: tracepoint records are readable context memory; the verifier
     // rejects a load outside the record.
     unsafe { *(ctx.as_ptr() as *const u8).add(offset).cast::<T>() }
 }
 
-/// `long ret` of a `syscalls:sys_exit_*` record, after the common fields
-/// and `int __syscall_nr`.
+/// `long ret` of a `syscalls:sys_exit_*` record.
 #[inline(always)]
 pub fn syscall_ret(ctx: &TracePointContext) -> i64 {
-    field(ctx, 16)
+    read_field!(ctx, SYS_EXIT_RET as i64)
 }

@@ -4,7 +4,7 @@
 //! process is exiting; a kernel without that field refuses the program, and
 //! the agent then checks `/proc` instead.
 
-use agent_common::maps::ProbeErrorKind;
+use agent_common::{maps::ProbeErrorKind, tracepoints::EXIT_GROUP_DEAD};
 use aya_ebpf::{
     macros::{map, tracepoint},
     maps::HashMap,
@@ -13,19 +13,16 @@ use aya_ebpf::{
 
 use crate::{
     aggregate::{MAX_PROCESSES, count_probe_error, is_tracked},
-    tracepoint::{field, traced_tgid},
+    tracepoint::traced_tgid,
 };
 
 /// Tracked processes that exited, until the agent retires them.
 #[map(name = "EXITED")]
 static EXITED: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PROCESSES, 0);
 
-/// `bool group_dead` in the record, after `comm`, `pid` and `prio`.
-const GROUP_DEAD_OFFSET: usize = 32;
-
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    let group_dead: u8 = field(&ctx, GROUP_DEAD_OFFSET);
+    let group_dead = read_field!(&ctx, EXIT_GROUP_DEAD as u8);
     let Some(tgid) = traced_tgid() else { return 0 };
     if group_dead != 0 && is_tracked(tgid) && EXITED.insert(tgid, 1, 0).is_err() {
         count_probe_error(ProbeErrorKind::ExitMapFull);

@@ -1,6 +1,7 @@
 //! io_uring: ring set-up, `io_uring_enter` calls (hooked in `syscalls`), and
-//! every SQE and failed CQE, aggregated per ring. Field offsets are from the tracepoints'
-//! `format` files (checked on Linux 6.18).
+//! every SQE and failed CQE, aggregated per ring. The record fields read are
+//! named in `agent_common::tracepoints`, with the `format` lines they come
+//! from; a test checks them against the running kernel's tracefs.
 //!
 //! SQEs are counted where the kernel submits them (`io_uring_submit_req`),
 //! so SQPOLL submissions, which make no syscall, count too. The SQPOLL
@@ -13,6 +14,10 @@ use agent_common::{
     },
     key::FdKey,
     maps::ProbeErrorKind,
+    tracepoints::{
+        COMPLETE_RES, CREATE_CQ_ENTRIES, CREATE_CTX, CREATE_FD, CREATE_FLAGS, CREATE_SQ_ENTRIES, RING_CTX,
+        SUBMIT_OPCODE, SUBMIT_SQ_THREAD,
+    },
 };
 use aya_ebpf::{
     macros::{map, tracepoint},
@@ -23,7 +28,7 @@ use aya_ebpf::{
 use crate::{
     aggregate::{entry, hist_add},
     syscall_args::Args,
-    tracepoint::{field, traced_tgid},
+    tracepoint::traced_tgid,
 };
 
 /// Rings tracked at once (by fd and by context); the agent sets it at load.
@@ -54,13 +59,13 @@ pub fn io_uring_create(ctx: TracePointContext) -> u32 {
     let Some(tgid) = traced_tgid() else { return 0 };
     let setup = RingSetup {
         tgid,
-        fd: field(&ctx, 8),
-        sq_entries: field(&ctx, 24),
-        cq_entries: field(&ctx, 28),
-        flags: field(&ctx, 32),
+        fd: read_field!(&ctx, CREATE_FD as i32),
+        sq_entries: read_field!(&ctx, CREATE_SQ_ENTRIES as u32),
+        cq_entries: read_field!(&ctx, CREATE_CQ_ENTRIES as u32),
+        flags: read_field!(&ctx, CREATE_FLAGS as u32),
         _pad: 0,
     };
-    let ring: u64 = field(&ctx, 16);
+    let ring = read_field!(&ctx, CREATE_CTX as u64);
     let _ = URING_RINGS.insert(ring, setup, 0);
     0
 }
@@ -91,8 +96,8 @@ pub fn record_enter(args: &Args, ret: i64) {
 
 #[tracepoint(category = "io_uring", name = "io_uring_submit_req")]
 pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
-    let opcode: u8 = field(&ctx, 32);
-    let by_sqpoll: u8 = field(&ctx, 48);
+    let opcode = read_field!(&ctx, SUBMIT_OPCODE as u8);
+    let by_sqpoll = read_field!(&ctx, SUBMIT_SQ_THREAD as u8);
     with_ring_ops(&ctx, |ops| {
         ops.sqes += 1;
         if let Some(class) = ops.sqes_by_class.get_mut(OpClass::of(opcode) as usize) {
@@ -105,7 +110,7 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "io_uring", name = "io_uring_complete")]
 pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
-    let res: i32 = field(&ctx, 32);
+    let res = read_field!(&ctx, COMPLETE_RES as i32);
     if res >= 0 {
         return 0;
     }
@@ -155,7 +160,7 @@ pub fn record_setup(ret: i64) {
 /// The ring of a record whose first field is `void *ctx`.
 #[inline(always)]
 fn ring_key(ctx: &TracePointContext) -> Option<RingKey> {
-    Some(RingKey { tgid: traced_tgid()?, _pad: 0, ctx: field(ctx, 8) })
+    Some(RingKey { tgid: traced_tgid()?, _pad: 0, ctx: read_field!(ctx, RING_CTX as u64) })
 }
 
 /// Applies `update` to this CPU's statistics of the record's ring.
