@@ -16,11 +16,12 @@ use crate::{
     attribution::identity::{self, Identity},
     bpf::collector::{CollectError, Collector, ProbeErrors, Reading},
     bpf::preflight::{self, PreflightError},
-    bpf::probes::{AttachFailure, AttachMode, ProbeError, Probes, with_causes},
+    bpf::probes::{AttachFailure, AttachMode, ProbeError, Probes},
     config::Config,
     degraded::{Degraded, FULL_MODE_NEEDS, ProcPoller},
     depth::fdinfo::RingFdinfo,
     depth::{Depth, DepthKey, DepthRequest, DepthSampler},
+    error_chain::error_chain,
     model::{Model, Rules, io_uring::UringState},
     transition,
 };
@@ -160,7 +161,7 @@ impl Agent {
 
     /// Starts polling `/proc` because the probes could not start.
     fn start_degraded(config: &Config, error: &StartError) -> Agent {
-        let degraded = Degraded { reason: with_causes(error), needs: FULL_MODE_NEEDS };
+        let degraded = Degraded { reason: error_chain(error), needs: FULL_MODE_NEEDS };
         let node = NodeInfo { degraded: Some(degraded), ..NodeInfo::new(transition_cost(config)) };
         let mut agent = Agent::assemble(config, Source::Proc(ProcPoller::default()), node);
         // The first poll only sets every process's baseline.

@@ -12,6 +12,7 @@ pub mod bpf;
 pub mod config;
 pub mod degraded;
 pub mod depth;
+pub mod error_chain;
 pub mod export;
 pub mod kubernetes;
 pub mod model;

@@ -26,7 +26,10 @@ use aya::{
 };
 
 use super::programs::{self, Hook, ObjectProgram};
-use crate::config::{AttachPreference, MapLimits};
+use crate::{
+    config::{AttachPreference, MapLimits},
+    error_chain::error_chain,
+};
 
 /// The kernel object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/batchwatch"));
@@ -301,20 +304,8 @@ fn describe(error: &ProgramError) -> String {
             tracing::debug!(%verifier_log, "verifier log");
             format!("the kernel refused to load it: {io_error}")
         }
-        other => with_causes(other),
+        other => error_chain(other),
     }
-}
-
-/// An error and its causes on one line: aya's errors keep the interesting
-/// part (the errno) in their sources.
-pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -52,19 +52,19 @@ impl PodLookup for PodDirectory {
 }
 
 /// The pods of this node, when the agent runs in Kubernetes with
-/// `K8S_NODE_NAME` set; `None` otherwise, saying why on stderr when the
-/// node name is set but the directory cannot start.
+/// `K8S_NODE_NAME` set; `None` otherwise, logging why when the node name
+/// is set but the directory cannot start.
 pub fn kubernetes_pods() -> Option<Box<dyn PodLookup>> {
     let node = std::env::var(NODE_NAME_VAR).ok().filter(|name| !name.is_empty())?;
     match PodDirectory::from_environment(&node) {
         Ok(directory) => {
             if let Err(error) = directory.wait_for_list(FIRST_LIST_WAIT) {
-                eprintln!("batchwatch: {error}; pod attributes come once a list succeeds");
+                tracing::warn!("{error}; pod attributes come once a list succeeds");
             }
             Some(Box::new(directory))
         }
         Err(error) => {
-            eprintln!("batchwatch: no pod attributes: {error}");
+            tracing::warn!("no pod attributes: {error}");
             None
         }
     }

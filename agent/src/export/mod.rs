@@ -210,7 +210,7 @@ impl Otlp {
             abort.abort();
             let lost = self.queue.abandon();
             let timeout = self.timeout;
-            eprintln!("batchwatch: {lost} collection(s) not delivered over OTLP within {timeout:?} of stopping");
+            tracing::warn!("{lost} collection(s) not delivered over OTLP within {timeout:?} of stopping");
         }
     }
 }
@@ -224,21 +224,22 @@ async fn deliver(queue: Arc<ExportQueue>, sender: Sender, retry_cap: Duration) {
         match sender.send(&batch.request).await {
             Ok(rejected) => {
                 if failures > 0 {
-                    eprintln!("batchwatch: OTLP export resumed after {failures} failed attempt(s)");
+                    // A warning, like the failure it ends, so that both show by default.
+                    tracing::warn!("OTLP export resumed after {failures} failed attempt(s)");
                 }
                 failures = 0;
                 queue.delivered(&batch, rejected);
             }
             Err(error @ otlp::SendError::Unavailable { .. }) => {
                 if failures == 0 {
-                    eprintln!("batchwatch: OTLP export failed, retrying: {error}");
+                    tracing::warn!("OTLP export failed, retrying: {error}");
                 }
                 failures += 1;
                 queue.retry(batch);
                 tokio::time::sleep(backoff(failures, retry_cap)).await;
             }
             Err(error) => {
-                eprintln!("batchwatch: OTLP export dropped a collection: {error}");
+                tracing::warn!("OTLP export dropped a collection: {error}");
                 queue.refused(&batch);
             }
         }

@@ -34,7 +34,10 @@ use super::{
     catalog::{self, Instrument},
     series::{Collection, Point, Value},
 };
-use crate::config::{ExportConfig, describe_key};
+use crate::{
+    config::{ExportConfig, describe_key},
+    error_chain::error_chain,
+};
 
 /// Which exporters `OTEL_METRICS_EXPORTER` asks for.
 const METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
@@ -490,19 +493,6 @@ async fn post(
         429 | 502 | 503 | 504 => Err(unavailable(message)),
         _ => Err(SendError::Refused { endpoint: endpoint.to_owned(), message }),
     }
-}
-
-/// An error and its causes, which reqwest keeps apart ("error sending
-/// request" alone does not say "connection refused").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
