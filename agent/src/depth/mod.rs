@@ -266,6 +266,158 @@ struct Group {
     wanted: HashMap<u32, Vec<DepthKey>>,
 }
 
+impl Namespace {
+    /// Opens the netns's sock_diag socket unless it is open, entering the
+    /// netns through one of `pids`; whether it is open.
+    fn open(&mut self, netns: NetnsId, pids: &[u32], round: &mut DepthRound) -> bool {
+        if self.socket.is_some() {
+            return true;
+        }
+        let mut failure = None;
+        // Processes may have exited since they wrote: try a few.
+        for &pid in pids.iter().take(OPEN_ATTEMPTS) {
+            round.stats.syscalls += 9;
+            match netns::open_diag_socket(pid, netns) {
+                Ok(socket) => {
+                    self.socket = Some(socket);
+                    round.stats.namespaces_opened += 1;
+                    return true;
+                }
+                // The process may have exited: try the next one.
+                Err(error) => failure = Some(error),
+            }
+        }
+        round.errors.extend(failure);
+        false
+    }
+
+    /// Which tables to dump, as bits: those the `wanted` sockets were found
+    /// in, or all of them (then `true`) when one is new, or due for another
+    /// look.
+    fn tables_to_dump(&mut self, wanted: &HashMap<u32, Vec<DepthKey>>, now: u64) -> (u8, bool) {
+        let mut tables = 0u8;
+        let mut full = false;
+        for inode in wanted.keys() {
+            match self.memo.get_mut(inode) {
+                None => full = true,
+                Some(memo) => {
+                    memo.last_wanted = now;
+                    match memo.table {
+                        Some(table) => tables |= table.bit(),
+                        None => full |= now - memo.since >= RETRY_ABSENT_ROUNDS,
+                    }
+                }
+            }
+        }
+        if full {
+            tables = Table::ALL.iter().fold(0, |bits, table| bits | table.bit());
+        }
+        (tables, full)
+    }
+
+    /// Records where each `wanted` socket was found (or that a full,
+    /// complete dump found it nowhere), and adds the depths found to
+    /// `round`.
+    fn remember(
+        &mut self,
+        wanted: HashMap<u32, Vec<DepthKey>>,
+        dumped: &Dumped,
+        full: bool,
+        now: u64,
+        round: &mut DepthRound,
+    ) {
+        for (inode, keys) in wanted {
+            match dumped.found.get(&inode) {
+                Some((table, record)) => {
+                    self.memo.insert(inode, Memo { table: Some(*table), since: now, last_wanted: now });
+                    if let Some(depth) = depth_of(record, &dumped.unix_inq) {
+                        round.depths.extend(keys.into_iter().map(|key| (key, depth)));
+                    }
+                }
+                None if full && dumped.complete => {
+                    self.memo.insert(inode, Memo { table: None, since: now, last_wanted: now });
+                }
+                // Known to be in no table, and not due for another look.
+                None if self.memo.get(&inode).is_some_and(|memo| memo.table.is_none()) => {}
+                // Not where it was last time (closed, or a partial answer):
+                // look everywhere next round.
+                None => {
+                    self.memo.remove(&inode);
+                }
+            }
+        }
+    }
+}
+
+/// What the dumps of one netns found.
+#[derive(Default)]
+struct Dumped {
+    /// The wanted sockets, by inode, with the table each was in.
+    found: HashMap<u32, (Table, Record)>,
+    /// UNIX sockets' own receive queues, by inode, to find what their peers sent.
+    unix_inq: HashMap<u32, u32>,
+    /// Every table asked for answered in full.
+    complete: bool,
+    /// The socket failed: it must be opened afresh.
+    socket_failed: bool,
+    /// Tables the kernel cannot dump, as bits.
+    unsupported: u8,
+}
+
+/// Dumps `tables` (bits) through `socket`, keeping the records of the
+/// `wanted` sockets; counts the cost and the errors in `round`.
+fn dump_tables(
+    socket: &mut DiagSocket,
+    netns: NetnsId,
+    tables: u8,
+    wanted: &HashMap<u32, Vec<DepthKey>>,
+    buf: &mut Vec<u8>,
+    round: &mut DepthRound,
+) -> Dumped {
+    let mut dumped = Dumped { complete: true, ..Dumped::default() };
+    for table in Table::ALL {
+        if tables & table.bit() == 0 {
+            continue;
+        }
+        round.stats.dumps += 1;
+        let result = socket.dump(table, buf, |record| {
+            if let Record::Unix { inode, rqlen: Some((inq, _)), .. } = record {
+                dumped.unix_inq.insert(inode, inq);
+            }
+            if wanted.contains_key(&record.inode()) {
+                dumped.found.insert(record.inode(), (table, record));
+            }
+        });
+        let cost = match &result {
+            Ok(cost) | Err((_, cost)) => *cost,
+        };
+        round.stats.syscalls += 1 + cost.recvs;
+        round.stats.sockets_seen += cost.sockets;
+        round.stats.netlink_bytes += cost.bytes;
+        if cost.undecodable > 0 {
+            round.errors.push(DepthError::Decode { netns, table: table.name(), count: cost.undecodable });
+        }
+        match result {
+            Ok(_) => {}
+            Err((DumpFailure::Io(source), _)) => {
+                round.errors.push(DepthError::Dump { netns, table: table.name(), source });
+                dumped.socket_failed = true;
+                dumped.complete = false;
+                break;
+            }
+            Err((DumpFailure::Kernel(source), _)) => {
+                if matches!(source.raw_os_error(), Some(libc::ENOENT | libc::EOPNOTSUPP | libc::EAFNOSUPPORT)) {
+                    dumped.unsupported |= table.bit();
+                } else {
+                    dumped.complete = false;
+                }
+                round.errors.push(DepthError::Kernel { netns, table: table.name(), source });
+            }
+        }
+    }
+    dumped
+}
+
 /// Samples buffer depth for a set of descriptors, once per round.
 ///
 /// # Cost of a round
@@ -377,6 +529,9 @@ impl DepthSampler {
         }
     }
 
+    /// Samples the sockets of one netns: opens its sock_diag socket if
+    /// need be, dumps the tables the sockets are in, and remembers where
+    /// each was found.
     fn sample_namespace(&mut self, netns: NetnsId, group: Group, round: &mut DepthRound) {
         let now = self.round;
         let ns = self.namespaces.entry(netns).or_insert_with(|| Namespace {
@@ -385,114 +540,18 @@ impl DepthSampler {
             memo: HashMap::new(),
         });
         ns.last_used = now;
-        if ns.socket.is_none() {
-            let mut failure = None;
-            // Processes may have exited since they wrote: try a few.
-            for &pid in group.pids.iter().take(OPEN_ATTEMPTS) {
-                round.stats.syscalls += 9;
-                match netns::open_diag_socket(pid, netns) {
-                    Ok(socket) => {
-                        ns.socket = Some(socket);
-                        round.stats.namespaces_opened += 1;
-                        break;
-                    }
-                    // The process may have exited: try the next one.
-                    Err(error) => failure = Some(error),
-                }
-            }
-            if ns.socket.is_none() {
-                round.errors.extend(failure);
-                return;
-            }
+        if !ns.open(netns, &group.pids, round) {
+            return;
         }
+        let (tables, full) = ns.tables_to_dump(&group.wanted, now);
         let socket = ns.socket.as_mut().expect("opened above");
-
-        // Which tables to dump: those the asked sockets were found in, or
-        // all of them when one is new, or due for another look.
-        let mut tables = 0u8;
-        let mut full = false;
-        for inode in group.wanted.keys() {
-            match ns.memo.get_mut(inode) {
-                None => full = true,
-                Some(memo) => {
-                    memo.last_wanted = now;
-                    match memo.table {
-                        Some(table) => tables |= table.bit(),
-                        None => full |= now - memo.since >= RETRY_ABSENT_ROUNDS,
-                    }
-                }
-            }
+        let dumped = dump_tables(socket, netns, tables & !self.unsupported, &group.wanted, &mut self.buf, round);
+        self.unsupported |= dumped.unsupported;
+        if dumped.socket_failed {
+            // It may still hold part of the answer: start afresh next round.
+            ns.socket = None;
         }
-        if full {
-            tables = Table::ALL.iter().fold(0, |bits, table| bits | table.bit());
-        }
-
-        let mut found: HashMap<u32, (Table, Record)> = HashMap::new();
-        // UNIX sockets' own receive queues, by inode, to find what their peers sent.
-        let mut unix_inq: HashMap<u32, u32> = HashMap::new();
-        let mut complete = true;
-        for table in Table::ALL {
-            if tables & table.bit() == 0 || self.unsupported & table.bit() != 0 {
-                continue;
-            }
-            round.stats.dumps += 1;
-            let result = socket.dump(table, &mut self.buf, |record| {
-                if let Record::Unix { inode, rqlen: Some((inq, _)), .. } = record {
-                    unix_inq.insert(inode, inq);
-                }
-                if group.wanted.contains_key(&record.inode()) {
-                    found.insert(record.inode(), (table, record));
-                }
-            });
-            let cost = match &result {
-                Ok(cost) | Err((_, cost)) => *cost,
-            };
-            round.stats.syscalls += 1 + cost.recvs;
-            round.stats.sockets_seen += cost.sockets;
-            round.stats.netlink_bytes += cost.bytes;
-            if cost.undecodable > 0 {
-                round.errors.push(DepthError::Decode { netns, table: table.name(), count: cost.undecodable });
-            }
-            match result {
-                Ok(_) => {}
-                Err((DumpFailure::Io(source), _)) => {
-                    round.errors.push(DepthError::Dump { netns, table: table.name(), source });
-                    // It may still hold part of the answer: start afresh next round.
-                    ns.socket = None;
-                    complete = false;
-                    break;
-                }
-                Err((DumpFailure::Kernel(source), _)) => {
-                    if matches!(source.raw_os_error(), Some(libc::ENOENT | libc::EOPNOTSUPP | libc::EAFNOSUPPORT)) {
-                        self.unsupported |= table.bit();
-                    } else {
-                        complete = false;
-                    }
-                    round.errors.push(DepthError::Kernel { netns, table: table.name(), source });
-                }
-            }
-        }
-
-        for (inode, keys) in group.wanted {
-            match found.get(&inode) {
-                Some((table, record)) => {
-                    ns.memo.insert(inode, Memo { table: Some(*table), since: now, last_wanted: now });
-                    if let Some(depth) = depth_of(record, &unix_inq) {
-                        round.depths.extend(keys.into_iter().map(|key| (key, depth)));
-                    }
-                }
-                None if full && complete => {
-                    ns.memo.insert(inode, Memo { table: None, since: now, last_wanted: now });
-                }
-                // Known to be in no table, and not due for another look.
-                None if ns.memo.get(&inode).is_some_and(|memo| memo.table.is_none()) => {}
-                // Not where it was last time (closed, or a partial answer):
-                // look everywhere next round.
-                None => {
-                    ns.memo.remove(&inode);
-                }
-            }
-        }
+        ns.remember(group.wanted, &dumped, full, now, round);
         ns.memo.retain(|_, memo| now - memo.last_wanted <= FORGET_ROUNDS);
     }
 }
