@@ -153,3 +153,64 @@ fn get(addr: &str, path: &str) -> (u16, String, String) {
         .unwrap_or_default();
     (status, content_type, body.to_owned())
 }
+
+#[test]
+fn every_series_of_a_histogram_has_the_same_buckets_in_every_scrape() {
+    let (agent, addr) = start_serving();
+    // Small writes first, then one process whose writes are 2,048 times larger.
+    let small = dd_zeros(64, 1000);
+    let first = scrape_with(&addr, &small);
+    let large = dd_zeros(128 << 10, 10);
+    let second = scrape_with(&addr, &large);
+
+    for metric in catalog::ALL.into_iter().filter(|m| matches!(m.instrument, Instrument::Histogram { .. })) {
+        let family = metric.prometheus_family();
+        let expected = metric.bucket_bounds().len() + 1;
+        let (first, second) = (bucket_bounds(&first, &family), bucket_bounds(&second, &family));
+        let Some((series, les)) = first.iter().chain(&second).next() else { continue };
+        assert_eq!(les.len(), expected, "{family}{{{series}}}: {les:?}");
+        for (other, other_les) in first.iter().chain(&second) {
+            assert_eq!(other_les, les, "{family}: {{{other}}} has other buckets than {{{series}}}");
+        }
+    }
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+/// Runs `dd` writing `count` blocks of `block` bytes to /dev/null; returns its pid.
+fn dd_zeros(block: u64, count: u64) -> String {
+    let mut dd = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", &format!("bs={block}"), &format!("count={count}"), "status=none"])
+        .spawn()
+        .expect("start dd");
+    let pid = dd.id();
+    assert!(dd.wait().expect("dd").success());
+    pid.to_string()
+}
+
+/// /metrics once it has series of `pid`, polled for up to 15 s.
+fn scrape_with(addr: &str, pid: &str) -> String {
+    let wanted = format!("process_pid=\"{pid}\"");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, body) = get(addr, "/metrics");
+        if status == 200 && body.contains(&wanted) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "no series of pid {pid} after 15 s:\n{body}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The `le` values of every series of histogram `family` in a scrape, by
+/// the series' other labels, in the order served.
+fn bucket_bounds(body: &str, family: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut series = std::collections::BTreeMap::<String, Vec<String>>::new();
+    let prefix = format!("{family}_bucket{{");
+    for line in body.lines().filter_map(|line| line.strip_prefix(&prefix)) {
+        let (labels, _) = line.rsplit_once('}').expect("labels end with }");
+        let (others, le) = labels.rsplit_once("le=\"").expect("an le label");
+        series.entry(others.to_owned()).or_default().push(le.trim_end_matches('"').to_owned());
+    }
+    series
+}

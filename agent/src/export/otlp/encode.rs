@@ -94,8 +94,9 @@ fn histogram_point(point: &Point, bounds: &[f64], time: u64) -> Option<Histogram
         count: counts.iter().sum(),
         sum: Some(*sum),
         bucket_counts: counts.clone(),
-        // One bound fewer than buckets: the last is open.
-        explicit_bounds: bounds[..counts.len() - 1].to_vec(),
+        // The metric's bounds, the same for every point: one fewer than
+        // buckets, the last being open.
+        explicit_bounds: bounds.to_vec(),
         ..Default::default()
     })
 }

@@ -42,15 +42,12 @@ impl Emit<'_> {
         self.point(metric, own, None, value);
     }
 
+    /// Every slot, empty or not: points of one metric must share their
+    /// bounds, or `sum by (le)` across series mixes layouts and delta
+    /// converters take a series whose top bucket grew for a reset.
     fn histogram(&mut self, metric: &'static Metric, own: Vec<Attr>, slots: &[u64], sum: f64) {
-        // Empty buckets above the highest used cost bytes on the wire and
-        // series in Prometheus, and say nothing.
-        let top = slots.iter().rposition(|&n| n > 0).unwrap_or(0);
-        let mut counts = slots[..=top].to_vec();
-        if top + 1 < slots.len() {
-            counts.push(0);
-        }
-        self.counter(metric, own, Value::Histogram { counts, sum });
+        debug_assert_eq!(metric.bucket_bounds().len() + 1, slots.len(), "{}: one count per slot", metric.name);
+        self.counter(metric, own, Value::Histogram { counts: slots.to_vec(), sum });
     }
 
     /// Every cumulative point of `activity`.

@@ -51,10 +51,10 @@ use crate::{
 pub enum Value {
     Int(u64),
     Float(f64),
-    /// Counts per log2 slot, as the metric's buckets, and their exact sum.
-    /// The slots above the highest one used are left out, but for the
-    /// last, open-ended (+Inf) bucket, which is then empty: bucket `k` has
-    /// the metric's bound `k`, the last one none.
+    /// Counts per log2 slot, as the metric's buckets, and their exact sum:
+    /// one count for every slot of the metric, empty or not, so that every
+    /// point of a metric has the same bounds. Bucket `k` has the metric's
+    /// bound `k`, the last (open-ended, +Inf) one none.
     Histogram {
         counts: Vec<u64>,
         sum: f64,

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use agent_common::write::{BYTES_SLOTS, WriteStats, WriteSyscall};
+use agent_common::write::{BYTES_SLOTS, RECORDS_SLOTS, WriteStats, WriteSyscall};
 
 use super::*;
 use crate::{
@@ -107,8 +107,8 @@ fn one_writer_gets_exact_points() {
     let Some(Value::Histogram { counts, sum }) = value(&s, &catalog::WRITE_BATCH_SIZE, &[PID_10, PIPES]) else {
         panic!("no batch size histogram")
     };
-    // Slots 0 to 10, and the open bucket, empty.
-    assert_eq!((counts.len(), counts[10], counts[11], *sum), (12, 1000, 0, 512_000.0));
+    // Every slot, the empty ones above slot 10 too.
+    assert_eq!((counts.len(), counts[10], counts[11], *sum), (BYTES_SLOTS, 1000, 0, 512_000.0));
     let Some(Value::Histogram { counts, sum }) = value(&s, &catalog::WRITE_BATCH_WAIT, &[PID_10, PIPES]) else {
         panic!("no wait histogram")
     };
@@ -288,18 +288,31 @@ fn per_fd_series_for_processes_and_by_kind_for_other() {
 }
 
 #[test]
-fn histograms_keep_every_bucket_up_to_the_highest_used() {
+fn histograms_keep_every_bucket_whatever_the_largest_value() {
     let mut model = model();
     let mut huge = writes(30, 1 << 40, 1000);
     huge.bytes_hist = [0; BYTES_SLOTS];
     huge.bytes_hist[BYTES_SLOTS - 1] = 30;
     model.record(&process(10, 1, "writer"), 3, Some(&pipe(7)), &huge);
+    model.record(&process(11, 1, "small"), 3, Some(&pipe(7)), &writes(30, 30, 1000));
     model.close_interval(1.0);
     let s = SeriesSet::new(limits(), at(0)).collect(&observe(&model), None, None, at(1));
     let Some(Value::Histogram { counts, .. }) = value(&s, &catalog::WRITE_BATCH_SIZE, &[PID_10]) else { panic!() };
     assert_eq!(counts.len(), BYTES_SLOTS, "the last slot is the open bucket itself");
+    assert_eq!(counts[BYTES_SLOTS - 1], 30);
     let Some(Value::Histogram { counts, .. }) = value(&s, &catalog::WRITE_BATCH_RECORDS, &[PID_10]) else { panic!() };
-    assert_eq!(counts, &[0, 30, 0], "slots 0 and 1, and the empty open bucket");
+    let mut expected = [0; RECORDS_SLOTS];
+    expected[1] = 30;
+    assert_eq!(counts, &expected, "slot 1, and every empty slot above it up to the open bucket");
+    // A process whose writes are small has the same buckets as the huge one.
+    for (metric, points) in &s.families {
+        if let Instrument::Histogram { slots, .. } = metric.instrument {
+            for point in points {
+                let Value::Histogram { counts, .. } = &point.value else { panic!("{}", metric.name) };
+                assert_eq!(counts.len(), slots, "{}: {:?}", metric.name, point.subject);
+            }
+        }
+    }
 }
 
 #[test]
@@ -326,7 +339,7 @@ fn every_point_has_the_value_its_instrument_calls_for() {
     for (metric, points) in &s.families {
         for point in points {
             let fits = match (&point.value, metric.instrument) {
-                (Value::Histogram { counts, .. }, Instrument::Histogram { slots, .. }) => counts.len() <= slots,
+                (Value::Histogram { counts, .. }, Instrument::Histogram { slots, .. }) => counts.len() == slots,
                 (Value::Int(_) | Value::Float(_), Instrument::Counter) => point.start.is_some(),
                 (Value::Int(_) | Value::Float(_), Instrument::Gauge) => point.start.is_none(),
                 _ => false,
