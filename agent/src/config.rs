@@ -124,6 +124,20 @@ pub struct ExportSettings {
     /// Serve Prometheus /metrics, /healthz and /readyz on this address [default: off].
     #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS", value_name = "ADDR:PORT")]
     pub prometheus: Option<SocketAddr>,
+    /// How long a client of the Prometheus endpoint may take to send a
+    /// request's headers, and stay idle between requests, before it is
+    /// disconnected [default: 10s].
+    #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub prometheus_header_timeout: Option<Duration>,
+    /// Connections the Prometheus endpoint holds at once; beyond, new ones
+    /// are closed at once [default: 64].
+    #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS_MAX_CONNECTIONS")]
+    pub prometheus_max_connections: Option<u32>,
+    /// Connections the Prometheus endpoint holds at once from one client
+    /// address; beyond, its new ones are closed at once [default: 8].
+    #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS_MAX_CONNECTIONS_PER_CLIENT")]
+    pub prometheus_max_connections_per_client: Option<u32>,
     /// How often metrics are collected and exported [default: OTEL_METRIC_EXPORT_INTERVAL, else 60s].
     #[arg(long, global = true, env = "BATCHWATCH_EXPORT_INTERVAL", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
@@ -162,6 +176,11 @@ impl ExportSettings {
     fn overridden_by(self, over: ExportSettings) -> ExportSettings {
         ExportSettings {
             prometheus: over.prometheus.or(self.prometheus),
+            prometheus_header_timeout: over.prometheus_header_timeout.or(self.prometheus_header_timeout),
+            prometheus_max_connections: over.prometheus_max_connections.or(self.prometheus_max_connections),
+            prometheus_max_connections_per_client: over
+                .prometheus_max_connections_per_client
+                .or(self.prometheus_max_connections_per_client),
             export_interval: over.export_interval.or(self.export_interval),
             min_ops_per_sec: over.min_ops_per_sec.or(self.min_ops_per_sec),
             max_series: over.max_series.or(self.max_series),
@@ -288,6 +307,7 @@ pub struct MapLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportConfig {
     pub prometheus: Option<SocketAddr>,
+    pub prometheus_limits: EndpointLimits,
     pub export_interval: Option<Duration>,
     pub min_ops_per_sec: f64,
     pub max_series: u32,
@@ -297,6 +317,14 @@ pub struct ExportConfig {
     pub otlp_protocol: Option<String>,
     pub otlp_headers: Option<String>,
     pub otlp_timeout: Option<Duration>,
+}
+
+/// What one client, and all together, may hold of the Prometheus endpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndpointLimits {
+    pub header_timeout: Duration,
+    pub max_connections: u32,
+    pub max_connections_per_client: u32,
 }
 
 impl Default for Config {
@@ -366,6 +394,26 @@ impl ExportConfig {
         };
         Ok(ExportConfig {
             prometheus: s.prometheus,
+            prometheus_limits: EndpointLimits {
+                header_timeout: check(
+                    "export.prometheus_header_timeout",
+                    s.prometheus_header_timeout,
+                    ms(10_000),
+                    ms(1000)..=ms(600_000),
+                )?,
+                max_connections: check(
+                    "export.prometheus_max_connections",
+                    s.prometheus_max_connections,
+                    64,
+                    1..=65_536,
+                )?,
+                max_connections_per_client: check(
+                    "export.prometheus_max_connections_per_client",
+                    s.prometheus_max_connections_per_client,
+                    8,
+                    1..=65_536,
+                )?,
+            },
             export_interval: optional("export.export_interval", s.export_interval, ms(100)..=ms(3_600_000))?,
             min_ops_per_sec: check("export.min_ops_per_sec", s.min_ops_per_sec, 10.0, 0.0..=1e9)?,
             // The floor leaves room for the `other` and node series (see export::series).
@@ -574,6 +622,27 @@ mod tests {
         let mut settings = Settings::default();
         settings.export.export_interval = Some(Duration::from_millis(1));
         assert!(Config::resolve(settings).unwrap_err().to_string().contains("export.export_interval"));
+    }
+
+    #[test]
+    fn endpoint_limits_are_checked() {
+        let limits = Config::default().export.prometheus_limits;
+        assert_eq!((limits.header_timeout, limits.max_connections, limits.max_connections_per_client), (
+            Duration::from_secs(10),
+            64,
+            8
+        ));
+        let mut settings = Settings::default();
+        settings.export.prometheus_max_connections = Some(0);
+        assert_eq!(
+            Config::resolve(settings).unwrap_err().to_string(),
+            "config key `export.prometheus_max_connections` (flag --prometheus-max-connections, env \
+             BATCHWATCH_PROMETHEUS_MAX_CONNECTIONS) is 0: allowed 1 to 65536"
+        );
+        let mut settings = Settings::default();
+        settings.export.prometheus_header_timeout = Some(Duration::from_millis(10));
+        let error = Config::resolve(settings).unwrap_err().to_string();
+        assert!(error.ends_with("is 10ms: allowed 1s to 10m"), "{error}");
     }
 
     #[test]

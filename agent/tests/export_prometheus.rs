@@ -9,7 +9,7 @@ mod prometheus_server;
 mod support;
 
 use std::{
-    io::{Read as _, Write as _},
+    io::{ErrorKind, Read as _, Write as _},
     net::{TcpListener, TcpStream},
     thread,
     time::{Duration, Instant},
@@ -24,13 +24,19 @@ use self::{
 
 /// Starts `batchwatch run` serving /metrics on a free port, without OTLP.
 fn start_serving() -> (Agent, String) {
+    start_serving_with(&[])
+}
+
+/// The same, with `more` settings.
+fn start_serving_with(more: &[(&str, &str)]) -> (Agent, String) {
     let addr = format!("127.0.0.1:{}", free_port());
-    let env = [
+    let mut env = vec![
         ("OTEL_METRICS_EXPORTER", "none"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
         ("BATCHWATCH_TRANSITION_COST_NS", "100"),
         ("BATCHWATCH_MIN_OPS_PER_SEC", "0"),
     ];
+    env.extend_from_slice(more);
     let agent = Agent::start(&["--prometheus", &addr], &env);
     (agent, addr)
 }
@@ -140,7 +146,19 @@ fn wait_for(prometheus: &PrometheusServer, promql: &str, expected: f64) {
 
 /// GET `path` from `addr` over HTTP/1.0: (status code, content type, body).
 fn get(addr: &str, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    get_from(TcpStream::connect(addr).expect("connect"), addr, path)
+}
+
+/// GET `path` from `addr` on a connection from the loopback address
+/// 127.0.0.2, a client apart from those on 127.0.0.1.
+fn get_from_another_client(addr: &str, path: &str) -> (u16, String, String) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&"127.0.0.2:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    socket.connect(&addr.parse::<std::net::SocketAddr>().unwrap().into()).expect("connect");
+    get_from(socket.into(), addr, path)
+}
+
+fn get_from(mut stream: TcpStream, addr: &str, path: &str) -> (u16, String, String) {
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut response = String::new();
@@ -213,4 +231,179 @@ fn bucket_bounds(body: &str, family: &str) -> std::collections::BTreeMap<String,
         series.entry(others.to_owned()).or_default().push(le.trim_end_matches('"').to_owned());
     }
     series
+}
+
+/// Clients that each send half a request and wait.
+const HALF_OPEN: usize = 4000;
+
+/// How much the agent's RSS may grow while HALF_OPEN half-open clients try
+/// to hold it. Without limits, 4,000 of them took it from 44 to 145 MiB
+/// here (from 39 to 107 MiB when they only connect). With them, connections
+/// cost nothing measurable (39 to 39 MiB when they only connect); what
+/// grows is the agent's model of the 4,000 sockets the clients wrote their
+/// half requests to (15-20 MiB here, 2 CPUs), which any writer of 4,000
+/// sockets costs.
+const RSS_GROWTH_BOUND_KIB: u64 = 32 << 10;
+
+#[test]
+fn half_open_clients_are_cut_off_and_the_probes_still_answer() {
+    raise_open_files_limit(HALF_OPEN as u64 + 1024);
+    let (mut agent, addr) = start_serving_with(&[("BATCHWATCH_PROMETHEUS_HEADER_TIMEOUT", "15s")]);
+    let pid = agent.child.id();
+    wait_until_ready(&addr);
+    // Past the first collections, which grow it anyway.
+    thread::sleep(Duration::from_secs(3));
+    let rss_before = rss_kib(pid);
+
+    let started = Instant::now();
+    let clients: Vec<TcpStream> = (0..HALF_OPEN)
+        .map(|_| {
+            let mut client = TcpStream::connect(&addr).expect("connect");
+            client.write_all(b"GET /metrics HTTP/1.1\r\nHost: batchwatch\r\n").unwrap();
+            client
+        })
+        .collect();
+    let connected_in = started.elapsed();
+    assert!(connected_in < Duration::from_secs(12), "the clients took {connected_in:?}, near the header timeout");
+    // Those over the per-client limit are closed at once; the others are held.
+    let (closed, held) = wait_for_closed(&clients, HALF_OPEN - 8, Duration::from_secs(5));
+    assert_eq!((closed, held), (HALF_OPEN - 8, 8));
+    let rss_held = rss_kib(pid);
+    assert_eq!(get_from_another_client(&addr, "/healthz").0, 200, "the kubelet's probe still answers");
+    let refused = endpoint_errors(&addr, "client_limit", (HALF_OPEN - 8) as u64);
+    println!(
+        "{HALF_OPEN} half-open clients in {connected_in:?}: RSS {rss_before} KiB before, {rss_held} KiB while \
+         held, {refused} refused at once"
+    );
+    assert!(rss_held < rss_before + RSS_GROWTH_BOUND_KIB, "RSS grew from {rss_before} KiB to {rss_held} KiB");
+
+    // The held ones are cut after the header timeout, and counted.
+    let (closed, held) = wait_for_closed(&clients, HALF_OPEN, Duration::from_secs(20));
+    assert_eq!((closed, held), (HALF_OPEN, 0));
+    assert!(started.elapsed() >= Duration::from_secs(15), "cut before the header timeout");
+    endpoint_errors(&addr, "header_timeout", 8);
+    assert_eq!(get(&addr, "/healthz").0, 200, "127.0.0.1 may connect again");
+    assert!(agent.is_running());
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn failing_accepts_back_off_and_the_endpoint_recovers() {
+    let (agent, addr) = start_serving_with(&[("BATCHWATCH_PROMETHEUS_HEADER_TIMEOUT", "2s")]);
+    let pid = agent.child.id();
+    wait_until_ready(&addr);
+    // Room for one descriptor more (the lowest free number; the limit is on
+    // numbers): the first client takes it, and accept fails with EMFILE for
+    // the next, which stays queued.
+    let open: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .collect();
+    let lowest_free = (0..).find(|fd| !open.contains(fd)).unwrap();
+    let original = set_open_files_limit(pid, lowest_free + 1);
+    let clients: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).expect("connect")).collect();
+    thread::sleep(Duration::from_secs(3));
+    set_open_files_limit(pid, original);
+    // The held client is cut after 2 s, then the queued one is accepted and cut too.
+    let (closed, _) = wait_for_closed(&clients, 2, Duration::from_secs(10));
+    assert_eq!(closed, 2);
+    let failed = endpoint_errors_at_least(&addr, "accept_failed", 1);
+    // Retried in a loop, accept would have failed millions of times in 3 s;
+    // with the backoff (10 ms doubling to 1 s) it fails about ten times.
+    assert!(failed <= 15, "accept failed {failed} times in 3 s");
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("the Prometheus endpoint cannot accept connections, backing off"), "{stderr}");
+}
+
+fn wait_until_ready(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(addr, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready after its first collection");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `clients` until `wanted` of them are closed by the agent or
+/// `within` passes: (closed, still open).
+fn wait_for_closed(clients: &[TcpStream], wanted: usize, within: Duration) -> (usize, usize) {
+    let deadline = Instant::now() + within;
+    loop {
+        let closed = clients.iter().filter(|client| is_closed(client)).count();
+        if closed >= wanted || Instant::now() > deadline {
+            return (closed, clients.len() - closed);
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether the peer closed (or reset) the connection; never blocks.
+fn is_closed(mut client: &TcpStream) -> bool {
+    client.set_nonblocking(true).unwrap();
+    let mut byte = [0];
+    match client.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => panic!("a half-sent request was answered"),
+        Err(error) if error.kind() == ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    }
+}
+
+/// Polls /metrics from 127.0.0.2 for up to 10 s until the endpoint's
+/// `reason` count is `expected`; returns it.
+fn endpoint_errors(addr: &str, reason: &str, expected: u64) -> u64 {
+    poll_endpoint_errors(addr, reason, |count| count == expected)
+}
+
+fn endpoint_errors_at_least(addr: &str, reason: &str, least: u64) -> u64 {
+    poll_endpoint_errors(addr, reason, |count| count >= least)
+}
+
+fn poll_endpoint_errors(addr: &str, reason: &str, done: impl Fn(u64) -> bool) -> u64 {
+    let line = format!("batchwatch_export_prometheus_errors_total{{batchwatch_endpoint_error=\"{reason}\"}} ");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, body) = get_from_another_client(addr, "/metrics");
+        let count = body.lines().find_map(|l| l.strip_prefix(&line)).map(|v| v.parse::<u64>().expect("a count"));
+        match count {
+            Some(count) if done(count) => return count,
+            _ if Instant::now() > deadline => panic!("{reason}: {count:?} after 10 s"),
+            _ => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// VmRSS of `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).expect("VmRSS");
+    line.trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
+/// Raises this test's own RLIMIT_NOFILE to at least `wanted` (the agent,
+/// started after, inherits it).
+fn raise_open_files_limit(wanted: u64) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted;
+            limit.rlim_max = limit.rlim_max.max(wanted);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0, "{}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// Sets `pid`'s soft RLIMIT_NOFILE to `limit`; returns the old one.
+fn set_open_files_limit(pid: u32, limit: u64) -> u64 {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit(2) on a child we started, with valid rlimit structs.
+    unsafe {
+        assert_eq!(libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old), 0);
+        let new = libc::rlimit { rlim_cur: limit, rlim_max: old.rlim_max };
+        assert_eq!(libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()), 0);
+    }
+    old.rlim_cur
 }

@@ -89,6 +89,14 @@ pub const PROBE_ERROR: Attribute = Attribute {
                   message headers unreadable), `uring_map_full` (a ring found its map full), `exit_map_full` (an exit \
                   could not be recorded; a periodic /proc sweep finds the process gone).",
 };
+pub const ENDPOINT_ERROR: Attribute = Attribute {
+    key: "batchwatch.endpoint.error",
+    description: "`connection_limit` (a connection closed at once: the endpoint held \
+                  `export.prometheus_max_connections`), `client_limit` (closed at once: its client address held \
+                  `export.prometheus_max_connections_per_client`), `header_timeout` (closed: no complete request \
+                  headers within `export.prometheus_header_timeout`), `accept_failed` (accept(2) failed, e.g. EMFILE; \
+                  the endpoint backs off up to a second).",
+};
 
 /// The attributes of a process's series, in the order they are attached.
 pub const PROCESS_ATTRIBUTES: [&Attribute; 9] = [
@@ -104,7 +112,7 @@ pub const PROCESS_ATTRIBUTES: [&Attribute; 9] = [
 ];
 
 /// The attributes that tell a process's series apart, beyond the process.
-pub const METRIC_ATTRIBUTES: [&Attribute; 10] = [
+pub const METRIC_ATTRIBUTES: [&Attribute; 11] = [
     &FD_KIND,
     &FD,
     &FD_TARGET,
@@ -114,6 +122,7 @@ pub const METRIC_ATTRIBUTES: [&Attribute; 10] = [
     &IO_URING_OP,
     &IO_URING_QUEUE,
     &PROBE_ERROR,
+    &ENDPOINT_ERROR,
     &FOLDED,
 ];
 
@@ -470,9 +479,33 @@ pub const EXPORT_DROPS: Metric = Metric {
     description: "Data points not delivered over OTLP (the agent's own drops): the oldest collection when the queue is \
                   full, or what the receiver refused.",
 };
+pub const ENDPOINT_CONNECTION_USAGE: Metric = Metric {
+    name: "batchwatch.export.prometheus.connection.usage",
+    instrument: Gauge,
+    unit: "{connection}",
+    subject: Node,
+    attributes: &[],
+    description: "Connections the Prometheus endpoint holds now (only when it is on).",
+};
+pub const ENDPOINT_CONNECTION_LIMIT: Metric = Metric {
+    name: "batchwatch.export.prometheus.connection.limit",
+    instrument: Gauge,
+    unit: "{connection}",
+    subject: Node,
+    attributes: &[],
+    description: "Connections it holds at most (`export.prometheus_max_connections`).",
+};
+pub const ENDPOINT_ERRORS: Metric = Metric {
+    name: "batchwatch.export.prometheus.errors",
+    instrument: Counter,
+    unit: "{connection}",
+    subject: Node,
+    attributes: &[&ENDPOINT_ERROR],
+    description: "Connections the Prometheus endpoint refused or cut, and accept(2) calls that failed.",
+};
 
 /// Every metric, in the order the exporters emit them.
-pub const ALL: [&Metric; 34] = [
+pub const ALL: [&Metric; 37] = [
     &WRITE_CALLS,
     &WRITE_IO,
     &WRITE_RECORDS,
@@ -507,6 +540,9 @@ pub const ALL: [&Metric; 34] = [
     &EXPORT_QUEUE_USAGE,
     &EXPORT_QUEUE_LIMIT,
     &EXPORT_DROPS,
+    &ENDPOINT_CONNECTION_USAGE,
+    &ENDPOINT_CONNECTION_LIMIT,
+    &ENDPOINT_ERRORS,
 ];
 
 /// The metric named `name`.

@@ -8,7 +8,8 @@
 //! model; [`identity`] names the node and the processes, with the
 //! [`attributes`] the points carry; [`otlp`] encodes
 //! and sends; [`queue`] buffers between the two and measures itself;
-//! [`prometheus`] serves `/metrics`, `/healthz` and `/readyz`.
+//! [`prometheus`] serves `/metrics`, `/healthz` and `/readyz`, behind the
+//! connection limits of [`endpoint`].
 //!
 //! # Threads
 //! `Agent::tick` reads BPF maps and `/proc` with blocking calls, so the
@@ -19,6 +20,7 @@
 
 pub mod attributes;
 pub mod catalog;
+pub mod endpoint;
 pub mod identity;
 pub mod otlp;
 pub mod prometheus;
@@ -35,6 +37,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource as ResourceProto;
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::{
+    endpoint::Endpoint,
     identity::PodLookup,
     otlp::{OtlpConfig, Sender},
     prometheus::Status,
@@ -44,7 +47,7 @@ use self::{
 use crate::{
     agent::Agent,
     bpf::collector::CollectError,
-    config::{Config, describe_key},
+    config::{Config, EndpointLimits, describe_key},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,7 @@ pub struct Exporters {
     interval: Duration,
     otlp: Option<OtlpConfig>,
     prometheus: Option<std::net::TcpListener>,
+    prometheus_limits: EndpointLimits,
     limits: Limits,
     queue_capacity: usize,
     max_fds: u32,
@@ -113,6 +117,7 @@ impl Exporters {
             interval: otlp::interval(export, env)?,
             otlp,
             prometheus,
+            prometheus_limits: export.prometheus_limits,
             limits: Limits::of(export),
             queue_capacity: export.queue_capacity as usize,
             max_fds: config.maps.max_fds,
@@ -145,10 +150,15 @@ async fn serve(agent: Agent, exporters: Exporters, pods: Option<Box<dyn PodLooku
     let target =
         resource.iter().map(|(key, value)| (catalog::prometheus_label(key.as_str()), value.to_string())).collect();
     let status = Arc::new(Status::new(exporters.tick, target));
-    if let Some(listener) = exporters.prometheus {
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(start("the Prometheus endpoint"))?;
-        tokio::spawn(prometheus::serve(listener, status.clone()));
-    }
+    let endpoint = match exporters.prometheus {
+        Some(listener) => {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(start("the Prometheus endpoint"))?;
+            let endpoint = Arc::new(Endpoint::new(exporters.prometheus_limits));
+            tokio::spawn(prometheus::serve(listener, status.clone(), endpoint.clone()));
+            Some(endpoint)
+        }
+        None => None,
+    };
     let otlp = (exporters.otlp.as_ref())
         .map(|config| Otlp::start(config, exporters.queue_capacity, exporters.interval))
         .transpose()?;
@@ -163,6 +173,7 @@ async fn serve(agent: Agent, exporters: Exporters, pods: Option<Box<dyn PodLooku
         series: SeriesSet::new(exporters.limits, SystemTime::now()),
         publisher,
         pods,
+        endpoint,
         max_fds: exporters.max_fds,
     };
     let thread = std::thread::Builder::new()
@@ -279,6 +290,8 @@ struct Observer {
     series: SeriesSet,
     publisher: Publisher,
     pods: Option<Box<dyn PodLookup>>,
+    /// The Prometheus endpoint, when it is on.
+    endpoint: Option<Arc<Endpoint>>,
     max_fds: u32,
 }
 
@@ -319,7 +332,8 @@ impl Observer {
     fn collect(&mut self) {
         let started = Instant::now();
         let health = self.publisher.otlp.as_ref().map(|(queue, _)| queue.health());
-        let observation = Observation::of(&self.agent, self.max_fds);
+        let mut observation = Observation::of(&self.agent, self.max_fds);
+        observation.endpoint = self.endpoint.as_ref().map(|endpoint| endpoint.health());
         let collection = self.series.collect(&observation, health.as_ref(), self.pods.as_deref(), SystemTime::now());
         let points = collection.points();
         self.publisher.publish(collection);

@@ -20,6 +20,7 @@ use prometheus_client::{
 
 use super::{
     catalog::{Instrument, prometheus_label},
+    endpoint::Endpoint,
     series::{Collection, Point, Value},
 };
 
@@ -61,22 +62,17 @@ impl Status {
     }
 }
 
-/// Serves `listener` until the runtime stops.
-pub async fn serve(listener: tokio::net::TcpListener, status: Arc<Status>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let status = status.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
+/// Serves `listener` until the runtime stops, behind `endpoint`'s limits.
+pub async fn serve(listener: tokio::net::TcpListener, status: Arc<Status>, endpoint: Arc<Endpoint>) {
+    endpoint
+        .serve(listener, move || {
+            let status = status.clone();
+            service_fn(move |request| {
                 let status = status.clone();
                 async move { Ok::<_, Infallible>(respond(&request, &status)) }
-            });
-            // A client that goes away mid-request is no concern of ours.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
-    }
+            })
+        })
+        .await;
 }
 
 fn respond<B>(request: &Request<B>, status: &Status) -> Response<Full<Bytes>> {

@@ -44,7 +44,7 @@ pub fn free_port() -> u16 {
 
 /// `batchwatch run`, with its stderr collected.
 pub struct Agent {
-    child: Child,
+    pub child: Child,
     stderr: Option<JoinHandle<String>>,
 }
 

@@ -15,6 +15,7 @@ use super::{
 use crate::export::{
     attributes::{Attr, attr},
     catalog::{self, Metric},
+    endpoint::EndpointHealth,
     queue::ExportHealth,
 };
 
@@ -166,6 +167,20 @@ impl Emit<'_> {
         self.gauge(&catalog::EXPORT_QUEUE_LIMIT, vec![], Value::Int(h.capacity as u64));
         for (reason, count) in [("queue_full", h.dropped_queue_full), ("rejected", h.rejected)] {
             self.counter(&catalog::EXPORT_DROPS, vec![attr(&catalog::WRITE_DROP_REASON, reason)], Value::Int(count));
+        }
+    }
+
+    /// The Prometheus endpoint's connections and what it refused.
+    pub(super) fn endpoint(&mut self, e: &EndpointHealth) {
+        self.gauge(&catalog::ENDPOINT_CONNECTION_USAGE, vec![], Value::Int(e.open));
+        self.gauge(&catalog::ENDPOINT_CONNECTION_LIMIT, vec![], Value::Int(e.limit));
+        for (reason, count) in [
+            ("connection_limit", e.connection_limit),
+            ("client_limit", e.client_limit),
+            ("header_timeout", e.header_timeout),
+            ("accept_failed", e.accept_failed),
+        ] {
+            self.counter(&catalog::ENDPOINT_ERRORS, vec![attr(&catalog::ENDPOINT_ERROR, reason)], Value::Int(count));
         }
     }
 }

@@ -38,6 +38,7 @@ use super::{
     attributes::{Attr, attr},
     catalog::{self, Metric},
     identity::{self, PodLookup},
+    endpoint::EndpointHealth,
     queue::ExportHealth,
 };
 use crate::{
@@ -101,6 +102,8 @@ pub struct Observation<'a> {
     pub tracked_fds: usize,
     pub evicted_fds: usize,
     pub max_fds: u32,
+    /// The Prometheus endpoint's connections, when it is on.
+    pub endpoint: Option<EndpointHealth>,
 }
 
 impl<'a> Observation<'a> {
@@ -112,6 +115,7 @@ impl<'a> Observation<'a> {
             tracked_fds: agent.tracked_fds(),
             evicted_fds: agent.evicted_fds(),
             max_fds,
+            endpoint: None,
         }
     }
 }
@@ -356,6 +360,9 @@ impl SeriesSet {
         emit.gauge(&catalog::EXPORT_FOLDED, vec![], Value::Int(0));
         if let Some(health) = health {
             emit.health(health);
+        }
+        if let Some(endpoint) = &observation.endpoint {
+            emit.endpoint(endpoint);
         }
         points
     }

@@ -59,6 +59,7 @@ fn observe(model: &Model) -> Observation<'_> {
         tracked_fds: 12,
         evicted_fds: 4,
         max_fds: 16384,
+        endpoint: None,
     }
 }
 

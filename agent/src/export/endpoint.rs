@@ -1,0 +1,221 @@
+//! Accepting the HTTP endpoint's connections so that no client can exhaust
+//! the agent: what [`prometheus`](super::prometheus) serves runs behind it.
+//!
+//! - A client must send a request's headers within `header_timeout` of
+//!   connecting or of its last response (hyper's header read timeout, which
+//!   also covers idle keep-alive connections); then it is disconnected.
+//! - At most `max_connections` are held at once, and `max_connections_per_client`
+//!   from one address: a connection beyond either is closed at once, so one
+//!   client holding many half-sent requests leaves room for the kubelet's
+//!   probes and the scraper, and the memory held stays bounded.
+//! - A failing `accept` (EMFILE, ENFILE, ENOBUFS: the pending connection
+//!   stays queued, so the next call fails at once again) is retried after a
+//!   backoff, not in a loop that would starve the OTLP sender and the signal
+//!   handlers on the same single-threaded runtime.
+//!
+//! Every connection refused or cut is counted in [`EndpointHealth`], which
+//! each collection exports.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use hyper::{Request, Response, body::Incoming, service::Service};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::config::EndpointLimits;
+
+/// The endpoint's connections and its refusals, counted since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointHealth {
+    /// Connections held now, and at most.
+    pub open: u64,
+    pub limit: u64,
+    /// Connections closed at once: the endpoint held its maximum, or the
+    /// client its own.
+    pub connection_limit: u64,
+    pub client_limit: u64,
+    /// Connections closed because a request's headers did not come in time.
+    pub header_timeout: u64,
+    /// `accept` calls that failed.
+    pub accept_failed: u64,
+}
+
+/// Admits, serves and counts the endpoint's connections.
+pub struct Endpoint {
+    limits: EndpointLimits,
+    open: Mutex<Open>,
+    connection_limit: AtomicU64,
+    client_limit: AtomicU64,
+    header_timeout: AtomicU64,
+    accept_failed: AtomicU64,
+}
+
+/// Connections held, all together and by client address.
+#[derive(Default)]
+struct Open {
+    total: u32,
+    by_client: HashMap<IpAddr, u32>,
+}
+
+/// A connection's place among those held, given back when it is dropped.
+struct Admitted {
+    endpoint: Arc<Endpoint>,
+    client: IpAddr,
+}
+
+impl Endpoint {
+    pub fn new(limits: EndpointLimits) -> Endpoint {
+        Endpoint {
+            limits,
+            open: Mutex::default(),
+            connection_limit: AtomicU64::new(0),
+            client_limit: AtomicU64::new(0),
+            header_timeout: AtomicU64::new(0),
+            accept_failed: AtomicU64::new(0),
+        }
+    }
+
+    pub fn health(&self) -> EndpointHealth {
+        EndpointHealth {
+            open: u64::from(self.open().total),
+            limit: u64::from(self.limits.max_connections),
+            connection_limit: self.connection_limit.load(Relaxed),
+            client_limit: self.client_limit.load(Relaxed),
+            header_timeout: self.header_timeout.load(Relaxed),
+            accept_failed: self.accept_failed.load(Relaxed),
+        }
+    }
+
+    /// Accepts connections on `listener` until the runtime stops, serving
+    /// each admitted one over HTTP/1 with a service from `service`.
+    pub async fn serve<F, S, B>(self: Arc<Self>, listener: TcpListener, service: F)
+    where
+        F: Fn() -> S,
+        S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S::Future: Send,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut failures = 0;
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => {
+                    failures = 0;
+                    accepted
+                }
+                Err(error) => {
+                    self.accept_failed.fetch_add(1, Relaxed);
+                    if failures == 0 {
+                        eprintln!("batchwatch: the Prometheus endpoint cannot accept connections, backing off: {error}");
+                    }
+                    failures += 1;
+                    tokio::time::sleep(accept_backoff(failures)).await;
+                    continue;
+                }
+            };
+            // Dropping the stream closes the connection at once.
+            let Some(admitted) = self.admit(peer.ip()) else { continue };
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(self.limits.header_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service());
+            tokio::spawn(async move {
+                // Other errors are the client's going away mid-request: no concern of ours.
+                if let Err(error) = connection.await
+                    && error.is_timeout()
+                {
+                    admitted.endpoint.header_timeout.fetch_add(1, Relaxed);
+                }
+                drop(admitted);
+            });
+        }
+    }
+
+    /// A place for a connection from `client`, or `None` (counted) when
+    /// the endpoint or the client holds its maximum.
+    fn admit(self: &Arc<Self>, client: IpAddr) -> Option<Admitted> {
+        let mut open = self.open();
+        if open.total >= self.limits.max_connections {
+            self.connection_limit.fetch_add(1, Relaxed);
+            return None;
+        }
+        let held = open.by_client.entry(client).or_default();
+        if *held >= self.limits.max_connections_per_client {
+            self.client_limit.fetch_add(1, Relaxed);
+            return None;
+        }
+        *held += 1;
+        open.total += 1;
+        Some(Admitted { endpoint: self.clone(), client })
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self.endpoint.open();
+        open.total -= 1;
+        if let Some(held) = open.by_client.get_mut(&self.client) {
+            *held -= 1;
+            if *held == 0 {
+                open.by_client.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// 10 ms, doubling with each failure in a row up to one second: failures
+/// that clear by themselves (a connection reset while queued) cost little,
+/// and a lasting one (EMFILE) costs one call a second.
+fn accept_backoff(failures: u32) -> Duration {
+    Duration::from_millis(10).saturating_mul(1 << failures.saturating_sub(1).min(7)).min(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn endpoint(max_connections: u32, max_connections_per_client: u32) -> Arc<Endpoint> {
+        let limits =
+            EndpointLimits { header_timeout: Duration::from_secs(10), max_connections, max_connections_per_client };
+        Arc::new(Endpoint::new(limits))
+    }
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn a_client_over_its_share_is_refused_and_others_still_admitted() {
+        let endpoint = endpoint(4, 2);
+        let held: Vec<_> = [A, A, A, B, B].into_iter().filter_map(|client| endpoint.admit(client)).collect();
+        assert_eq!(held.len(), 4);
+        let health = endpoint.health();
+        assert_eq!((health.open, health.limit, health.client_limit, health.connection_limit), (4, 4, 1, 0));
+        // The endpoint is full: anyone is refused, and counted apart.
+        assert!(endpoint.admit(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3))).is_none());
+        assert_eq!(endpoint.health().connection_limit, 1);
+        drop(held);
+        assert_eq!(endpoint.health().open, 0);
+        assert!(endpoint.open().by_client.is_empty(), "clients gone leave no entry behind");
+    }
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second() {
+        let backoffs: Vec<_> = (1..=9).map(|n| accept_backoff(n).as_millis()).collect();
+        assert_eq!(backoffs, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+    }
+}
