@@ -218,6 +218,11 @@ impl Agent {
         }
     }
 
+    /// Whether buffer depths are sampled (netlink sock_diag could be set up).
+    pub fn samples_depth(&self) -> bool {
+        self.depth.is_some()
+    }
+
     /// (process, fd) pairs the kernel tracks right now.
     pub fn tracked_fds(&self) -> usize {
         self.tracked

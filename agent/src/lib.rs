@@ -24,6 +24,7 @@ pub mod error_chain;
 pub mod export;
 pub mod kubernetes;
 pub mod model;
+pub mod privileges;
 pub mod report;
 #[cfg(test)]
 mod testing;

@@ -16,6 +16,7 @@ use batchwatch::{
     bpf::probes::AttachMode,
     config::{Config, Settings},
     export::{self, Exporters},
+    privileges,
     report::Report,
 };
 use clap::{Parser, Subcommand, ValueEnum};
@@ -123,6 +124,7 @@ fn run_headless(config: &Config) -> anyhow::Result<()> {
     let exporters = Exporters::from_config(config).context("setting up the exporters")?;
     let agent = Agent::start(config)?;
     announce(&agent);
+    give_up_privileges(&agent);
     export::run(agent, exporters, export::identity::kubernetes_pods()).context("batchwatch run")
 }
 
@@ -135,6 +137,7 @@ fn record(config: &Config, duration: Duration) -> anyhow::Result<()> {
     }
     let mut agent = Agent::start(config)?;
     announce(&agent);
+    give_up_privileges(&agent);
     let started = Instant::now();
     let mut next_tick = started + config.interval;
     while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
@@ -149,6 +152,20 @@ fn record(config: &Config, duration: Duration) -> anyhow::Result<()> {
     let report = Report::build(&agent, started.elapsed().as_secs_f64());
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// Drops the capabilities `agent` no longer needs, saying which; a failure
+/// is said and the agent runs on with what it has.
+fn give_up_privileges(agent: &Agent) {
+    let names = |caps: &[caps::Capability]| caps.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    match privileges::drop_unneeded(agent) {
+        Ok(privileges) => eprintln!(
+            "batchwatch: capabilities kept: {}; dropped: {}",
+            names(&privileges.kept),
+            names(&privileges.dropped)
+        ),
+        Err(error) => eprintln!("batchwatch: WARNING: running with every capability it started with: {error}"),
+    }
 }
 
 /// One line per fact a user should know at start-up, on stderr.

@@ -96,3 +96,54 @@ fn sigkill_leaves_nothing_behind_and_a_restart_counts_afresh() {
     assert_eq!(dd["write"]["calls"], BLOCKS, "counted from scratch by the new agent");
     assert!(report["window"]["duration_s"].as_f64().unwrap() < 30.0, "ended early, not after a minute");
 }
+
+/// Capability numbers (linux/capability.h) of what the agent keeps once its
+/// probes are attached: src/privileges.rs says why each.
+const KEPT: [u32; 5] = [
+    1,  // CAP_DAC_OVERRIDE
+    2,  // CAP_DAC_READ_SEARCH
+    19, // CAP_SYS_PTRACE
+    21, // CAP_SYS_ADMIN (the buffer-depth sampler's setns)
+    39, // CAP_BPF
+];
+const CAP_PERFMON: u32 = 38;
+
+#[test]
+fn once_attached_the_agent_keeps_only_the_capabilities_it_still_uses() {
+    let own = capability_mask(&std::fs::read_to_string("/proc/self/status").unwrap(), "CapPrm:");
+    assert_ne!(own & 1 << CAP_PERFMON, 0, "this test runs as root, with CAP_PERFMON");
+    let wanted = KEPT.iter().fold(0, |mask, cap| mask | 1 << cap) & own;
+    let agent = start_recording();
+    // Every thread of it, permitted and effective: capabilities are per thread.
+    let sets = || {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", agent.id())).expect("the agent's threads");
+        let mut sets: Vec<(u64, u64)> = tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+            .map(|status| (capability_mask(&status, "CapPrm:"), capability_mask(&status, "CapEff:")))
+            .collect();
+        sets.dedup();
+        sets
+    };
+    // It drops them right after it says its probes are attached.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sets() != [(wanted, wanted)] && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sets(), [(wanted, wanted)], "CapPrm and CapEff of every thread (root has {own:#x})");
+
+    // And it still counts exactly: the maps are read with what is left.
+    let dd = run_dd();
+    stop_with(&agent, libc::SIGTERM);
+    let output = agent.wait_with_output().expect("the agent ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a report");
+    let dd = report["processes"].as_array().unwrap().iter().find(|p| p["pid"] == dd).expect("dd in the report");
+    assert_eq!(dd["write"]["calls"], BLOCKS);
+}
+
+/// The capability mask on the line starting with `field` of a /proc status text.
+fn capability_mask(status: &str, field: &str) -> u64 {
+    let hex = status.lines().find_map(|line| line.strip_prefix(field)).expect("a capability line");
+    u64::from_str_radix(hex.trim(), 16).expect("a hex mask")
+}

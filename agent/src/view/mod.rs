@@ -61,6 +61,9 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     );
     // Started before the screen is taken, so its errors read as plain text.
     let agent = Agent::start(config)?;
+    if let Err(error) = crate::privileges::drop_unneeded(&agent) {
+        tracing::warn!("running with every capability it started with: {error}");
+    }
     let signals = Signals::catch()?;
     let mut view = LiveView::new(agent, config.interval, &signals);
     // `try_init` also installs a panic hook that restores the terminal.
