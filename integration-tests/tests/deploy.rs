@@ -31,7 +31,7 @@ use serde_json::Value;
 const OLDEST_KUBERNETES: &str = "1.30.0";
 /// The overlays docs/deploy.md describes; any other directory in overlays/ is
 /// rendered and validated too.
-const OVERLAYS: [&str; 5] = ["otlp", "prometheus", "prometheus-operator", "privileged", "minimal"];
+const OVERLAYS: [&str; 6] = ["otlp", "prometheus", "prometheus-operator", "privileged", "minimal", "pod-ip"];
 /// The only kind the schemas do not know: the Prometheus Operator's CRD,
 /// checked by hand in `prometheus_finds_every_agent`.
 const CUSTOM_KIND: &str = "Couldn't find schema for kind ServiceMonitor with api version monitoring.coreos.com/v1";
@@ -39,6 +39,10 @@ const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 /// The build the Dockerfile's `build` stage runs, and this test too.
 const MUSL_BUILD: &str = "cargo build --release --locked --target x86_64-unknown-linux-musl -p batchwatch";
 const NODE: &str = "deploy-test-node";
+/// The pod's IP as the downward API would give it.
+const POD_IP: &str = "10.244.3.17";
+/// The namespace the NetworkPolicy admits to the metrics port: the scraper's.
+const SCRAPER_NAMESPACE: &str = "monitoring";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace holds this crate").to_owned()
@@ -119,7 +123,8 @@ fn added_capabilities(docs: &[Value]) -> BTreeSet<String> {
 }
 
 /// The container's environment as the kubelet gives it: `$(VAR)` expanded
-/// from the variables before it, `valueFrom` the downward API's node name.
+/// from the variables before it, `valueFrom` the downward API's node name
+/// or pod IP.
 fn environment(docs: &[Value]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     for var in agent_container(docs)["env"].as_array().expect("env") {
@@ -132,8 +137,11 @@ fn environment(docs: &[Value]) -> Vec<(String, String)> {
             assert!(!value.contains("$("), "{name}={value} refers to a variable not defined before it");
             value
         } else {
-            assert_eq!(var["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName", "{name}: only the node name");
-            NODE.to_owned()
+            match var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("spec.nodeName") => NODE.to_owned(),
+                Some("status.podIP") => POD_IP.to_owned(),
+                other => panic!("{name}: only the node name and the pod IP come from the downward API, not {other:?}"),
+            }
         };
         env.push((name, value));
     }
@@ -221,6 +229,7 @@ fn each_overlay_grants_only_the_documented_capabilities() {
         ("prometheus", &["BPF", "PERFMON", "SYS_PTRACE", "DAC_OVERRIDE", "SYS_ADMIN"][..]),
         ("prometheus-operator", &["BPF", "PERFMON", "SYS_PTRACE", "DAC_OVERRIDE", "SYS_ADMIN"][..]),
         ("minimal", &["BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH"][..]),
+        ("pod-ip", &["BPF", "PERFMON", "SYS_PTRACE", "DAC_OVERRIDE", "SYS_ADMIN"][..]),
     ]);
     for dir in kustomizations() {
         let name = dir.file_name().unwrap().to_str().unwrap();
@@ -274,8 +283,19 @@ fn the_daemonset_runs_the_agent_as_its_config_file_says() {
         let text = mounted_config(&docs);
         let settings = Settings::parse(&text, "the ConfigMap").unwrap_or_else(|e| panic!("{name}: {e}"));
         let config = Config::resolve(settings).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let prometheus = config.export.prometheus.unwrap_or_else(|| panic!("{name}: the probes need `prometheus`"));
-        assert!(prometheus.ip().is_unspecified(), "{name}: the kubelet probes the pod's address");
+        let env = environment(&docs);
+        // The variable, as the agent's flags parse it, wins over the file.
+        let prometheus = match env_value(&env, "BATCHWATCH_PROMETHEUS") {
+            Some(addr) => addr.parse().unwrap_or_else(|e| panic!("{name}: BATCHWATCH_PROMETHEUS={addr}: {e}")),
+            None => config.export.prometheus.unwrap_or_else(|| panic!("{name}: the probes need `prometheus`")),
+        };
+        assert!(
+            prometheus.ip().is_unspecified() || prometheus.ip().to_string() == POD_IP,
+            "{name}: the kubelet probes the pod's address, {prometheus} is not it"
+        );
+        if name == "pod-ip" {
+            assert_eq!(prometheus.ip().to_string(), POD_IP, "{name}: bound to the pod's IP only");
+        }
         let port = container_port(&docs, "metrics");
         assert_eq!(u64::from(prometheus.port()), port, "{name}: containerPort `metrics` is the agent's");
         for (probe, path) in
@@ -285,7 +305,6 @@ fn the_daemonset_runs_the_agent_as_its_config_file_says() {
             assert_eq!(container[probe]["httpGet"]["port"], "metrics", "{name}: {probe}");
         }
 
-        let env = environment(&docs);
         assert_eq!(env_value(&env, "K8S_NODE_NAME"), Some(NODE), "{name}: node name from the downward API");
         let resource = env_value(&env, "OTEL_RESOURCE_ATTRIBUTES").expect("OTEL_RESOURCE_ATTRIBUTES");
         for attribute in ["host.name", "service.instance.id"] {
@@ -327,6 +346,41 @@ fn the_daemonset_runs_the_agent_as_its_config_file_says() {
         for (key, value) in service["spec"]["selector"].as_object().expect("a selector") {
             assert_eq!(&labels[key], value, "{name}: the Service selects the agents");
         }
+    }
+}
+
+#[test]
+fn only_the_scrapers_namespace_reaches_the_endpoint() {
+    for dir in kustomizations() {
+        let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let docs = render(&dir);
+        let policy = &find(&docs, "NetworkPolicy", "batchwatch")["spec"];
+        assert_eq!(
+            daemonset(&docs)["metadata"]["namespace"],
+            find(&docs, "NetworkPolicy", "batchwatch")["metadata"]["namespace"]
+        );
+        let labels = &daemonset(&docs)["spec"]["template"]["metadata"]["labels"];
+        let selector = policy["podSelector"]["matchLabels"].as_object().expect("a podSelector with matchLabels");
+        assert!(!selector.is_empty(), "{name}: the agents, not every pod of the namespace");
+        for (key, value) in selector {
+            assert_eq!(&labels[key], value, "{name}: the policy selects the agents");
+        }
+        assert_eq!(strings(&policy["policyTypes"]), ["Ingress"], "{name}");
+        let rules = policy["ingress"].as_array().expect("ingress rules");
+        assert_eq!(rules.len(), 1, "{name}: one way in");
+        let sources = rules[0]["from"].as_array().expect("from");
+        assert_eq!(sources.len(), 1, "{name}: one source");
+        assert_eq!(
+            sources[0],
+            serde_json::json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": SCRAPER_NAMESPACE}}}),
+            "{name}: every pod of the scraper's namespace, and nothing else"
+        );
+        let ports = rules[0]["ports"].as_array().expect("ports");
+        assert_eq!(ports.len(), 1, "{name}: the metrics port only");
+        assert_eq!(ports[0]["protocol"], "TCP", "{name}");
+        let port = ports[0]["port"].as_str().expect("the port by name");
+        container_port(&docs, port);
+        assert_eq!(port, "metrics", "{name}: the port the agent serves on");
     }
 }
 
