@@ -130,6 +130,12 @@ pub struct ExportSettings {
     #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub prometheus_header_timeout: Option<Duration>,
+    /// How long a connection to the Prometheus endpoint may live; then the
+    /// response in flight gets one more header timeout, and it is closed
+    /// [default: 60s].
+    #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS_CONNECTION_LIFETIME", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub prometheus_connection_lifetime: Option<Duration>,
     /// Connections the Prometheus endpoint holds at once; beyond, new ones
     /// are closed at once [default: 64].
     #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS_MAX_CONNECTIONS")]
@@ -177,6 +183,7 @@ impl ExportSettings {
         ExportSettings {
             prometheus: over.prometheus.or(self.prometheus),
             prometheus_header_timeout: over.prometheus_header_timeout.or(self.prometheus_header_timeout),
+            prometheus_connection_lifetime: over.prometheus_connection_lifetime.or(self.prometheus_connection_lifetime),
             prometheus_max_connections: over.prometheus_max_connections.or(self.prometheus_max_connections),
             prometheus_max_connections_per_client: over
                 .prometheus_max_connections_per_client
@@ -323,6 +330,7 @@ pub struct ExportConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EndpointLimits {
     pub header_timeout: Duration,
+    pub connection_lifetime: Duration,
     pub max_connections: u32,
     pub max_connections_per_client: u32,
 }
@@ -400,6 +408,12 @@ impl ExportConfig {
                     s.prometheus_header_timeout,
                     ms(10_000),
                     ms(1000)..=ms(600_000),
+                )?,
+                connection_lifetime: check(
+                    "export.prometheus_connection_lifetime",
+                    s.prometheus_connection_lifetime,
+                    ms(60_000),
+                    ms(1000)..=ms(3_600_000),
                 )?,
                 max_connections: check(
                     "export.prometheus_max_connections",
@@ -627,11 +641,15 @@ mod tests {
     #[test]
     fn endpoint_limits_are_checked() {
         let limits = Config::default().export.prometheus_limits;
-        assert_eq!((limits.header_timeout, limits.max_connections, limits.max_connections_per_client), (
-            Duration::from_secs(10),
-            64,
-            8
-        ));
+        assert_eq!(
+            (
+                limits.header_timeout,
+                limits.connection_lifetime,
+                limits.max_connections,
+                limits.max_connections_per_client
+            ),
+            (Duration::from_secs(10), Duration::from_secs(60), 64, 8)
+        );
         let mut settings = Settings::default();
         settings.export.prometheus_max_connections = Some(0);
         assert_eq!(

@@ -407,3 +407,34 @@ fn set_open_files_limit(pid: u32, limit: u64) -> u64 {
     }
     old.rlim_cur
 }
+
+#[test]
+fn a_client_that_never_reads_its_responses_is_cut_at_the_end_of_its_lifetime() {
+    let (agent, addr) = start_serving_with(&[
+        ("BATCHWATCH_PROMETHEUS_HEADER_TIMEOUT", "1s"),
+        ("BATCHWATCH_PROMETHEUS_CONNECTION_LIFETIME", "2s"),
+    ]);
+    wait_until_ready(&addr);
+    // Fifty requests at once on a small receive buffer, never read: far more
+    // than the socket buffers hold, so the agent is stuck writing.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.parse::<std::net::SocketAddr>().unwrap().into()).expect("connect");
+    let mut client: TcpStream = socket.into();
+    let request = "GET /metrics HTTP/1.1\r\nHost: batchwatch\r\n\r\n".repeat(50);
+    client.write_all(request.as_bytes()).unwrap();
+    let sent = Instant::now();
+
+    endpoint_errors(&addr, "response_stalled", 1);
+    assert!(sent.elapsed() >= Duration::from_secs(3), "cut before its lifetime and grace");
+    // What was sent before the cut can still be read, then the end.
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut received = Vec::new();
+    match client.read_to_end(&mut received) {
+        Ok(_) => {}
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => {}
+        Err(error) => panic!("the connection is still open after {} bytes: {error}", received.len()),
+    }
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+}

@@ -94,7 +94,9 @@ pub const ENDPOINT_ERROR: Attribute = Attribute {
     description: "`connection_limit` (a connection closed at once: the endpoint held \
                   `export.prometheus_max_connections`), `client_limit` (closed at once: its client address held \
                   `export.prometheus_max_connections_per_client`), `header_timeout` (closed: no complete request \
-                  headers within `export.prometheus_header_timeout`), `accept_failed` (accept(2) failed, e.g. EMFILE; \
+                  headers within `export.prometheus_header_timeout`), `response_stalled` (cut at the end of \
+                  `export.prometheus_connection_lifetime` with its response still unsent: a client that does not \
+                  read), `accept_failed` (accept(2) failed, e.g. EMFILE; \
                   the endpoint backs off up to a second).",
 };
 

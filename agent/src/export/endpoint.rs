@@ -4,6 +4,12 @@
 //! - A client must send a request's headers within `header_timeout` of
 //!   connecting or of its last response (hyper's header read timeout, which
 //!   also covers idle keep-alive connections); then it is disconnected.
+//! - A connection lives at most `connection_lifetime`; then the response in
+//!   flight gets one more `header_timeout` to be sent, and the connection is
+//!   cut. A client that asks for `/metrics` and never reads the answer would
+//!   otherwise hold the whole response (megabytes at `export.max_series`)
+//!   for as long as it likes: the header timeout does not run while a
+//!   response is being written.
 //! - At most `max_connections` are held at once, and `max_connections_per_client`
 //!   from one address: a connection beyond either is closed at once, so one
 //!   client holding many half-sent requests leaves room for the kubelet's
@@ -44,6 +50,9 @@ pub struct EndpointHealth {
     pub client_limit: u64,
     /// Connections closed because a request's headers did not come in time.
     pub header_timeout: u64,
+    /// Connections cut at the end of their lifetime with a response still
+    /// unsent: a client that does not read.
+    pub response_stalled: u64,
     /// `accept` calls that failed.
     pub accept_failed: u64,
 }
@@ -55,6 +64,7 @@ pub struct Endpoint {
     connection_limit: AtomicU64,
     client_limit: AtomicU64,
     header_timeout: AtomicU64,
+    response_stalled: AtomicU64,
     accept_failed: AtomicU64,
 }
 
@@ -79,6 +89,7 @@ impl Endpoint {
             connection_limit: AtomicU64::new(0),
             client_limit: AtomicU64::new(0),
             header_timeout: AtomicU64::new(0),
+            response_stalled: AtomicU64::new(0),
             accept_failed: AtomicU64::new(0),
         }
     }
@@ -90,6 +101,7 @@ impl Endpoint {
             connection_limit: self.connection_limit.load(Relaxed),
             client_limit: self.client_limit.load(Relaxed),
             header_timeout: self.header_timeout.load(Relaxed),
+            response_stalled: self.response_stalled.load(Relaxed),
             accept_failed: self.accept_failed.load(Relaxed),
         }
     }
@@ -116,7 +128,9 @@ impl Endpoint {
                 Err(error) => {
                     self.accept_failed.fetch_add(1, Relaxed);
                     if failures == 0 {
-                        eprintln!("batchwatch: the Prometheus endpoint cannot accept connections, backing off: {error}");
+                        eprintln!(
+                            "batchwatch: the Prometheus endpoint cannot accept connections, backing off: {error}"
+                        );
                     }
                     failures += 1;
                     tokio::time::sleep(accept_backoff(failures)).await;
@@ -128,12 +142,31 @@ impl Endpoint {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(self.limits.header_timeout);
             let connection = builder.serve_connection(TokioIo::new(stream), service());
+            let limits = self.limits;
             tokio::spawn(async move {
-                // Other errors are the client's going away mid-request: no concern of ours.
-                if let Err(error) = connection.await
-                    && error.is_timeout()
-                {
-                    admitted.endpoint.header_timeout.fetch_add(1, Relaxed);
+                let mut connection = std::pin::pin!(connection);
+                let ended = tokio::select! {
+                    ended = connection.as_mut() => Some(ended),
+                    () = tokio::time::sleep(limits.connection_lifetime) => None,
+                };
+                // At the end of its life, the response in flight may still be
+                // sent, within a header timeout; then the connection is cut.
+                let ended = match ended {
+                    Some(ended) => Some(ended),
+                    None => {
+                        connection.as_mut().graceful_shutdown();
+                        tokio::time::timeout(limits.header_timeout, connection).await.ok()
+                    }
+                };
+                match ended {
+                    // Other errors are the client's going away mid-request: no concern of ours.
+                    Some(Err(error)) if error.is_timeout() => {
+                        admitted.endpoint.header_timeout.fetch_add(1, Relaxed);
+                    }
+                    Some(_) => {}
+                    None => {
+                        admitted.endpoint.response_stalled.fetch_add(1, Relaxed);
+                    }
                 }
                 drop(admitted);
             });
@@ -190,8 +223,12 @@ mod tests {
     use super::*;
 
     fn endpoint(max_connections: u32, max_connections_per_client: u32) -> Arc<Endpoint> {
-        let limits =
-            EndpointLimits { header_timeout: Duration::from_secs(10), max_connections, max_connections_per_client };
+        let limits = EndpointLimits {
+            header_timeout: Duration::from_secs(10),
+            connection_lifetime: Duration::from_secs(60),
+            max_connections,
+            max_connections_per_client,
+        };
         Arc::new(Endpoint::new(limits))
     }
 

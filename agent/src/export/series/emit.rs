@@ -178,6 +178,7 @@ impl Emit<'_> {
             ("connection_limit", e.connection_limit),
             ("client_limit", e.client_limit),
             ("header_timeout", e.header_timeout),
+            ("response_stalled", e.response_stalled),
             ("accept_failed", e.accept_failed),
         ] {
             self.counter(&catalog::ENDPOINT_ERRORS, vec![attr(&catalog::ENDPOINT_ERROR, reason)], Value::Int(count));

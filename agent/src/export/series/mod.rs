@@ -37,8 +37,8 @@ use self::{
 use super::{
     attributes::{Attr, attr},
     catalog::{self, Metric},
-    identity::{self, PodLookup},
     endpoint::EndpointHealth,
+    identity::{self, PodLookup},
     queue::ExportHealth,
 };
 use crate::{
