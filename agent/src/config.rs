@@ -6,7 +6,12 @@
 //! Naming is mechanical: the TOML key `hot_writer.min_calls_per_sec` is the
 //! flag `--min-calls-per-sec` and the variable `BATCHWATCH_MIN_CALLS_PER_SEC`.
 
-use std::{net::SocketAddr, ops::RangeInclusive, path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    ops::RangeInclusive,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
@@ -136,6 +141,13 @@ pub struct ExportSettings {
     #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS_CONNECTION_LIFETIME", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub prometheus_connection_lifetime: Option<Duration>,
+    /// Serve the Prometheus endpoint over TLS with this PEM certificate
+    /// chain (with `prometheus_tls_key`) [default: plain HTTP].
+    #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS_TLS_CERT", value_name = "PATH")]
+    pub prometheus_tls_cert: Option<PathBuf>,
+    /// The PEM private key of `prometheus_tls_cert`.
+    #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS_TLS_KEY", value_name = "PATH")]
+    pub prometheus_tls_key: Option<PathBuf>,
     /// Connections the Prometheus endpoint holds at once; beyond, new ones
     /// are closed at once [default: 64].
     #[arg(long, global = true, env = "BATCHWATCH_PROMETHEUS_MAX_CONNECTIONS")]
@@ -184,6 +196,8 @@ impl ExportSettings {
             prometheus: over.prometheus.or(self.prometheus),
             prometheus_header_timeout: over.prometheus_header_timeout.or(self.prometheus_header_timeout),
             prometheus_connection_lifetime: over.prometheus_connection_lifetime.or(self.prometheus_connection_lifetime),
+            prometheus_tls_cert: over.prometheus_tls_cert.or(self.prometheus_tls_cert),
+            prometheus_tls_key: over.prometheus_tls_key.or(self.prometheus_tls_key),
             prometheus_max_connections: over.prometheus_max_connections.or(self.prometheus_max_connections),
             prometheus_max_connections_per_client: over
                 .prometheus_max_connections_per_client
@@ -315,6 +329,8 @@ pub struct MapLimits {
 pub struct ExportConfig {
     pub prometheus: Option<SocketAddr>,
     pub prometheus_limits: EndpointLimits,
+    /// TLS for the Prometheus endpoint, or plain HTTP.
+    pub prometheus_tls: Option<TlsFiles>,
     pub export_interval: Option<Duration>,
     pub min_ops_per_sec: f64,
     pub max_series: u32,
@@ -324,6 +340,13 @@ pub struct ExportConfig {
     pub otlp_protocol: Option<String>,
     pub otlp_headers: Option<String>,
     pub otlp_timeout: Option<Duration>,
+}
+
+/// A certificate chain and its private key, in PEM files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// What one client, and all together, may hold of the Prometheus endpoint.
@@ -428,6 +451,11 @@ impl ExportConfig {
                     1..=65_536,
                 )?,
             },
+            prometheus_tls: match (s.prometheus_tls_cert, s.prometheus_tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => return Err(ConfigError::Together("export.prometheus_tls_cert", "export.prometheus_tls_key")),
+            },
             export_interval: optional("export.export_interval", s.export_interval, ms(100)..=ms(3_600_000))?,
             min_ops_per_sec: check("export.min_ops_per_sec", s.min_ops_per_sec, 10.0, 0.0..=1e9)?,
             // The floor leaves room for the `other` and node series (see export::series).
@@ -498,6 +526,9 @@ pub enum ConfigError {
         env = env_name(key)
     )]
     OutOfRange { key: &'static str, value: String, allowed: String },
+    /// One of two keys that only mean something together is set alone.
+    #[error("{} and {} go together: set both or neither", describe_key(.0), describe_key(.1))]
+    Together(&'static str, &'static str),
     /// The config file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
@@ -661,6 +692,20 @@ mod tests {
         settings.export.prometheus_header_timeout = Some(Duration::from_millis(10));
         let error = Config::resolve(settings).unwrap_err().to_string();
         assert!(error.ends_with("is 10ms: allowed 1s to 10m"), "{error}");
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key() {
+        let flags = Flags::parse_from(["x", "--prometheus-tls-cert", "/etc/tls/cert.pem"]).settings;
+        assert_eq!(
+            Config::resolve(flags).unwrap_err().to_string(),
+            "config key `export.prometheus_tls_cert` (flag --prometheus-tls-cert, env BATCHWATCH_PROMETHEUS_TLS_CERT) \
+             and config key `export.prometheus_tls_key` (flag --prometheus-tls-key, env BATCHWATCH_PROMETHEUS_TLS_KEY) \
+             go together: set both or neither"
+        );
+        let both = Flags::parse_from(["x", "--prometheus-tls-cert", "c.pem", "--prometheus-tls-key", "k.pem"]).settings;
+        let tls = Config::resolve(both).unwrap().export.prometheus_tls;
+        assert_eq!(tls, Some(TlsFiles { cert: "c.pem".into(), key: "k.pem".into() }));
     }
 
     #[test]

@@ -438,3 +438,63 @@ fn a_client_that_never_reads_its_responses_is_cut_at_the_end_of_its_lifetime() {
     let (status, stderr) = agent.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn the_endpoint_serves_tls_from_certificate_files() {
+    let dir = std::env::temp_dir().join(format!("bw-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let openssl = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=batchwatch", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .args([&key, std::path::Path::new("-out"), &cert])
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(openssl.status.success(), "{}", String::from_utf8_lossy(&openssl.stderr));
+    let (cert_path, key_path) = (cert.to_str().unwrap(), key.to_str().unwrap());
+
+    let (agent, addr) = start_serving_with(&[
+        ("BATCHWATCH_PROMETHEUS_TLS_CERT", cert_path),
+        ("BATCHWATCH_PROMETHEUS_TLS_KEY", key_path),
+    ]);
+    let curl = |path: &str| {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert", cert_path, &format!("https://{addr}{path}")])
+            .output()
+            .expect("curl");
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    assert_eq!(curl("/healthz"), (true, "ok\n".to_owned()), "verified against its certificate");
+    // Plain HTTP to it is a failed handshake, counted.
+    let mut plain = TcpStream::connect(&addr).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(plain, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("batchwatch_"), "no metrics over plain HTTP");
+    let line = "batchwatch_export_prometheus_errors_total{batchwatch_endpoint_error=\"tls_handshake\"} 1\n";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !curl("/metrics").1.contains(line) {
+        assert!(Instant::now() < deadline, "the failed handshake was not counted:\n{}", curl("/metrics").1);
+        thread::sleep(Duration::from_millis(200));
+    }
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+
+    // A key that is not a key is named before the probes load.
+    let output = run_command(
+        &["--prometheus", "127.0.0.1:0"],
+        &[
+            ("OTEL_METRICS_EXPORTER", "none"),
+            ("BATCHWATCH_PROMETHEUS_TLS_CERT", cert_path),
+            ("BATCHWATCH_PROMETHEUS_TLS_KEY", cert_path),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("config key `export.prometheus_tls_key`") && stderr.contains(cert_path), "{stderr}");
+    assert!(!stderr.contains("probes attached"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

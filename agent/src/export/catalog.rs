@@ -96,7 +96,7 @@ pub const ENDPOINT_ERROR: Attribute = Attribute {
                   `export.prometheus_max_connections_per_client`), `header_timeout` (closed: no complete request \
                   headers within `export.prometheus_header_timeout`), `response_stalled` (cut at the end of \
                   `export.prometheus_connection_lifetime` with its response still unsent: a client that does not \
-                  read), `accept_failed` (accept(2) failed, e.g. EMFILE; \
+                  read), `tls_handshake` (a TLS handshake failed or took longer than the header timeout), `accept_failed` (accept(2) failed, e.g. EMFILE; \
                   the endpoint backs off up to a second).",
 };
 

@@ -19,6 +19,9 @@
 //!   backoff, not in a loop that would starve the OTLP sender and the signal
 //!   handlers on the same single-threaded runtime.
 //!
+//! - With TLS (`export::tls`), the handshake must end within
+//!   `header_timeout` too.
+//!
 //! Every connection refused or cut is counted in [`EndpointHealth`], which
 //! each collection exports.
 
@@ -35,6 +38,7 @@ use std::{
 use hyper::{Request, Response, body::Incoming, service::Service};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::EndpointLimits;
 
@@ -53,6 +57,8 @@ pub struct EndpointHealth {
     /// Connections cut at the end of their lifetime with a response still
     /// unsent: a client that does not read.
     pub response_stalled: u64,
+    /// TLS handshakes that failed or took longer than the header timeout.
+    pub tls_handshake: u64,
     /// `accept` calls that failed.
     pub accept_failed: u64,
 }
@@ -65,7 +71,10 @@ pub struct Endpoint {
     client_limit: AtomicU64,
     header_timeout: AtomicU64,
     response_stalled: AtomicU64,
+    tls_handshake: AtomicU64,
     accept_failed: AtomicU64,
+    /// TLS, or plain HTTP.
+    tls: Option<TlsAcceptor>,
 }
 
 /// Connections held, all together and by client address.
@@ -82,7 +91,7 @@ struct Admitted {
 }
 
 impl Endpoint {
-    pub fn new(limits: EndpointLimits) -> Endpoint {
+    pub fn new(limits: EndpointLimits, tls: Option<TlsAcceptor>) -> Endpoint {
         Endpoint {
             limits,
             open: Mutex::default(),
@@ -90,7 +99,9 @@ impl Endpoint {
             client_limit: AtomicU64::new(0),
             header_timeout: AtomicU64::new(0),
             response_stalled: AtomicU64::new(0),
+            tls_handshake: AtomicU64::new(0),
             accept_failed: AtomicU64::new(0),
+            tls,
         }
     }
 
@@ -102,6 +113,7 @@ impl Endpoint {
             client_limit: self.client_limit.load(Relaxed),
             header_timeout: self.header_timeout.load(Relaxed),
             response_stalled: self.response_stalled.load(Relaxed),
+            tls_handshake: self.tls_handshake.load(Relaxed),
             accept_failed: self.accept_failed.load(Relaxed),
         }
     }
@@ -139,36 +151,17 @@ impl Endpoint {
             };
             // Dropping the stream closes the connection at once.
             let Some(admitted) = self.admit(peer.ip()) else { continue };
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(self.limits.header_timeout);
-            let connection = builder.serve_connection(TokioIo::new(stream), service());
-            let limits = self.limits;
+            let (limits, tls, service) = (self.limits, self.tls.clone(), service());
             tokio::spawn(async move {
-                let mut connection = std::pin::pin!(connection);
-                let ended = tokio::select! {
-                    ended = connection.as_mut() => Some(ended),
-                    () = tokio::time::sleep(limits.connection_lifetime) => None,
+                let ended = match tls {
+                    None => http(TokioIo::new(stream), service, limits).await,
+                    // The handshake is held to the header timeout too.
+                    Some(tls) => match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => http(TokioIo::new(stream), service, limits).await,
+                        Ok(Err(_)) | Err(_) => Ended::TlsHandshake,
+                    },
                 };
-                // At the end of its life, the response in flight may still be
-                // sent, within a header timeout; then the connection is cut.
-                let ended = match ended {
-                    Some(ended) => Some(ended),
-                    None => {
-                        connection.as_mut().graceful_shutdown();
-                        tokio::time::timeout(limits.header_timeout, connection).await.ok()
-                    }
-                };
-                match ended {
-                    // Other errors are the client's going away mid-request: no concern of ours.
-                    Some(Err(error)) if error.is_timeout() => {
-                        admitted.endpoint.header_timeout.fetch_add(1, Relaxed);
-                    }
-                    Some(_) => {}
-                    None => {
-                        admitted.endpoint.response_stalled.fetch_add(1, Relaxed);
-                    }
-                }
-                drop(admitted);
+                admitted.ended(ended);
             });
         }
     }
@@ -193,6 +186,61 @@ impl Endpoint {
 
     fn open(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How a connection ended.
+enum Ended {
+    /// By the client, or at the end of its lifetime with nothing in flight.
+    Closed,
+    HeaderTimeout,
+    ResponseStalled,
+    TlsHandshake,
+}
+
+/// Serves one connection over HTTP/1 until it ends or its lifetime does.
+async fn http<I, S, B>(io: I, service: S, limits: EndpointLimits) -> Ended
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let mut connection = std::pin::pin!(builder.serve_connection(io, service));
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = tokio::time::sleep(limits.connection_lifetime) => {
+            // At the end of its life, the response in flight may still be
+            // sent, within a header timeout; then the connection is cut.
+            connection.as_mut().graceful_shutdown();
+            match tokio::time::timeout(limits.header_timeout, connection).await {
+                Ok(ended) => ended,
+                Err(_) => return Ended::ResponseStalled,
+            }
+        }
+    };
+    match ended {
+        Err(error) if error.is_timeout() => Ended::HeaderTimeout,
+        // Other errors are the client's going away mid-request: no concern of ours.
+        _ => Ended::Closed,
+    }
+}
+
+impl Admitted {
+    /// Counts how the connection ended, and gives its place back.
+    fn ended(self, ended: Ended) {
+        let counter = match ended {
+            Ended::Closed => return,
+            Ended::HeaderTimeout => &self.endpoint.header_timeout,
+            Ended::ResponseStalled => &self.endpoint.response_stalled,
+            Ended::TlsHandshake => &self.endpoint.tls_handshake,
+        };
+        counter.fetch_add(1, Relaxed);
     }
 }
 
@@ -229,7 +277,7 @@ mod tests {
             max_connections,
             max_connections_per_client,
         };
-        Arc::new(Endpoint::new(limits))
+        Arc::new(Endpoint::new(limits, None))
     }
 
     const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));

@@ -9,7 +9,7 @@
 //! [`attributes`] the points carry; [`otlp`] encodes
 //! and sends; [`queue`] buffers between the two and measures itself;
 //! [`prometheus`] serves `/metrics`, `/healthz` and `/readyz`, behind the
-//! connection limits of [`endpoint`].
+//! connection limits of [`endpoint`], over TLS from [`tls`] if asked.
 //!
 //! # Threads
 //! `Agent::tick` reads BPF maps and `/proc` with blocking calls, so the
@@ -26,6 +26,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod queue;
 pub mod series;
+pub mod tls;
 
 use std::{
     net::SocketAddr,
@@ -64,6 +65,9 @@ pub enum ExportError {
         describe_key("export.prometheus")
     )]
     Nothing,
+    /// The Prometheus endpoint's certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The Prometheus address could not be listened on.
     #[error("cannot serve Prometheus metrics on {addr}: {source}")]
     Listen {
@@ -95,6 +99,7 @@ pub struct Exporters {
     otlp: Option<OtlpConfig>,
     prometheus: Option<std::net::TcpListener>,
     prometheus_limits: EndpointLimits,
+    prometheus_tls: Option<tokio_rustls::TlsAcceptor>,
     limits: Limits,
     queue_capacity: usize,
     max_fds: u32,
@@ -109,6 +114,7 @@ impl Exporters {
             .prometheus
             .map(|addr| listen(addr).map_err(|source| ExportError::Listen { addr, source }))
             .transpose()?;
+        let prometheus_tls = export.prometheus_tls.as_ref().map(tls::acceptor).transpose()?;
         if otlp.is_none() && prometheus.is_none() {
             return Err(ExportError::Nothing);
         }
@@ -118,6 +124,7 @@ impl Exporters {
             otlp,
             prometheus,
             prometheus_limits: export.prometheus_limits,
+            prometheus_tls,
             limits: Limits::of(export),
             queue_capacity: export.queue_capacity as usize,
             max_fds: config.maps.max_fds,
@@ -153,7 +160,7 @@ async fn serve(agent: Agent, exporters: Exporters, pods: Option<Box<dyn PodLooku
     let endpoint = match exporters.prometheus {
         Some(listener) => {
             let listener = tokio::net::TcpListener::from_std(listener).map_err(start("the Prometheus endpoint"))?;
-            let endpoint = Arc::new(Endpoint::new(exporters.prometheus_limits));
+            let endpoint = Arc::new(Endpoint::new(exporters.prometheus_limits, exporters.prometheus_tls));
             tokio::spawn(prometheus::serve(listener, status.clone(), endpoint.clone()));
             Some(endpoint)
         }

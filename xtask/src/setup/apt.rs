@@ -17,6 +17,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("tmux", "tests drive the live view in a real terminal (send-keys, capture-pane)"),
     ("prometheus", "promtool checks the exporter's text; tests scrape it with the server"),
     ("curl", "tests fetch the exporter's /metrics"),
+    ("openssl", "tests make a certificate for the Prometheus endpoint's TLS"),
     ("iproute2", "`ip netns` for socket tests, `ss` to look at sockets"),
     ("procps", "`ps`, `pgrep` for finding workload processes"),
     ("mount", "`mount -t tracefs` (setup's tracefs step)"),

@@ -179,6 +179,7 @@ impl Emit<'_> {
             ("client_limit", e.client_limit),
             ("header_timeout", e.header_timeout),
             ("response_stalled", e.response_stalled),
+            ("tls_handshake", e.tls_handshake),
             ("accept_failed", e.accept_failed),
         ] {
             self.counter(&catalog::ENDPOINT_ERRORS, vec![attr(&catalog::ENDPOINT_ERROR, reason)], Value::Int(count));
