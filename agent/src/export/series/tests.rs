@@ -317,6 +317,37 @@ fn histograms_keep_every_bucket_whatever_the_largest_value() {
 }
 
 #[test]
+fn the_endpoints_connections_and_refusals_are_node_points_only_when_it_is_on() {
+    let model = model();
+    let s = SeriesSet::new(limits(), at(0)).collect(&observe(&model), None, None, at(1));
+    assert!(value(&s, &catalog::ENDPOINT_CONNECTION_USAGE, &[]).is_none(), "no endpoint, no endpoint series");
+    let endpoint = EndpointHealth {
+        open: 3,
+        limit: 64,
+        connection_limit: 1,
+        client_limit: 3992,
+        header_timeout: 8,
+        response_stalled: 2,
+        tls_handshake: 5,
+        accept_failed: 9,
+    };
+    let observation = Observation { endpoint: Some(endpoint), ..observe(&model) };
+    let s = SeriesSet::new(limits(), at(0)).collect(&observation, None, None, at(1));
+    assert_eq!(int(&s, &catalog::ENDPOINT_CONNECTION_USAGE, &[]), 3);
+    assert_eq!(int(&s, &catalog::ENDPOINT_CONNECTION_LIMIT, &[]), 64);
+    for (reason, count) in [
+        ("connection_limit", 1),
+        ("client_limit", 3992),
+        ("header_timeout", 8),
+        ("response_stalled", 2),
+        ("tls_handshake", 5),
+        ("accept_failed", 9),
+    ] {
+        assert_eq!(int(&s, &catalog::ENDPOINT_ERRORS, &[("batchwatch.endpoint.error", reason)]), count, "{reason}");
+    }
+}
+
+#[test]
 fn export_health_comes_as_the_agents_own_batching_metrics() {
     let model = model();
     let mut health = crate::export::queue::ExportQueue::new(7).health();
