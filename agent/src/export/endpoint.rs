@@ -140,9 +140,7 @@ impl Endpoint {
                 Err(error) => {
                     self.accept_failed.fetch_add(1, Relaxed);
                     if failures == 0 {
-                        eprintln!(
-                            "batchwatch: the Prometheus endpoint cannot accept connections, backing off: {error}"
-                        );
+                        tracing::warn!("the Prometheus endpoint cannot accept connections, backing off: {error}");
                     }
                     failures += 1;
                     tokio::time::sleep(accept_backoff(failures)).await;
