@@ -18,8 +18,7 @@
 //!   stays queued, so the next call fails at once again) is retried after a
 //!   backoff, not in a loop that would starve the OTLP sender and the signal
 //!   handlers on the same single-threaded runtime.
-//!
-//! - With TLS (`export::tls`), the handshake must end within
+//! - With TLS ([`tls`](super::tls)), the handshake must end within
 //!   `header_timeout` too.
 //!
 //! Every connection refused or cut is counted in [`EndpointHealth`], which
