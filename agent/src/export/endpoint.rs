@@ -26,6 +26,7 @@
 
 use std::{
     collections::HashMap,
+    convert::Infallible,
     net::IpAddr,
     sync::{
         Arc, Mutex,
@@ -34,7 +35,12 @@ use std::{
     time::Duration,
 };
 
-use hyper::{Request, Response, body::Incoming, service::Service};
+use http_body_util::Full;
+use hyper::{
+    Request, Response,
+    body::{Bytes, Incoming},
+    service::Service,
+};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -119,15 +125,12 @@ impl Endpoint {
 
     /// Accepts connections on `listener` until the runtime stops, serving
     /// each admitted one over HTTP/1 with a service from `service`.
-    pub async fn serve<F, S, B>(self: Arc<Self>, listener: TcpListener, service: F)
+    pub async fn serve<F, S>(self: Arc<Self>, listener: TcpListener, service: F)
     where
         F: Fn() -> S,
-        S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-        S::Future: Send,
-        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-        B: hyper::body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+            + Send
+            + 'static,
     {
         let mut failures = 0;
         loop {
@@ -196,15 +199,10 @@ enum Ended {
 }
 
 /// Serves one connection over HTTP/1 until it ends or its lifetime does.
-async fn http<I, S, B>(io: I, service: S, limits: EndpointLimits) -> Ended
+async fn http<I, S>(io: I, service: S, limits: EndpointLimits) -> Ended
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Send + 'static,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
