@@ -15,6 +15,8 @@ use std::{
 
 use serde::Deserialize;
 
+use crate::model::flag::Window;
+
 /// Everything that can be set, all optional: one value of this per source.
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,9 +67,18 @@ pub struct HotWriterSettings {
     /// Median bytes per call up to which calls count as tiny [default: 512].
     #[arg(long, global = true, env = "BATCHWATCH_MAX_BYTES_PER_CALL")]
     pub max_bytes_per_call: Option<u64>,
-    /// Intervals in a row before a flag is raised or cleared [default: 3].
+    /// Median records per call up to which a call carries one message: a
+    /// header and a payload in one `writev` are still one [default: 4].
+    #[arg(long, global = true, env = "BATCHWATCH_MAX_RECORDS_PER_CALL")]
+    pub max_records_per_call: Option<u64>,
+    /// Hot intervals among the last `window_intervals` that raise a flag
+    /// [default: 3].
     #[arg(long, global = true, env = "BATCHWATCH_SUSTAIN_INTERVALS")]
     pub sustain_intervals: Option<u32>,
+    /// Intervals a flag looks back over; it clears after this many calm
+    /// intervals in a row [default: 10].
+    #[arg(long, global = true, env = "BATCHWATCH_WINDOW_INTERVALS")]
+    pub window_intervals: Option<u32>,
     /// Records per call assumed for "what batching would save" [default: 64].
     #[arg(long, global = true, env = "BATCHWATCH_BATCH_TARGET")]
     pub batch_target: Option<u64>,
@@ -241,7 +252,9 @@ impl Settings {
             hot_writer: HotWriterSettings {
                 min_calls_per_sec: over.hot_writer.min_calls_per_sec.or(self.hot_writer.min_calls_per_sec),
                 max_bytes_per_call: over.hot_writer.max_bytes_per_call.or(self.hot_writer.max_bytes_per_call),
+                max_records_per_call: over.hot_writer.max_records_per_call.or(self.hot_writer.max_records_per_call),
                 sustain_intervals: over.hot_writer.sustain_intervals.or(self.hot_writer.sustain_intervals),
+                window_intervals: over.hot_writer.window_intervals.or(self.hot_writer.window_intervals),
                 batch_target: over.hot_writer.batch_target.or(self.hot_writer.batch_target),
             },
             timer_flush: TimerFlushSettings {
@@ -295,7 +308,10 @@ pub enum AttachPreference {
 pub struct HotWriterRule {
     pub min_calls_per_sec: f64,
     pub max_bytes_per_call: u64,
+    pub max_records_per_call: u64,
+    /// Hot intervals among the last `window_intervals` that raise a flag.
     pub sustain_intervals: u32,
+    pub window_intervals: u32,
     pub batch_target: u64,
 }
 
@@ -358,6 +374,13 @@ pub struct EndpointLimits {
     pub max_connections_per_client: u32,
 }
 
+impl HotWriterRule {
+    /// The sliding window every flag is judged over.
+    pub fn window(&self) -> Window {
+        Window { hot: self.sustain_intervals, of: self.window_intervals }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config::resolve(Settings::default()).expect("the defaults are valid")
@@ -370,6 +393,7 @@ impl Config {
         let ms = Duration::from_millis;
         let hot = s.hot_writer;
         let timer = s.timer_flush;
+        let window_intervals = check("hot_writer.window_intervals", hot.window_intervals, 10, 1..=Window::MAX)?;
         Ok(Config {
             interval: check("interval", s.interval, ms(1000), ms(100)..=ms(60_000))?,
             transition_cost_ns: s
@@ -380,7 +404,20 @@ impl Config {
             hot_writer: HotWriterRule {
                 min_calls_per_sec: check("hot_writer.min_calls_per_sec", hot.min_calls_per_sec, 1000.0, 1.0..=1e9)?,
                 max_bytes_per_call: check("hot_writer.max_bytes_per_call", hot.max_bytes_per_call, 512, 1..=1 << 20)?,
-                sustain_intervals: check("hot_writer.sustain_intervals", hot.sustain_intervals, 3, 1..=3600)?,
+                max_records_per_call: check(
+                    "hot_writer.max_records_per_call",
+                    hot.max_records_per_call,
+                    4,
+                    1..=agent_common::write::MAX_RECORDS_PER_CALL,
+                )?,
+                // At most the window: more hot intervals than it holds never come.
+                sustain_intervals: check(
+                    "hot_writer.sustain_intervals",
+                    hot.sustain_intervals,
+                    3.min(window_intervals),
+                    1..=window_intervals,
+                )?,
+                window_intervals,
                 batch_target: check("hot_writer.batch_target", hot.batch_target, 64, 2..=1024)?,
             },
             timer_flush: TimerFlushRule {
@@ -606,6 +643,24 @@ mod tests {
         let error = Config::resolve(settings).unwrap_err().to_string();
         assert!(error.starts_with("config key `maps.evict_idle_after` (flag --evict-idle-after"), "{error}");
         assert!(error.ends_with("is 1s: allowed 10s to 1day"), "{error}");
+    }
+
+    #[test]
+    fn window_keys_are_checked_against_each_other() {
+        let mut settings = Settings::default();
+        settings.hot_writer.window_intervals = Some(65);
+        let error = Config::resolve(settings).unwrap_err().to_string();
+        assert!(error.starts_with("config key `hot_writer.window_intervals`"), "{error}");
+        assert!(error.ends_with("is 65: allowed 1 to 64"), "{error}");
+        let mut settings = Settings::default();
+        settings.hot_writer.window_intervals = Some(5);
+        settings.hot_writer.sustain_intervals = Some(6);
+        let error = Config::resolve(settings).unwrap_err().to_string();
+        assert!(error.starts_with("config key `hot_writer.sustain_intervals`"), "{error}");
+        assert!(error.ends_with("is 6: allowed 1 to 5"), "{error}");
+        let mut settings = Settings::default();
+        settings.hot_writer.window_intervals = Some(2);
+        assert_eq!(Config::resolve(settings).unwrap().hot_writer.window(), Window { hot: 2, of: 2 });
     }
 
     #[test]

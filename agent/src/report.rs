@@ -163,13 +163,16 @@ pub struct WriteReport {
 }
 
 /// Percentiles are log2 bucket lower edges (the value lies in `[p, 2p)`);
-/// `null` when there was no sample. `mean` is exact.
+/// `null` when there was no sample. `mean` is exact; `median` is exact when
+/// every sample lies in one bucket, else interpolated inside its bucket.
 #[derive(Debug, Serialize)]
 pub struct Distribution {
     pub p50: Option<u64>,
     pub p99: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -333,7 +336,11 @@ impl FdReport {
 
 impl Distribution {
     fn of(quantiles: Option<Quantiles>, mean: Option<f64>) -> Distribution {
-        Distribution { p50: quantiles.map(|q| q.p50), p99: quantiles.map(|q| q.p99), mean }
+        Distribution { p50: quantiles.map(|q| q.p50), p99: quantiles.map(|q| q.p99), mean, median: None }
+    }
+
+    fn with_median(self, median: Option<f64>) -> Distribution {
+        Distribution { median, ..self }
     }
 }
 
@@ -351,8 +358,8 @@ impl WriteReport {
             bytes: m.bytes,
             bytes_requested: m.bytes_requested,
             records: m.records,
-            bytes_per_call: dist(m.bytes_per_call, m.mean_bytes_per_call),
-            records_per_call: dist(m.records_per_call, m.mean_records_per_call),
+            bytes_per_call: dist(m.bytes_per_call, m.mean_bytes_per_call).with_median(m.median_bytes_per_call),
+            records_per_call: dist(m.records_per_call, m.mean_records_per_call).with_median(m.median_records_per_call),
             gap_ns: Distribution::of(m.gap_ns, None),
         }
     }

@@ -2,7 +2,9 @@
 //!
 //! A percentile is reported as the lower edge of the log2 bucket that holds
 //! it: the true value lies in `[p, 2p)` (exactly `p` for 0 and 1). Exact
-//! means come from the separate byte and record totals, not from here.
+//! means come from the separate byte and record totals. The verdicts use
+//! [`Log2Histogram::median`], which uses those totals to be exact where it
+//! can and interpolates where it cannot.
 
 use agent_common::hist::{slot_lower_bound, slot_upper_bound};
 
@@ -41,6 +43,30 @@ impl<'a> Log2Histogram<'a> {
     /// Lower edge of the bucket holding the `q`-quantile.
     pub fn quantile(&self, q: f64) -> Option<u64> {
         self.quantile_slot(q).map(slot_lower_bound)
+    }
+
+    /// The median value, given `sum`, the exact total of all samples. When
+    /// every sample lies in one bucket it is the exact mean: the true value
+    /// when the samples are all one size (a writer's usual case), and inside
+    /// that bucket whatever they are. Otherwise it is interpolated linearly
+    /// inside the median's bucket, assuming its samples spread evenly.
+    pub fn median(&self, sum: u64) -> Option<f64> {
+        let count = self.count();
+        let slot = self.quantile_slot(0.5)?;
+        if self.slots[slot] == count {
+            return Some(sum as f64 / count as f64);
+        }
+        let below: u64 = self.slots[..slot].iter().sum();
+        let lower = slot_lower_bound(slot) as f64;
+        if slot == 0 || slot == self.slots.len() - 1 {
+            // One value (0), or an open end with no upper edge to reach for.
+            return Some(lower);
+        }
+        // The median's rank, 0.5-based, within its bucket of `n` samples
+        // that spread evenly over `[lower, upper + 1)`.
+        let rank = count as f64 / 2.0 - below as f64;
+        let width = (slot_upper_bound(slot) + 1) as f64 - lower;
+        Some(lower + width * (rank / self.slots[slot] as f64))
     }
 
     /// Slot with the most samples (the lowest one on a tie).
@@ -113,6 +139,26 @@ mod tests {
         assert_eq!(h.mode_slot(), Some(7));
         assert_eq!(h.max_slot(), Some(14));
         assert!((h.share(7) - 0.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_median_in_one_bucket_is_the_exact_mean() {
+        // writev([4 B header, 20 B payload]): 24 B, in the bucket [16, 32).
+        let slots = hist_of(&[24; 1000]);
+        assert_eq!(Log2Histogram::new(&slots).median(24_000), Some(24.0));
+        // 600 B calls sit in [512, 1024): the median is 600, not 512.
+        let slots = hist_of(&[600; 10]);
+        assert_eq!(Log2Histogram::new(&slots).median(6000), Some(600.0));
+    }
+
+    #[test]
+    fn a_median_across_buckets_is_interpolated_in_its_bucket() {
+        // 4 samples in [1, 2), 6 in [64, 128): the median (rank 5 of 10) is
+        // the first sixth of the way into [64, 128).
+        let slots = hist_of(&[1, 1, 1, 1, 100, 100, 100, 100, 100, 100]);
+        let median = Log2Histogram::new(&slots).median(604).unwrap();
+        assert!((median - (64.0 + 64.0 / 6.0)).abs() < 1e-9, "{median}");
+        assert_eq!(Log2Histogram::new(&[0; 16]).median(0), None);
     }
 
     #[test]

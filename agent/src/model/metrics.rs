@@ -82,8 +82,12 @@ pub struct BatchingMetrics {
     pub bytes_per_sec: f64,
     pub bytes_per_call: Option<Quantiles>,
     pub mean_bytes_per_call: f64,
+    /// The median from the histogram and the exact total: exact when the
+    /// calls fill one log2 bucket, else interpolated (see `histogram`).
+    pub median_bytes_per_call: Option<f64>,
     pub records_per_call: Option<Quantiles>,
     pub mean_records_per_call: f64,
+    pub median_records_per_call: Option<f64>,
     pub gap_ns: Option<Quantiles>,
     pub drops: Drops,
     pub transition_cores: f64,
@@ -104,8 +108,10 @@ impl BatchingMetrics {
             bytes_per_sec: per_sec(stats.bytes_written),
             bytes_per_call: Quantiles::of(&stats.bytes_hist),
             mean_bytes_per_call: per_call(stats.bytes_requested),
+            median_bytes_per_call: Log2Histogram::new(&stats.bytes_hist).median(stats.bytes_requested),
             records_per_call: Quantiles::of(&stats.records_hist),
             mean_records_per_call: per_call(stats.records),
+            median_records_per_call: Log2Histogram::new(&stats.records_hist).median(stats.records),
             gap_ns: Quantiles::of(&stats.gap_hist),
             drops: Drops::of(stats),
             transition_cores: transition.cores(per_sec(calls)),
@@ -133,6 +139,7 @@ mod tests {
         assert_eq!(m.bytes_per_call, Some(Quantiles { p50: 64, p99: 64 }));
         assert_eq!(m.records_per_call, Some(Quantiles { p50: 1, p99: 1 }));
         assert_eq!(m.mean_bytes_per_call, 100.0);
+        assert_eq!((m.median_bytes_per_call, m.median_records_per_call), (Some(100.0), Some(1.0)));
         assert!((m.transition_cores - 0.001).abs() < 1e-12);
         // 5000 records/s at 64 per call would be 78.125 calls/s.
         assert!((m.saving_cores - (5000.0 - 78.125) * 200e-9).abs() < 1e-12);

@@ -350,13 +350,13 @@ fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
             is_hot_unbatched(metrics, &rules.hot_writer)
         };
         let info = state.info.as_ref();
-        state.flag.update(hot, rules.hot_writer.sustain_intervals, |hot_for| {
+        state.flag.update(hot, rules.hot_writer.window(), |hot_in_window| {
             let what = match info {
                 _ if rules.degraded => DEGRADED_WRITES.to_owned(),
                 Some(info) => info.describe(fd),
                 None => format!("fd {fd}"),
             };
-            hot_reason(&what, metrics, seconds * f64::from(hot_for), rules)
+            hot_reason(&what, metrics, &held(hot_in_window, seconds, rules), rules)
         });
         if interval.total_calls() > 0 {
             state.timer = TimerFlush::detect(&state.total, &rules.timer_flush);
@@ -367,25 +367,25 @@ fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
 }
 
 fn judge_ring(ring: &mut RingState, seconds: f64, rules: &Rules, reasons: &mut Vec<String>) {
-    let sustain = rules.hot_writer.sustain_intervals;
+    let window = rules.hot_writer.window();
     let m = &ring.metrics;
     let name = ring.fd.map_or_else(|| "io_uring ring (fd unknown)".to_owned(), |fd| format!("io_uring ring fd {fd}"));
-    ring.unbatched.update(is_unbatched_ring(m, &rules.hot_writer), sustain, |hot_for| {
+    ring.unbatched.update(is_unbatched_ring(m, &rules.hot_writer), window, |hot_in_window| {
         format!(
-            "{name}: {:.0} io_uring_enter calls/s submitting 1 SQE each (median), for {:.0} s; \
+            "{name}: {:.0} io_uring_enter calls/s submitting 1 SQE each (median), {}; \
              batching to {} SQEs per enter would save {:.3} cores",
             m.enters_per_sec,
-            seconds * f64::from(hot_for),
+            held(hot_in_window, seconds, rules),
             rules.transition.batch_target,
             m.saving_cores,
         )
     });
-    ring.trickle.update(is_sqpoll_trickle(m, &rules.io_uring), sustain, |hot_for| {
+    ring.trickle.update(is_sqpoll_trickle(m, &rules.io_uring), window, |hot_in_window| {
         format!(
-            "{name} (SQPOLL): its poller fell asleep and was woken {:.0} times/s for {:.0} s, for {:.0} SQEs/s: \
+            "{name} (SQPOLL): its poller fell asleep and was woken {:.0} times/s, {}, for {:.0} SQEs/s: \
              zero-syscall submission does not hold on this trickle load, which SQPOLL does not suit",
             m.wakeups_per_sec,
-            seconds * f64::from(hot_for),
+            held(hot_in_window, seconds, rules),
             m.sqes_per_sec,
         )
     });
@@ -395,17 +395,38 @@ fn judge_ring(ring: &mut RingState, seconds: f64, rules: &Rules, reasons: &mut V
 /// What the degraded mode's writes are, in reasons.
 const DEGRADED_WRITES: &str = "all writes (degraded mode: /proc/PID/io averages, per-fd and records per call unknown)";
 
+/// How long a flagged pattern held, in words: "for 3 s of the last 10 s".
+fn held(hot_in_window: u32, seconds: f64, rules: &Rules) -> String {
+    format!(
+        "for {:.0} s of the last {:.0} s",
+        seconds * f64::from(hot_in_window),
+        seconds * f64::from(rules.hot_writer.window_intervals)
+    )
+}
+
 /// Why a descriptor is flagged, in words a user can act on.
-fn hot_reason(what: &str, m: &BatchingMetrics, held_s: f64, rules: &Rules) -> String {
+fn hot_reason(what: &str, m: &BatchingMetrics, held: &str, rules: &Rules) -> String {
     let size = if rules.degraded {
         format!("{:.0} B per call on average", m.mean_bytes_per_call)
     } else {
-        format!("median 1 record and {} B per call", m.bytes_per_call.map_or(0, |q| q.p50))
+        let records = m.median_records_per_call.unwrap_or(0.0);
+        let plural = if records == 1.0 { "" } else { "s" };
+        format!(
+            "median {} record{plural} and {} B per call",
+            figure(records),
+            figure(m.median_bytes_per_call.unwrap_or(0.0))
+        )
     };
     format!(
-        "{what}: {:.0} writes/s, {size}, for {held_s:.0} s; batching to {} records per call would save {:.3} cores",
+        "{what}: {:.0} writes/s, {size}, {held}; batching to {} records per call would save {:.3} cores",
         m.calls_per_sec, rules.transition.batch_target, m.saving_cores,
     )
+}
+
+/// A median as a person reads it: whole when it is (nearly) whole, else
+/// with one decimal.
+fn figure(value: f64) -> String {
+    if (value - value.round()).abs() < 0.05 { format!("{value:.0}") } else { format!("{value:.1}") }
 }
 
 #[cfg(test)]

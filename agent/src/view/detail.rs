@@ -198,9 +198,9 @@ fn fd_row<'a>(fd: i32, state: &FdState, columns: &[&Column]) -> Row<'a> {
     Row::new(cells)
 }
 
-/// `16.8ms-33.6ms (92%)`: the period's range and the share of gaps in it.
+/// `every 20.0ms (92%)`: the period and the share of gaps in its peak.
 fn timer_period(timer: &TimerFlush) -> String {
-    format!("{}-{} ({:.0}%)", human_ns(timer.period_min_ns), human_ns(timer.period_max_ns), timer.share * 100.0)
+    format!("every {} ({:.0}%)", human_ns(timer.period_ns), timer.share * 100.0)
 }
 
 /// Why the process is flagged, what its descriptors' gaps say, and what its
@@ -286,7 +286,8 @@ mod tests {
         let (_, reason) = line_with(&screen, "median 1 record");
         assert!(
             reason.starts_with(
-                "UNBATCHED fd 3 (tcp socket:[7]): 50000 writes/s, median 1 record and 64 B per call, for 3 s"
+                "UNBATCHED fd 3 (tcp socket:[7]): 50000 writes/s, median 1 record and 100 B per call, for 3 s \
+                 of the last 10 s"
             ),
             "{reason}"
         );
@@ -332,10 +333,12 @@ mod tests {
         let screen = detail_screen(&shown, &[]);
         line_with(&screen, " pid 400 ticker: /usr/bin/ticker --run ");
         let (_, row) = line_with(&screen, "pipe:[12]");
-        assert!(row.ends_with("16.8ms-33.6ms (100%)"), "{row}");
+        assert!(row.ends_with("every 20.0ms (100%)"), "{row}");
         let (_, finding) = line_with(&screen, "flushes on a timer");
         assert!(
-            finding.starts_with("fd 6 flushes on a timer of 16.8ms-33.6ms (100% of gaps) with median batches of 128 B"),
+            finding.starts_with(
+                "fd 6 flushes on a timer every 20.0ms (100% of gaps in 16.8ms-33.6ms), median batch 199 B"
+            ),
             "{finding}"
         );
     }
@@ -345,8 +348,8 @@ mod tests {
         let (mut model, shown) = testing::three_writers();
         let logger = testing::identity(100, "logger");
         let mut shown = shown;
-        // Three slow intervals clear the flag.
-        for _ in 0..3 {
+        // A whole window (10 intervals) of slow ones clears the flag.
+        for _ in 0..10 {
             model.record(
                 &logger,
                 3,

@@ -121,7 +121,8 @@ pub fn observe_while_ticking_with<const N: usize>(config: &Config, workloads: [&
     })
 }
 
-fn parse_report(stdout: &[u8]) -> WorkloadReport {
+/// The report the workload printed last on its stdout.
+pub fn parse_report(stdout: &[u8]) -> WorkloadReport {
     let text = String::from_utf8_lossy(stdout);
     let line = text.lines().last().unwrap_or_else(|| panic!("no report from the workload: {text:?}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad report {line:?}: {e}"))

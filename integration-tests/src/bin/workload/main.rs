@@ -50,6 +50,28 @@ enum Pattern {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+    /// `count` writev()s to /dev/null of `messages` framed messages each: a
+    /// 4-byte header and a 20-byte payload, two iovecs per message.
+    Framed {
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        messages: usize,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+    /// An intermittent hot writer: `bursts` times, `calls` one-byte writes
+    /// to /dev/null spread over `hot`, then nothing for `idle`.
+    Bursts {
+        #[arg(long)]
+        bursts: u64,
+        #[arg(long)]
+        calls: u64,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        hot: Duration,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        idle: Duration,
+    },
     /// `count` sendmmsg()s of `messages` UDP datagrams of `size` bytes to a
     /// loopback socket that never reads.
     Sendmmsg {
@@ -65,6 +87,28 @@ enum Pattern {
     Timer {
         #[arg(long, value_parser = humantime::parse_duration)]
         period: Duration,
+        #[arg(long)]
+        flushes: u64,
+    },
+    /// A user-space buffer of 64 KiB flushed by a ticker: a record of 50 B
+    /// arrives every `every`, and every `period` what arrived goes out in one
+    /// write() to /dev/null. The buffer never fills.
+    Trickle {
+        #[arg(long, value_parser = humantime::parse_duration)]
+        period: Duration,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        every: Duration,
+        #[arg(long)]
+        flushes: u64,
+    },
+    /// A buffer of `buffer` bytes flushed only when full: records of 100 B
+    /// arrive every `every`, and each time the buffer fills it goes out in
+    /// one write() of exactly `buffer` bytes to /dev/null.
+    FullBuffer {
+        #[arg(long)]
+        buffer: usize,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        every: Duration,
         #[arg(long)]
         flushes: u64,
     },
@@ -150,8 +194,30 @@ fn main() {
             paced(count, rate, |_| writev(devnull.as_raw_fd(), &iov));
             tally(devnull.as_raw_fd(), count, (count * (iovecs * size) as u64) as i64)
         }
+        Pattern::Framed { count, messages, rate } => {
+            let devnull = open_devnull();
+            let (header, payload) = ([b'h'; 4], [b'p'; 20]);
+            let frame = [
+                libc::iovec { iov_base: header.as_ptr() as *mut _, iov_len: header.len() },
+                libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() },
+            ];
+            let iov = frame.repeat(messages);
+            paced(count, rate, |_| writev(devnull.as_raw_fd(), &iov));
+            tally(devnull.as_raw_fd(), count, (count * 24 * messages as u64) as i64)
+        }
+        Pattern::Bursts { bursts, calls, hot, idle } => {
+            let devnull = open_devnull();
+            let rate = (calls as f64 / hot.as_secs_f64()) as u64;
+            for _ in 0..bursts {
+                paced(calls, rate, |_| write(devnull.as_raw_fd(), b"x"));
+                thread::sleep(idle);
+            }
+            tally(devnull.as_raw_fd(), bursts * calls, (bursts * calls) as i64)
+        }
         Pattern::Sendmmsg { count, messages, size } => sendmmsg_pattern(count, messages, size),
         Pattern::Timer { period, flushes } => timer_pattern(period, flushes),
+        Pattern::Trickle { period, every, flushes } => trickle_pattern(period, every, flushes),
+        Pattern::FullBuffer { buffer, every, flushes } => full_buffer_pattern(buffer, every, flushes),
         Pattern::Eagain { eagain, hold } => eagain_pattern(eagain, hold),
         Pattern::Short { count } => short_pattern(count),
         Pattern::Epipe { count } => epipe_pattern(count),
@@ -244,6 +310,49 @@ fn timer_pattern(period: Duration, flushes: u64) -> WorkloadReport {
         bytes += n as u64;
     }
     WorkloadReport { fd: devnull.as_raw_fd(), calls: flushes, bytes_written: bytes, ..Default::default() }
+}
+
+fn trickle_pattern(period: Duration, every: Duration, flushes: u64) -> WorkloadReport {
+    let devnull = open_devnull();
+    let mut buffer = Vec::with_capacity(64 * 1024);
+    let mut report = tally(devnull.as_raw_fd(), 0, 0);
+    let mut next_flush = Instant::now() + period;
+    while report.calls < flushes {
+        thread::sleep(every);
+        buffer.extend_from_slice(&[b'r'; 50]);
+        if Instant::now() >= next_flush {
+            let n = write(devnull.as_raw_fd(), &buffer);
+            assert_eq!(n, buffer.len() as isize, "write: {}", std::io::Error::last_os_error());
+            report.calls += 1;
+            report.bytes_written += n as u64;
+            buffer.clear();
+            next_flush += period;
+        }
+    }
+    report
+}
+
+fn full_buffer_pattern(capacity: usize, every: Duration, flushes: u64) -> WorkloadReport {
+    let devnull = open_devnull();
+    let mut buffer = Vec::with_capacity(capacity);
+    let mut report = tally(devnull.as_raw_fd(), 0, 0);
+    let record = [b'r'; 100];
+    while report.calls < flushes {
+        thread::sleep(every);
+        // What fits goes in; a full buffer goes out, and the rest of the
+        // record starts the next one (as BufferedOutputStream and bufio do).
+        let fits = record.len().min(capacity - buffer.len());
+        buffer.extend_from_slice(&record[..fits]);
+        if buffer.len() == capacity {
+            let n = write(devnull.as_raw_fd(), &buffer);
+            assert_eq!(n, capacity as isize, "write: {}", std::io::Error::last_os_error());
+            report.calls += 1;
+            report.bytes_written += n as u64;
+            buffer.clear();
+            buffer.extend_from_slice(&record[fits..]);
+        }
+    }
+    report
 }
 
 fn eagain_pattern(eagain: u64, hold: Duration) -> WorkloadReport {
