@@ -320,7 +320,7 @@ impl Agent {
         let requests: Vec<DepthRequest> = self
             .model
             .recent_writers(since)
-            .filter_map(|(pid, fd, info)| DepthRequest::for_fd(pid, fd, info))
+            .filter_map(|(pid, fd, info, hot)| Some(DepthRequest::for_fd(pid, fd, info)?.with_exchange(hot)))
             .collect();
         let round = sampler.sample(&requests);
         for error in round.errors {

@@ -13,6 +13,7 @@ use crate::{
     model::{
         FdState, ProcessState,
         classify::TimerFlush,
+        exchange::{Pattern, Peer},
         io_uring::{RingMetrics, RingState, UringState},
         metrics::{BatchingMetrics, Drops, Quantiles, Transition},
     },
@@ -85,6 +86,8 @@ pub struct ProcessReport {
     pub saving_cores: f64,
     pub unbatched: bool,
     pub reasons: Vec<String>,
+    /// Whether any of its descriptors was round-trip bound during the window.
+    pub round_trip_bound: bool,
     pub fds: Vec<FdReport>,
     /// Present once the process set up or used io_uring.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +149,11 @@ pub struct FdReport {
     pub drops: DropReport,
     pub unbatched: bool,
     pub timer_flush: Option<TimerFlush>,
+    /// `stream`, `request_response`, or `null` while unknown.
+    pub pattern: Option<Pattern>,
+    /// The other end of a connection whose exchange was read.
+    pub peer: Option<Peer>,
+    pub round_trip_bound: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -242,6 +250,7 @@ impl ProcessReport {
             saving_cores: metrics.saving_cores + uring_saving,
             unbatched: process.ever_unbatched,
             reasons: process.last_reasons.clone(),
+            round_trip_bound: process.ever_round_trip_bound,
             fds: process.fds.iter().map(|(&fd, state)| FdReport::build(fd, state, seconds, agent)).collect(),
             io_uring,
         }
@@ -330,6 +339,9 @@ impl FdReport {
             drops: DropReport::build(&metrics),
             unbatched: state.flag.is_raised(),
             timer_flush: state.timer,
+            pattern: state.pattern(),
+            peer: state.peer().cloned(),
+            round_trip_bound: state.round_trip.is_raised(),
         }
     }
 }

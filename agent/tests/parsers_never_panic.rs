@@ -30,7 +30,7 @@ proptest! {
     #[test]
     fn config_files(text in text_like(&[
         "interval", "transition_cost_ns", "attach", "[hot_writer]", "min_calls_per_sec", "max_bytes_per_call",
-        "sustain_intervals", "batch_target", "[timer_flush]", "min_period", "min_share", "min_flushes",
+        "sustain_intervals", "window_intervals", "max_records_per_call", "batch_target", "[timer_flush]", "min_period", "min_share", "min_flushes",
         "[io_uring]", "min_wakeups_per_sec", "[maps]", "max_fds", "max_processes", "\"1s\"", "\"auto\"", "nan", "inf",
         "-1", "1e400", "true",
     ])) {

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use batchwatch::model::exchange::{Pattern, Peer};
 use common::{WORKLOAD, observe, observe_while_ticking, start_agent};
 
 #[test]
@@ -90,4 +91,91 @@ fn a_ticker_over_a_trickle_is_a_20ms_timer_and_a_full_buffer_is_not() {
     let fd = &full.process().fds[&full.report.fd];
     assert_eq!((fd.total.total_calls(), fd.total.bytes_requested), (60, 60 * 4096));
     assert_eq!(fd.timer, None, "{:?}", fd.total.gap_hist);
+}
+
+/// A free loopback port: bound, read, released.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child killed when the test ends, pass or fail.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+#[test]
+fn redis_answering_one_request_at_a_time_is_round_trip_bound_and_a_stream_is_unbatched() {
+    let server = common::require_tool("redis-server", "redis-server");
+    let benchmark = common::require_tool("redis-benchmark", "redis-tools");
+    let cli = common::require_tool("redis-cli", "redis-tools");
+    let port = free_port().to_string();
+    let redis = Killed(
+        Command::new(server)
+            .args(["--bind", "127.0.0.1", "--port", &port, "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts"),
+    );
+    let ping = || Command::new(&cli).args(["-h", "127.0.0.1", "-p", &port, "ping"]).output().expect("redis-cli");
+    let ready = (0..50).any(|_| {
+        thread::sleep(Duration::from_millis(100));
+        String::from_utf8_lossy(&ping().stdout).trim() == "PONG"
+    });
+    assert!(ready, "redis-server did not answer on port {port}");
+
+    let mut agent = start_agent();
+    // One connection, one request at a time (-P 1), SETs until killed.
+    let client = Killed(
+        Command::new(benchmark)
+            .args(["-h", "127.0.0.1", "-p", &port, "-c", "1", "-P", "1", "-n", "10000000", "-t", "set", "-q"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-benchmark starts"),
+    );
+    // A stream of one-byte writes to a reader that never answers, meanwhile.
+    let mut stream = Command::new(WORKLOAD)
+        .args(["tcp-stream", "--count", "50000", "--rate", "5000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn workload");
+    while stream.try_wait().expect("wait").is_none() {
+        thread::sleep(Duration::from_secs(1));
+        agent.tick().expect("reading the maps");
+    }
+    let output = stream.wait_with_output().expect("exit");
+    assert!(output.status.success());
+    let stream = common::parse_report(&output.stdout);
+
+    let model = agent.model();
+    let server = model.process(redis.0.id()).expect("the agent saw redis-server");
+    let (&fd, connection) = server
+        .fds
+        .iter()
+        .find(|(_, state)| state.info.as_ref().is_some_and(|i| i.kind == batchwatch::fds::FdKind::Tcp))
+        .unwrap_or_else(|| panic!("no TCP descriptor in {server:#?}"));
+    assert_eq!(connection.pattern(), Some(Pattern::RequestResponse), "{:?}", connection.conversation);
+    assert!(connection.round_trip.is_raised() && server.round_trip_bound, "{:?}", connection.conversation);
+    assert!(!server.ever_unbatched, "{:?}", server.last_reasons);
+    // The client is named: its pid, command and the descriptor of its end.
+    let Some(Peer::Local { pid, comm, fd: peer_fd }) = connection.peer() else {
+        panic!("no local peer: {:?}", connection.conversation)
+    };
+    assert_eq!((*pid, comm.as_str()), (client.0.id(), "redis-benchmark"));
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{peer_fd}")).expect("the peer's descriptor");
+    assert!(link.to_string_lossy().starts_with("socket:["), "{link:?}");
+    let reason = server.reasons.join("\n");
+    assert!(reason.starts_with(&format!("fd {fd} (tcp 127.0.0.1:{port} ↔ 127.0.0.1:")), "{reason}");
+    assert!(reason.contains("round trips/s with one message each way"), "{reason}");
+
+    let writer = model.process(stream.pid).expect("the agent saw the stream writer");
+    let fd = &writer.fds[&stream.fd];
+    assert_eq!(fd.total.total_calls(), 50_000);
+    assert_eq!(fd.pattern(), Some(Pattern::Stream), "{:?}", fd.conversation);
+    assert!(writer.ever_unbatched && !writer.ever_round_trip_bound, "{:?}", writer.last_reasons);
+    drop(redis);
 }

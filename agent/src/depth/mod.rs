@@ -52,6 +52,7 @@ mod tests;
 use std::{
     collections::{BTreeMap, HashMap},
     io,
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
@@ -96,6 +97,9 @@ pub struct DepthRequest {
     /// The inode in the `/proc/PID/fd/N` link, `socket:[INODE]` or `pipe:[INODE]`.
     pub inode: u64,
     pub kind: DepthKind,
+    /// Whether to read what a TCP socket exchanged (see [`Exchange`]): asked
+    /// for hot writers only, as it makes the netns's TCP dumps larger.
+    pub exchange: bool,
 }
 
 impl DepthRequest {
@@ -107,7 +111,12 @@ impl DepthRequest {
             FdKind::Pipe => DepthKind::Pipe,
             _ => return None,
         };
-        Some(DepthRequest { pid, fd, inode: info.inode()?, kind })
+        Some(DepthRequest { pid, fd, inode: info.inode()?, kind, exchange: false })
+    }
+
+    /// The request, reading what the socket exchanged too when `exchange`.
+    pub fn with_exchange(self, exchange: bool) -> DepthRequest {
+        DepthRequest { exchange, ..self }
     }
 
     pub fn key(&self) -> DepthKey {
@@ -154,6 +163,26 @@ pub struct Depth {
     pub capacity_bytes: u64,
     /// `None` for pipes.
     pub protocol: Option<SocketProtocol>,
+    /// For a TCP socket asked with [`DepthRequest::exchange`]: what it
+    /// carried each way, and its peer.
+    pub exchange: Option<Exchange>,
+}
+
+/// What a TCP connection carried each way since it began, and who is at its
+/// other end: the evidence that tells a stream (data goes out, nothing comes
+/// back) from request/response (about one segment in for each one out).
+/// The kernel counts these segments whatever batchwatch does, so reading
+/// them costs the writer nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchange {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// `tcpi_data_segs_in`, `tcpi_data_segs_out`: segments carrying data.
+    pub data_segments_in: u32,
+    pub data_segments_out: u32,
+    /// The socket at the other end, when it lives in the same netns (a
+    /// loopback or node-local connection): its inode.
+    pub peer_inode: Option<u32>,
 }
 
 impl Depth {
@@ -264,6 +293,8 @@ struct Group {
     pids: Vec<u32>,
     /// By socket inode: the descriptors that point to it.
     wanted: HashMap<u32, Vec<DepthKey>>,
+    /// Whether any of them asked for its exchange.
+    exchange: bool,
 }
 
 impl Namespace {
@@ -330,7 +361,7 @@ impl Namespace {
             match dumped.found.get(&inode) {
                 Some((table, record)) => {
                     self.memo.insert(inode, Memo { table: Some(*table), since: now, last_wanted: now });
-                    if let Some(depth) = depth_of(record, &dumped.unix_inq) {
+                    if let Some(depth) = depth_of(record, &dumped.unix_inq, &dumped.tcp_ends) {
                         round.depths.extend(keys.into_iter().map(|key| (key, depth)));
                     }
                 }
@@ -356,6 +387,9 @@ struct Dumped {
     found: HashMap<u32, (Table, Record)>,
     /// UNIX sockets' own receive queues, by inode, to find what their peers sent.
     unix_inq: HashMap<u32, u32>,
+    /// TCP sockets by (local, remote) address, to find a connection's
+    /// other end: only in dumps that asked for exchanges.
+    tcp_ends: HashMap<(SocketAddr, SocketAddr), u32>,
     /// Every table asked for answered in full.
     complete: bool,
     /// The socket failed: it must be opened afresh.
@@ -365,12 +399,14 @@ struct Dumped {
 }
 
 /// Dumps `tables` (bits) through `socket`, keeping the records of the
-/// `wanted` sockets; counts the cost and the errors in `round`.
+/// `wanted` sockets, with TCP exchanges when `exchange`; counts the cost and
+/// the errors in `round`.
 fn dump_tables(
     socket: &mut DiagSocket,
     netns: NetnsId,
     tables: u8,
     wanted: &HashMap<u32, Vec<DepthKey>>,
+    exchange: bool,
     buf: &mut Vec<u8>,
     round: &mut DepthRound,
 ) -> Dumped {
@@ -380,9 +416,15 @@ fn dump_tables(
             continue;
         }
         round.stats.dumps += 1;
-        let result = socket.dump(table, buf, |record| {
-            if let Record::Unix { inode, rqlen: Some((inq, _)), .. } = record {
-                dumped.unix_inq.insert(inode, inq);
+        let result = socket.dump(table, exchange, buf, |record| {
+            match record {
+                Record::Unix { inode, rqlen: Some((inq, _)), .. } => {
+                    dumped.unix_inq.insert(inode, inq);
+                }
+                Record::Inet { inode, protocol: SocketProtocol::Tcp, local, remote, .. } if exchange => {
+                    dumped.tcp_ends.insert((local, remote), inode);
+                }
+                _ => {}
             }
             if wanted.contains_key(&record.inode()) {
                 dumped.found.insert(record.inode(), (table, record));
@@ -499,6 +541,7 @@ impl DepthSampler {
                         group.pids.push(request.pid);
                     }
                     group.wanted.entry(inode).or_default().push(request.key());
+                    group.exchange |= request.exchange;
                 }
             }
         }
@@ -545,7 +588,8 @@ impl DepthSampler {
         }
         let (tables, full) = ns.tables_to_dump(&group.wanted, now);
         let socket = ns.socket.as_mut().expect("opened above");
-        let dumped = dump_tables(socket, netns, tables & !self.unsupported, &group.wanted, &mut self.buf, round);
+        let dumped =
+            dump_tables(socket, netns, tables & !self.unsupported, &group.wanted, group.exchange, &mut self.buf, round);
         self.unsupported |= dumped.unsupported;
         if dumped.socket_failed {
             // It may still hold part of the answer: start afresh next round.
@@ -556,20 +600,35 @@ impl DepthSampler {
     }
 }
 
-/// The depth of a socket from its dump record (see the module docs).
-fn depth_of(record: &Record, unix_inq: &HashMap<u32, u32>) -> Option<Depth> {
+/// The depth of a socket from its dump record (see the module docs), and
+/// for TCP its exchange when the dump carried one; `tcp_ends` finds its peer.
+fn depth_of(
+    record: &Record,
+    unix_inq: &HashMap<u32, u32>,
+    tcp_ends: &HashMap<(SocketAddr, SocketAddr), u32>,
+) -> Option<Depth> {
     match *record {
-        Record::Inet { protocol: SocketProtocol::Tcp, wqueue, mem: Some(mem), .. } => Some(Depth {
+        Record::Inet {
+            protocol: SocketProtocol::Tcp, wqueue, mem: Some(mem), local, remote, data_segments, ..
+        } => Some(Depth {
             queued_bytes: wqueue.into(),
             charged_bytes: mem.wmem_queued.into(),
             capacity_bytes: mem.sndbuf.into(),
             protocol: Some(SocketProtocol::Tcp),
+            exchange: data_segments.map(|(data_segments_in, data_segments_out)| Exchange {
+                local,
+                remote,
+                data_segments_in,
+                data_segments_out,
+                peer_inode: tcp_ends.get(&(remote, local)).copied(),
+            }),
         }),
         Record::Inet { protocol, mem: Some(mem), .. } => Some(Depth {
             queued_bytes: mem.wmem_alloc.into(),
             charged_bytes: mem.wmem_alloc.into(),
             capacity_bytes: mem.sndbuf.into(),
             protocol: Some(protocol),
+            exchange: None,
         }),
         Record::Unix { sock_type, rqlen: Some((_, outq)), sndbuf: Some(sndbuf), peer, .. } => {
             let connected_stream = matches!(i32::from(sock_type), libc::SOCK_STREAM | libc::SOCK_SEQPACKET);
@@ -579,6 +638,7 @@ fn depth_of(record: &Record, unix_inq: &HashMap<u32, u32>) -> Option<Depth> {
                 charged_bytes: outq.into(),
                 capacity_bytes: sndbuf.into(),
                 protocol: Some(SocketProtocol::Unix),
+                exchange: None,
             })
         }
         _ => None,

@@ -88,6 +88,12 @@ impl PipeProbe {
         }
         drop(pipe);
         let queued = u64::try_from(queued).unwrap_or(0);
-        Ok(Some(Depth { queued_bytes: queued, charged_bytes: queued, capacity_bytes: capacity as u64, protocol: None }))
+        Ok(Some(Depth {
+            queued_bytes: queued,
+            charged_bytes: queued,
+            capacity_bytes: capacity as u64,
+            protocol: None,
+            exchange: None,
+        }))
     }
 }

@@ -8,7 +8,7 @@
 //! the UNIX socket table the same way. Only the netns of the netlink socket
 //! is reported.
 
-use std::{io, os::fd::AsRawFd as _, time::Duration};
+use std::{io, net::SocketAddr, os::fd::AsRawFd as _, time::Duration};
 
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -65,17 +65,19 @@ impl Table {
         1 << self as u8
     }
 
-    fn request(self) -> SockDiagMessage {
+    /// The dump request; with `exchange`, TCP dumps carry `struct tcp_info`
+    /// too (for its data segment counters).
+    fn request(self, exchange: bool) -> SockDiagMessage {
         let inet = |family, protocol, states, socket_id| {
-            SockDiagMessage::InetRequest(InetRequest {
-                family,
-                protocol,
-                // Only the sk_meminfo array: INET_DIAG_INFO (struct tcp_info)
-                // would triple the size of every message.
-                extensions: ExtensionFlags::SKMEMINFO,
-                states,
-                socket_id,
-            })
+            // The sk_meminfo array, and INET_DIAG_INFO (struct tcp_info,
+            // about 250 bytes, which triples the size of every message) only
+            // when a hot TCP writer of the netns needs its exchange judged.
+            let extensions = if exchange && protocol == IPPROTO_TCP {
+                ExtensionFlags::SKMEMINFO | ExtensionFlags::INFO
+            } else {
+                ExtensionFlags::SKMEMINFO
+            };
+            SockDiagMessage::InetRequest(InetRequest { family, protocol, extensions, states, socket_id })
         };
         match self {
             Table::Tcp4 => inet(AF_INET, IPPROTO_TCP, tcp_states(), SocketId::new_v4()),
@@ -134,6 +136,13 @@ pub(super) enum Record {
         /// for UDP `sk_wmem_alloc_get()` (udp_diag_get_info).
         wqueue: u32,
         mem: Option<SkMemInfo>,
+        /// The socket's own address and its peer's.
+        local: SocketAddr,
+        remote: SocketAddr,
+        /// `tcpi_data_segs_in` and `tcpi_data_segs_out` from `struct
+        /// tcp_info`: segments carrying data received and sent, counted by
+        /// the kernel on every segment anyway. Only in dumps that asked.
+        data_segments: Option<(u32, u32)>,
     },
     Unix {
         inode: u32,
@@ -166,7 +175,20 @@ impl Record {
             }),
             _ => None,
         });
-        Record::Inet { inode: response.header.inode, protocol, wqueue: response.header.send_queue, mem }
+        let data_segments = response.nlas.iter().find_map(|nla| match nla {
+            inet::nlas::Nla::TcpInfo(info) => Some((info.data_segs_in, info.data_segs_out)),
+            _ => None,
+        });
+        let id = &response.header.socket_id;
+        Record::Inet {
+            inode: response.header.inode,
+            protocol,
+            wqueue: response.header.send_queue,
+            mem,
+            local: SocketAddr::new(id.source_address, id.source_port),
+            remote: SocketAddr::new(id.destination_address, id.destination_port),
+            data_segments,
+        }
     }
 
     fn of_unix(response: &UnixResponse) -> Record {
@@ -245,6 +267,7 @@ impl DiagSocket {
     pub(super) fn dump(
         &mut self,
         table: Table,
+        exchange: bool,
         buf: &mut Vec<u8>,
         mut each: impl FnMut(Record),
     ) -> Result<DumpCost, (DumpFailure, DumpCost)> {
@@ -253,7 +276,7 @@ impl DiagSocket {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         header.sequence_number = seq;
-        let mut request = NetlinkMessage::new(header, table.request().into());
+        let mut request = NetlinkMessage::new(header, table.request(exchange).into());
         request.finalize();
         let mut out = vec![0; request.buffer_len()];
         request.serialize(&mut out);

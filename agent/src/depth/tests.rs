@@ -96,8 +96,13 @@ fn socketpair(kind: libc::c_int) -> (OwnedFd, OwnedFd) {
 
 #[test]
 fn percent_is_charged_over_capacity() {
-    let depth =
-        |charged, capacity| Depth { queued_bytes: 1, charged_bytes: charged, capacity_bytes: capacity, protocol: None };
+    let depth = |charged, capacity| Depth {
+        queued_bytes: 1,
+        charged_bytes: charged,
+        capacity_bytes: capacity,
+        protocol: None,
+        exchange: None,
+    };
     assert_eq!(depth(0, 65536).percent(), 0.0);
     assert_eq!(depth(16384, 65536).percent(), 25.0);
     assert_eq!(depth(212992, 212992).percent(), 100.0);
@@ -107,8 +112,11 @@ fn percent_is_charged_over_capacity() {
 #[test]
 fn figures_per_protocol() {
     let mem = |wmem_alloc, wmem_queued| Some(sock_diag::SkMemInfo { wmem_alloc, sndbuf: 1000, wmem_queued });
-    let inet = |protocol, wqueue, mem| Record::Inet { inode: 1, protocol, wqueue, mem };
+    let (local, remote) = ("127.0.0.1:6379".parse().unwrap(), "127.0.0.1:50122".parse().unwrap());
+    let inet =
+        |protocol, wqueue, mem| Record::Inet { inode: 1, protocol, wqueue, mem, local, remote, data_segments: None };
     let none = HashMap::new();
+    let depth_of = |record: &Record, unix_inq: &HashMap<u32, u32>| depth_of(record, unix_inq, &HashMap::new());
     // TCP: payload not yet acked, against the memory of the write queue.
     let tcp = depth_of(&inet(SocketProtocol::Tcp, 300, mem(50, 600)), &none).unwrap();
     assert_eq!((tcp.queued_bytes, tcp.charged_bytes, tcp.capacity_bytes), (300, 600, 1000));
@@ -125,6 +133,63 @@ fn figures_per_protocol() {
     assert_eq!(unknown_peer.queued_bytes, 900);
     let dgram = depth_of(&unix(libc::SOCK_DGRAM as u8, Some(2)), &peer_inq).unwrap();
     assert_eq!(dgram.queued_bytes, 900);
+}
+
+#[test]
+fn a_tcp_exchange_names_its_peer_when_the_other_end_is_in_the_dump() {
+    let (local, remote) = ("127.0.0.1:6379".parse().unwrap(), "127.0.0.1:50122".parse().unwrap());
+    let mem = Some(sock_diag::SkMemInfo { wmem_alloc: 0, sndbuf: 1000, wmem_queued: 0 });
+    let record = Record::Inet {
+        inode: 1,
+        protocol: SocketProtocol::Tcp,
+        wqueue: 0,
+        mem,
+        local,
+        remote,
+        data_segments: Some((980, 990)),
+    };
+    let ends = HashMap::from([((remote, local), 7), ((local, remote), 1)]);
+    let exchange = depth_of(&record, &HashMap::new(), &ends).unwrap().exchange.unwrap();
+    assert_eq!(
+        exchange,
+        Exchange { local, remote, data_segments_in: 980, data_segments_out: 990, peer_inode: Some(7) }
+    );
+    let alone = depth_of(&record, &HashMap::new(), &HashMap::new()).unwrap().exchange.unwrap();
+    assert_eq!(alone.peer_inode, None);
+}
+
+/// A loopback request/response: 50 requests of 10 B, each answered with 5 B
+/// before the next; the server's socket, asked with its exchange, shows at
+/// least 50 data segments each way and its peer, the client's socket.
+#[test]
+fn tcp_exchange_of_a_loopback_round_trip() {
+    if !is_root() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    for socket in [&client, &server] {
+        socket.set_nodelay(true).unwrap();
+    }
+    for _ in 0..50 {
+        client.write_all(b"0123456789").unwrap();
+        let mut request = [0; 10];
+        server.read_exact(&mut request).unwrap();
+        server.write_all(b"reply").unwrap();
+        let mut reply = [0; 5];
+        client.read_exact(&mut reply).unwrap();
+    }
+    let mut sampler = DepthSampler::new().unwrap();
+    let depth = sample_one(&mut sampler, request(server.as_raw_fd()).with_exchange(true)).expect("sampled");
+    let exchange = depth.exchange.expect("the exchange, asked for");
+    assert_eq!((exchange.data_segments_in, exchange.data_segments_out), (50, 50));
+    assert_eq!(exchange.local, server.local_addr().unwrap());
+    assert_eq!(exchange.remote, client.local_addr().unwrap());
+    assert_eq!(exchange.peer_inode.map(u64::from), Some(request(client.as_raw_fd()).inode));
+    // Not asked for: no exchange, and the dump stays small.
+    let plain = sample_one(&mut DepthSampler::new().unwrap(), request(server.as_raw_fd())).expect("sampled");
+    assert_eq!(plain.exchange, None);
 }
 
 /// A UNIX stream socketpair filled with 4 KiB writes until `EAGAIN`: the
@@ -330,7 +395,10 @@ fn pipe_fill() {
     assert_eq!(unsafe { libc::write(writer.as_raw_fd(), [3u8; 10_000].as_ptr().cast(), 10_000) }, 10_000);
     let mut sampler = DepthSampler::new().unwrap();
     let depth = sample_one(&mut sampler, request(writer.as_raw_fd())).unwrap();
-    assert_eq!(depth, Depth { queued_bytes: 10_000, charged_bytes: 10_000, capacity_bytes: 65536, protocol: None });
+    assert_eq!(
+        depth,
+        Depth { queued_bytes: 10_000, charged_bytes: 10_000, capacity_bytes: 65536, protocol: None, exchange: None }
+    );
     assert_eq!(pipe_size(writer.as_raw_fd()), 65536);
     // The read end names the same pipe.
     assert_eq!(sample_one(&mut sampler, request(reader.as_raw_fd())).unwrap().queued_bytes, 10_000);
@@ -389,7 +457,8 @@ fn pipe_not_opened_unless_the_same_anonymous_pipe() {
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
     let fifo = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let inode = std::os::unix::fs::MetadataExt::ino(&fifo.metadata().unwrap());
-    let named = DepthRequest { pid: std::process::id(), fd: fifo.as_raw_fd(), inode, kind: DepthKind::Pipe };
+    let named =
+        DepthRequest { pid: std::process::id(), fd: fifo.as_raw_fd(), inode, kind: DepthKind::Pipe, exchange: false };
     assert_eq!(sample_one(&mut sampler, named), None);
     std::fs::remove_dir_all(&dir).unwrap();
 
@@ -603,7 +672,7 @@ fn other_netns() {
     let mut own = sock_diag::DiagSocket::open().unwrap();
     let mut seen = Vec::new();
     for table in Table::ALL {
-        own.dump(table, &mut Vec::new(), |record| seen.push(record.inode())).unwrap();
+        own.dump(table, false, &mut Vec::new(), |record| seen.push(record.inode())).unwrap();
     }
     assert!(!seen.iter().any(|&inode| u64::from(inode) == tcp.inode || u64::from(inode) == unix.inode));
 
@@ -675,5 +744,26 @@ fn depth_cost() {
     );
     assert_eq!(last.dumps, 1, "only the TCP/IPv4 table once the sockets are known");
     assert!(times[rounds / 2] < Duration::from_millis(500));
+
+    // One hot TCP writer among them asks for its exchange: the dump carries
+    // struct tcp_info for every socket of the table.
+    let mut with_exchange = requests.clone();
+    with_exchange[0] = with_exchange[0].with_exchange(true);
+    let mut times = Vec::new();
+    let mut exchanged = RoundStats::default();
+    for _ in 0..rounds {
+        let round = sampler.sample(&with_exchange);
+        assert_eq!(round.stats.sampled, 1000);
+        times.push(round.stats.elapsed);
+        exchanged = round.stats;
+    }
+    times.sort();
+    println!(
+        "depth_cost: the same round with one exchange asked for: median {:?}; {} syscalls, {} netlink bytes",
+        times[rounds / 2],
+        exchanged.syscalls,
+        exchanged.netlink_bytes
+    );
+    assert!(exchanged.netlink_bytes > last.netlink_bytes);
     finish(child);
 }

@@ -306,6 +306,17 @@ pub const UNBATCHED: Metric = Metric {
     description: "1 while the process is flagged as an un-batched writer for this reason, else 0. `io_uring` reasons \
                   only for processes that use io_uring.",
 };
+pub const ROUND_TRIP_BOUND: Metric = Metric {
+    name: "batchwatch.process.round_trip_bound",
+    instrument: Gauge,
+    unit: "{process}",
+    subject: Process,
+    attributes: &[],
+    description: "1 while a descriptor of the process is round-trip bound: written at a hot writer's rate, one small \
+                  message per call, but request/response (about one data segment in for each one out), so the peer \
+                  could pipeline and the process cannot batch; else 0. Such a descriptor is never counted in \
+                  `batchwatch.process.unbatched`.",
+};
 pub const URING_ENTERS: Metric = Metric {
     name: "batchwatch.io_uring.enters",
     instrument: Counter,
@@ -507,7 +518,7 @@ pub const ENDPOINT_ERRORS: Metric = Metric {
 };
 
 /// Every metric, in the order the exporters emit them.
-pub const ALL: [&Metric; 37] = [
+pub const ALL: [&Metric; 38] = [
     &WRITE_CALLS,
     &WRITE_IO,
     &WRITE_RECORDS,
@@ -521,6 +532,7 @@ pub const ALL: [&Metric; 37] = [
     &TRANSITION_TIME,
     &TRANSITION_AVOIDABLE,
     &UNBATCHED,
+    &ROUND_TRIP_BOUND,
     &URING_ENTERS,
     &URING_SQES,
     &URING_BATCH_SIZE,

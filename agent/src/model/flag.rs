@@ -36,9 +36,7 @@ impl Flag {
     /// Judges one interval; `describe` tells a hot one in words, given how
     /// many of the last `window.of` intervals (this one included) were hot.
     pub fn update(&mut self, hot: bool, window: Window, describe: impl FnOnce(u32) -> String) {
-        let kept = if window.of >= Window::MAX { u64::MAX } else { (1 << window.of) - 1 };
-        self.history = ((self.history << 1) | u64::from(hot)) & kept;
-        let hot_in_window = self.history.count_ones();
+        let hot_in_window = self.push(hot, window);
         if hot {
             self.last_hot = Some(describe(hot_in_window));
         }
@@ -47,6 +45,19 @@ impl Flag {
         } else if hot_in_window == 0 {
             self.raised = false;
         }
+    }
+
+    /// Records an interval whose verdict is still pending: it counts in the
+    /// window once a later interval is judged, but raises nothing itself.
+    pub fn hold(&mut self, hot: bool, window: Window) {
+        self.push(hot, window);
+    }
+
+    /// Adds an interval to the history; returns the hot ones in the window.
+    fn push(&mut self, hot: bool, window: Window) -> u32 {
+        let kept = if window.of >= Window::MAX { u64::MAX } else { (1 << window.of) - 1 };
+        self.history = ((self.history << 1) | u64::from(hot)) & kept;
+        self.history.count_ones()
     }
 
     pub fn is_raised(&self) -> bool {
@@ -103,6 +114,16 @@ mod tests {
         assert_eq!(flag.reason(), Some("hot in 3"));
         flag.update(false, WINDOW, |_| unreachable!());
         assert_eq!((flag.is_raised(), flag.reason()), (false, None));
+    }
+
+    #[test]
+    fn held_intervals_count_once_a_verdict_comes() {
+        let mut flag = Flag::default();
+        flag.hold(true, WINDOW);
+        flag.hold(true, WINDOW);
+        assert!(!flag.is_raised());
+        flag.update(true, WINDOW, |n| format!("{n} hot"));
+        assert_eq!(flag.reason(), Some("3 hot"));
     }
 
     #[test]

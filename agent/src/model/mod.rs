@@ -4,6 +4,7 @@
 //! The collector feeds it deltas; the views and exporters only read it.
 
 pub mod classify;
+pub mod exchange;
 pub mod flag;
 pub mod histogram;
 pub mod human;
@@ -20,6 +21,7 @@ use agent_common::{counters::Counters as _, write::WriteStats};
 
 use self::{
     classify::{TimerFlush, is_hot_by_averages, is_hot_unbatched, is_sqpoll_trickle, is_unbatched_ring},
+    exchange::{Conversation, Pattern, Peer},
     flag::Flag,
     io_uring::{RingState, UringState},
     metrics::{BatchingMetrics, Transition},
@@ -68,8 +70,15 @@ pub struct FdState {
     pub total: WriteStats,
     /// Metrics of the last interval.
     pub metrics: BatchingMetrics,
-    /// Raised while the descriptor is an un-batched hot writer.
+    /// Raised while the descriptor is an un-batched hot writer: a stream.
     pub flag: Flag,
+    /// Raised while it is hot but request/response: round-trip bound.
+    pub round_trip: Flag,
+    /// What a TCP descriptor exchanged with its peer, once it was hot
+    /// (boxed: most descriptors never are).
+    pub conversation: Option<Box<Conversation>>,
+    /// Hot intervals judged while a TCP socket's pattern was still unknown.
+    undecided: u32,
     pub timer: Option<TimerFlush>,
     /// When it last wrote.
     pub last_write: Instant,
@@ -130,12 +139,15 @@ pub struct ProcessState {
     /// When it was first seen.
     pub first_seen: Instant,
     pub exited: Option<Instant>,
-    /// Flagged now, and why.
+    /// Flagged now, and why (round-trip bound descriptors among the reasons).
     pub unbatched: bool,
     pub reasons: Vec<String>,
     /// Flagged at any time, and the last reasons given.
     pub ever_unbatched: bool,
     pub last_reasons: Vec<String>,
+    /// A descriptor is round-trip bound now; was at any time.
+    pub round_trip_bound: bool,
+    pub ever_round_trip_bound: bool,
 }
 
 impl FdState {
@@ -148,7 +160,31 @@ impl FdState {
             total: WriteStats::ZERO,
             metrics: BatchingMetrics::default(),
             flag: Flag::default(),
+            round_trip: Flag::default(),
+            conversation: None,
+            undecided: 0,
             timer: None,
+        }
+    }
+
+    /// Whether its writes stream or answer a peer: by its kind for pipes,
+    /// files and devices, from its exchange for TCP; `None` while unknown.
+    pub fn pattern(&self) -> Option<Pattern> {
+        let kind = self.info.as_ref().map(|info| info.kind)?;
+        Pattern::of_kind(kind).or_else(|| self.conversation.as_ref()?.pattern)
+    }
+
+    /// The peer of a connection, when its exchange was read.
+    pub fn peer(&self) -> Option<&Peer> {
+        self.conversation.as_ref()?.peer.as_ref()
+    }
+
+    /// The descriptor in words, with both ends of a connection when known.
+    fn describe(&self, fd: i32) -> String {
+        match (&self.info, self.conversation.as_ref().and_then(|c| c.ends())) {
+            (Some(info), Some(ends)) => format!("fd {fd} ({} {ends})", info.kind),
+            (Some(info), None) => info.describe(fd),
+            (None, _) => format!("fd {fd}"),
         }
     }
 }
@@ -165,6 +201,11 @@ impl ProcessState {
     /// Descriptors flagged as un-batched hot writers.
     pub fn hot_fds(&self) -> impl Iterator<Item = (&i32, &FdState)> {
         self.fds.iter().filter(|(_, fd)| fd.flag.is_raised()).map(|(fd, state)| (fd, &**state))
+    }
+
+    /// Descriptors that are round-trip bound.
+    pub fn round_trip_fds(&self) -> impl Iterator<Item = (&i32, &FdState)> {
+        self.fds.iter().filter(|(_, fd)| fd.round_trip.is_raised()).map(|(fd, state)| (fd, &**state))
     }
 
     /// Cores spent crossing into the kernel in the last interval: write-family
@@ -238,6 +279,8 @@ impl Model {
                 reasons: Vec::new(),
                 ever_unbatched: false,
                 last_reasons: Vec::new(),
+                round_trip_bound: false,
+                ever_round_trip_bound: false,
             })
         })
     }
@@ -245,14 +288,15 @@ impl Model {
     /// Socket and pipe descriptors of live processes that wrote since
     /// `since`: the ones whose buffer depth is worth sampling. A writer
     /// blocked on a full buffer makes no calls, so "recently" rather than
-    /// "in the last interval".
-    pub fn recent_writers(&self, since: Instant) -> impl Iterator<Item = (u32, i32, &FdInfo)> {
+    /// "in the last interval". The last item says whether the descriptor
+    /// was hot in the last interval, so that its exchange is worth reading.
+    pub fn recent_writers(&self, since: Instant) -> impl Iterator<Item = (u32, i32, &FdInfo, bool)> {
+        let min_rate = self.rules.hot_writer.min_calls_per_sec;
         self.live.values().flat_map(move |process| {
-            process
-                .fds
-                .iter()
-                .filter(move |(_, state)| state.last_write >= since)
-                .filter_map(move |(&fd, state)| Some((process.identity.pid, fd, state.info.as_ref()?)))
+            process.fds.iter().filter(move |(_, state)| state.last_write >= since).filter_map(move |(&fd, state)| {
+                let hot = state.metrics.calls_per_sec >= min_rate;
+                Some((process.identity.pid, fd, state.info.as_ref()?, hot))
+            })
         })
     }
 
@@ -265,7 +309,42 @@ impl Model {
         {
             info.kind = protocol.fd_kind();
         }
+        if let Some(exchange) = depth.exchange {
+            state.conversation.get_or_insert_default().observe(exchange);
+        }
         state.depth = Some(depth);
+    }
+
+    /// Names the local peers of connections: a process of this node whose
+    /// descriptor is the socket at the other end. Only the processes that
+    /// wrote are known, which a peer sending requests always did.
+    fn find_local_peers(&mut self) {
+        let wanted = |state: &FdState| {
+            state
+                .conversation
+                .as_ref()
+                .is_some_and(|c| c.peer_inode.is_some() && !matches!(c.peer, Some(Peer::Local { .. })))
+        };
+        if !self.live.values().any(|p| p.fds.values().any(|state| wanted(state))) {
+            return;
+        }
+        let sockets: HashMap<u64, Peer> = self
+            .live
+            .values()
+            .flat_map(|p| {
+                p.fds.iter().filter_map(|(&fd, state)| {
+                    let inode = state.info.as_ref().filter(|info| info.target.starts_with("socket:"))?.inode()?;
+                    Some((inode, Peer::Local { pid: p.identity.pid, comm: p.identity.comm.clone(), fd }))
+                })
+            })
+            .collect();
+        for state in self.live.values_mut().flat_map(|p| p.fds.values_mut()) {
+            if let Some(conversation) = state.conversation.as_mut()
+                && let Some(peer) = conversation.peer_inode.and_then(|inode| sockets.get(&u64::from(inode)))
+            {
+                conversation.peer = Some(peer.clone());
+            }
+        }
     }
 
     /// Refreshes the queue occupancy of `pid`'s rings that have an fd,
@@ -292,6 +371,7 @@ impl Model {
     /// Ends an interval of `seconds` for every live process: computes its
     /// metrics and verdicts.
     pub fn close_interval(&mut self, seconds: f64) {
+        self.find_local_peers();
         for process in self.live.values_mut() {
             judge(process, seconds, &self.rules);
         }
@@ -330,10 +410,68 @@ fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
             judge_ring(ring, seconds, rules, &mut process.reasons);
         }
     }
-    process.unbatched = !process.reasons.is_empty();
-    if process.unbatched {
-        process.ever_unbatched = true;
+    let round_trip_bound = process.round_trip_fds().next().is_some();
+    let mut rings = process.io_uring.iter().flat_map(|u| &u.rings);
+    let unbatched =
+        process.hot_fds().next().is_some() || rings.any(|ring| ring.unbatched.is_raised() || ring.trickle.is_raised());
+    process.round_trip_bound = round_trip_bound;
+    process.ever_round_trip_bound |= round_trip_bound;
+    process.unbatched = unbatched;
+    process.ever_unbatched |= unbatched;
+    if !process.reasons.is_empty() {
         process.last_reasons.clone_from(&process.reasons);
+    }
+}
+
+/// Updates a descriptor's flags with one interval, `hot` or not: the
+/// un-batched flag for a stream, the round-trip flag for request/response.
+fn judge_flags(state: &mut FdState, fd: i32, hot: bool, seconds: f64, rules: &Rules) {
+    let judged = judged(state, rules.degraded);
+    let window = rules.hot_writer.window();
+    if judged == Judged::Undecided {
+        state.undecided += u32::from(hot);
+        state.flag.hold(hot, window);
+        state.round_trip.hold(hot, window);
+        return;
+    }
+    // Taken out while the descriptor is read to describe it (no copy).
+    let (mut flag, mut round_trip) = (mem::take(&mut state.flag), mem::take(&mut state.round_trip));
+    let what = || if rules.degraded { DEGRADED_WRITES.to_owned() } else { state.describe(fd) };
+    let (metrics, conversation) = (&state.metrics, state.conversation.as_deref());
+    flag.update(hot && judged == Judged::Stream, window, |hot_in_window| {
+        hot_reason(&what(), metrics, &held(hot_in_window, seconds, rules), rules)
+    });
+    round_trip.update(hot && judged == Judged::RoundTrip, window, |hot_in_window| {
+        round_trip_reason(&what(), metrics, conversation, seconds, &held(hot_in_window, seconds, rules))
+    });
+    (state.flag, state.round_trip) = (flag, round_trip);
+}
+
+/// How a hot interval of a descriptor is judged, from its pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judged {
+    /// A stream (or a kind whose pattern cannot be read): may be un-batched.
+    Stream,
+    /// Request/response: may be round-trip bound, never un-batched.
+    RoundTrip,
+    /// A TCP socket whose exchange is still being read: neither, for at
+    /// most [`UNDECIDED_INTERVALS`] hot intervals.
+    Undecided,
+}
+
+/// Hot intervals a TCP socket waits for its exchange before it is judged as
+/// a stream: its first hot interval asks the depth sampler for the exchange,
+/// whose first reading (in the next) is the base of the second's segments,
+/// judged in the interval after. The waiting intervals count in both flags'
+/// windows ([`Flag::hold`]), so a stream is flagged no later than before.
+const UNDECIDED_INTERVALS: u32 = 2;
+
+fn judged(state: &FdState, degraded: bool) -> Judged {
+    let tcp = state.info.as_ref().is_some_and(|info| matches!(info.kind, FdKind::Tcp | FdKind::Socket));
+    match state.pattern() {
+        Some(Pattern::RequestResponse) => Judged::RoundTrip,
+        None if tcp && !degraded && state.undecided < UNDECIDED_INTERVALS => Judged::Undecided,
+        _ => Judged::Stream,
     }
 }
 
@@ -343,25 +481,21 @@ fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
         let interval = state.interval.close(&state.total);
         all.add(&interval);
         state.metrics = BatchingMetrics::of(&interval, seconds, &rules.transition);
-        let metrics = &state.metrics;
+        if let Some(conversation) = &mut state.conversation {
+            conversation.close_interval();
+        }
         let hot = if rules.degraded {
-            is_hot_by_averages(metrics, &rules.hot_writer)
+            is_hot_by_averages(&state.metrics, &rules.hot_writer)
         } else {
-            is_hot_unbatched(metrics, &rules.hot_writer)
+            is_hot_unbatched(&state.metrics, &rules.hot_writer)
         };
-        let info = state.info.as_ref();
-        state.flag.update(hot, rules.hot_writer.window(), |hot_in_window| {
-            let what = match info {
-                _ if rules.degraded => DEGRADED_WRITES.to_owned(),
-                Some(info) => info.describe(fd),
-                None => format!("fd {fd}"),
-            };
-            hot_reason(&what, metrics, &held(hot_in_window, seconds, rules), rules)
-        });
+        judge_flags(state, fd, hot, seconds, rules);
         if interval.total_calls() > 0 {
             state.timer = TimerFlush::detect(&state.total, &rules.timer_flush);
         }
-        process.reasons.extend(state.flag.reason().map(str::to_owned));
+        process
+            .reasons
+            .extend([state.flag.reason(), state.round_trip.reason()].into_iter().flatten().map(str::to_owned));
     }
     process.metrics = BatchingMetrics::of(&all, seconds, &rules.transition);
 }
@@ -423,6 +557,30 @@ fn hot_reason(what: &str, m: &BatchingMetrics, held: &str, rules: &Rules) -> Str
     )
 }
 
+/// Why a descriptor is round-trip bound, and who could batch instead.
+fn round_trip_reason(
+    what: &str,
+    m: &BatchingMetrics,
+    conversation: Option<&Conversation>,
+    seconds: f64,
+    held: &str,
+) -> String {
+    let (data_in, data_out) = conversation.map_or((0, 0), |c| (c.data_in, c.data_out));
+    let round_trips = data_in.min(data_out) as f64 / seconds;
+    let per_trip = if round_trips > 0.0 { m.calls_per_sec / round_trips } else { 0.0 };
+    let messages = if (0.5..1.5).contains(&per_trip) {
+        "one message each way".to_owned()
+    } else {
+        format!("{} writes per round trip", figure(per_trip))
+    };
+    let peer =
+        conversation.and_then(|c| c.peer.as_ref()).map_or_else(String::new, |p| format!(" (peer: {})", p.describe()));
+    format!(
+        "{what}: {round_trips:.0} round trips/s with {messages}, {held}; not an un-batched writer: batching here \
+         needs the peer to pipeline requests{peer}"
+    )
+}
+
 /// A median as a person reads it: whole when it is (nearly) whole, else
 /// with one decimal.
 fn figure(value: f64) -> String {
@@ -471,5 +629,68 @@ mod tests {
         record(&mut model, 2);
         model.close_interval(1.0);
         assert_eq!(calls(&model), (3, 19));
+    }
+
+    /// A TCP connection 127.0.0.1:6379 ↔ 127.0.0.1:50122 that carried
+    /// `data_in` and `data_out` data segments in all.
+    fn exchange(data_in: u32, data_out: u32, peer_inode: Option<u32>) -> Depth {
+        Depth {
+            queued_bytes: 0,
+            charged_bytes: 0,
+            capacity_bytes: 1 << 20,
+            protocol: Some(crate::depth::SocketProtocol::Tcp),
+            exchange: Some(crate::depth::Exchange {
+                local: "127.0.0.1:6379".parse().unwrap(),
+                remote: "127.0.0.1:50122".parse().unwrap(),
+                data_segments_in: data_in,
+                data_segments_out: data_out,
+                peer_inode,
+            }),
+        }
+    }
+
+    /// Five intervals of 10,000 writes of 100 B on fd 8 of pid 10, its
+    /// exchange read from the second on, `per_interval` segments (in, out)
+    /// each; the client, pid 20, writes to socket 77.
+    fn server(per_interval: (u32, u32)) -> Model {
+        let server = Identity { pid: 10, start_ticks: 1, comm: "srv".into(), command: "srv".into(), container: None };
+        let client = Identity { pid: 20, start_ticks: 1, comm: "cli".into(), command: "cli".into(), container: None };
+        let socket = |inode| FdInfo { kind: FdKind::Socket, target: format!("socket:[{inode}]") };
+        let mut model = model();
+        for i in 0..5 {
+            if i > 0 {
+                model.set_depth(10, 8, exchange(per_interval.0 * i, per_interval.1 * i, Some(77)));
+            }
+            model.record(&server, 8, Some(&socket(76)), &Write { calls: 10_000, ..Write::HOT }.stats());
+            model.record(&client, 5, Some(&socket(77)), &Write { calls: 10_000, ..Write::HOT }.stats());
+            model.close_interval(1.0);
+        }
+        model
+    }
+
+    #[test]
+    fn a_hot_request_response_descriptor_is_round_trip_bound_not_unbatched() {
+        let model = server((9800, 9800));
+        let process = model.process(10).unwrap();
+        let fd = &process.fds[&8];
+        assert_eq!(fd.pattern(), Some(Pattern::RequestResponse));
+        assert_eq!(fd.peer(), Some(&Peer::Local { pid: 20, comm: "cli".into(), fd: 5 }));
+        assert!(!process.unbatched && !process.ever_unbatched, "{:?}", process.reasons);
+        assert!(process.round_trip_bound);
+        assert_eq!(
+            process.reasons,
+            ["fd 8 (tcp 127.0.0.1:6379 ↔ 127.0.0.1:50122): 9800 round trips/s with one message each way, for 5 s \
+              of the last 10 s; not an un-batched writer: batching here needs the peer to pipeline requests \
+              (peer: pid 20 (cli) fd 5)"]
+        );
+    }
+
+    #[test]
+    fn a_hot_stream_descriptor_is_unbatched() {
+        let model = server((0, 5000));
+        let process = model.process(10).unwrap();
+        assert_eq!(process.fds[&8].pattern(), Some(Pattern::Stream));
+        assert!(process.unbatched && !process.round_trip_bound);
+        assert!(process.reasons[0].starts_with("fd 8 (tcp 127.0.0.1:6379 ↔ 127.0.0.1:50122): 10000 writes/s"));
     }
 }

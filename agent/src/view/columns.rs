@@ -81,6 +81,11 @@ pub fn unbatched_flag() -> Span<'static> {
     Span::styled("UNBATCHED", Style::new().red().bold())
 }
 
+/// The tag of a round-trip bound descriptor: hot, but the peer must batch.
+pub fn round_trip_flag() -> Span<'static> {
+    Span::styled("ROUND TRIP", Style::new().cyan().bold())
+}
+
 /// A table of `columns`, the selected row in reverse video; with `sort`, the
 /// title of the column it is sorted by carries an arrow.
 pub fn table<'a>(

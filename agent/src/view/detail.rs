@@ -15,7 +15,9 @@ use ratatui::{
 
 use super::{
     bars::{Label, bars},
-    columns::{Column, METRIC_COLUMNS, column, depth_cell, metric_cells, table, text_cells, unbatched_flag},
+    columns::{
+        Column, METRIC_COLUMNS, column, depth_cell, metric_cells, round_trip_flag, table, text_cells, unbatched_flag,
+    },
     format,
     snapshot::{Snapshot, drops_per_sec},
     uring::{self, MAX_RING_ROWS, trickle_flag},
@@ -193,7 +195,12 @@ fn fd_row<'a>(fd: i32, state: &FdState, columns: &[&Column]) -> Row<'a> {
     cells.push(depth_cell(depth, &DEPTH));
     // Not `Cell::default()`: ratatui 0.30 derives it with a column span of 0,
     // which draws the next cell in its place.
-    cells.push(Cell::from(if state.flag.is_raised() { unbatched_flag() } else { "".into() }));
+    let flag = match (state.flag.is_raised(), state.round_trip.is_raised()) {
+        (true, _) => unbatched_flag(),
+        (false, true) => round_trip_flag(),
+        (false, false) => "".into(),
+    };
+    cells.push(Cell::from(flag));
     cells.push(Cell::from(state.timer.as_ref().map(timer_period).unwrap_or_default()));
     Row::new(cells)
 }
@@ -209,11 +216,14 @@ fn findings(process: &ProcessState, interval: Duration) -> Vec<Line<'static>> {
     // The model's reasons, told from the flags that gave them, so that each
     // line carries its own flag.
     let rings = process.io_uring.iter().flat_map(|u| &u.rings);
-    let fd_reasons = process.fds.values().filter_map(|fd| fd.flag.reason()).map(|reason| (unbatched_flag(), reason));
+    let fd_reasons = process.fds.values().flat_map(|fd| {
+        [fd.flag.reason().map(|r| (unbatched_flag(), r)), fd.round_trip.reason().map(|r| (round_trip_flag(), r))]
+    });
     let ring_reasons = rings.flat_map(|ring| {
         [ring.unbatched.reason().map(|r| (unbatched_flag(), r)), ring.trickle.reason().map(|r| (trickle_flag(), r))]
     });
     let mut lines: Vec<Line> = fd_reasons
+        .flatten()
         .chain(ring_reasons.flatten())
         .map(|(flag, reason)| Line::from(vec![flag, format!(" {reason}").into()]))
         .collect();

@@ -14,7 +14,10 @@ use ratatui::{
 
 use super::{
     app::{SortColumn, ViewState},
-    columns::{Column, METRIC_COLUMNS, cell, column, depth_cell, metric_cells, table, text_cells, unbatched_flag},
+    columns::{
+        Column, METRIC_COLUMNS, cell, column, depth_cell, metric_cells, round_trip_flag, table, text_cells,
+        unbatched_flag,
+    },
     detail::Detail,
     format,
     snapshot::{NodeFacts, Snapshot, process_drops_per_sec},
@@ -160,6 +163,7 @@ fn process_flags(p: &ProcessState) -> Line<'static> {
     let flags = [
         unbatched.then(unbatched_flag),
         trickle.then(trickle_flag),
+        p.round_trip_bound.then(round_trip_flag),
         p.fds.values().any(|fd| fd.timer.is_some()).then(|| "timer flush".yellow()),
         p.exited.is_some().then(|| "exited".into()),
     ];

@@ -111,9 +111,11 @@ pub fn add_depths(model: &mut Model) {
         charged_bytes: 3_860_000,
         capacity_bytes: 4 * mib,
         protocol: Some(SocketProtocol::Tcp),
+        exchange: None,
     };
     model.set_depth(100, 3, tcp);
-    let pipe = Depth { queued_bytes: 65_536, charged_bytes: 65_536, capacity_bytes: 65_536, protocol: None };
+    let pipe =
+        Depth { queued_bytes: 65_536, charged_bytes: 65_536, capacity_bytes: 65_536, protocol: None, exchange: None };
     model.set_depth(300, 5, pipe);
 }
 

@@ -24,6 +24,8 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "`unshare` for tests in other network namespaces"),
     ("debianutils", "`which`, used by the tests to find tools"),
     ("buildah", "the deploy tests build the container image (no daemon, no registry)"),
+    ("redis-server", "a real request/response server: round-trip bound, not un-batched (verdicts tests)"),
+    ("redis-tools", "redis-benchmark and redis-cli drive and probe that server one request at a time"),
     ("musl-tools", "musl's gcc wrapper: C in dependencies (ring, mimalloc) built against musl for the image's binary"),
 ];
 

@@ -178,6 +178,7 @@ fn since<C: Counters>(now: &C, before: &C) -> C {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Gauges {
     pub(super) hot_writer: bool,
+    pub(super) round_trip_bound: bool,
     pub(super) io_uring_unbatched: bool,
     pub(super) sqpoll_trickle: bool,
     /// The socket and pipe buffers its descriptors write into, at the last look.
@@ -228,6 +229,7 @@ impl Gauges {
         Gauges {
             buffers,
             hot_writer: process.hot_fds().next().is_some(),
+            round_trip_bound: process.round_trip_bound,
             io_uring_unbatched: rings.clone().any(|ring| ring.unbatched.is_raised()),
             sqpoll_trickle: rings.clone().any(|ring| ring.trickle.is_raised()),
             queues,

@@ -138,7 +138,7 @@ impl Emit<'_> {
     }
 
     /// The un-batched flags: `hot_writer` always, the io_uring ones for
-    /// processes that use io_uring.
+    /// processes that use io_uring; and the round-trip verdict beside them.
     fn flags(&mut self, gauges: &Gauges, uses_uring: bool) {
         let mut reasons = vec![("hot_writer", gauges.hot_writer)];
         if uses_uring {
@@ -149,6 +149,7 @@ impl Emit<'_> {
             let own = vec![attr(&catalog::UNBATCHED_REASON, reason)];
             self.gauge(&catalog::UNBATCHED, own, Value::Int(u64::from(flagged)));
         }
+        self.gauge(&catalog::ROUND_TRIP_BOUND, vec![], Value::Int(u64::from(gauges.round_trip_bound)));
     }
 
     fn queues(&mut self, gauges: &Gauges) {

@@ -112,6 +112,15 @@ enum Pattern {
         #[arg(long)]
         flushes: u64,
     },
+    /// `count` one-byte writes at `rate` a second to a loopback TCP
+    /// connection whose reader (a thread of this process) reads and
+    /// discards them and never answers.
+    TcpStream {
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        rate: u64,
+    },
     /// Fill a non-blocking UNIX stream socket until it refuses, then go on
     /// until `eagain` calls failed with EAGAIN.
     Eagain {
@@ -218,6 +227,7 @@ fn main() {
         Pattern::Timer { period, flushes } => timer_pattern(period, flushes),
         Pattern::Trickle { period, every, flushes } => trickle_pattern(period, every, flushes),
         Pattern::FullBuffer { buffer, every, flushes } => full_buffer_pattern(buffer, every, flushes),
+        Pattern::TcpStream { count, rate } => tcp_stream_pattern(count, rate),
         Pattern::Eagain { eagain, hold } => eagain_pattern(eagain, hold),
         Pattern::Short { count } => short_pattern(count),
         Pattern::Epipe { count } => epipe_pattern(count),
@@ -352,6 +362,18 @@ fn full_buffer_pattern(capacity: usize, every: Duration, flushes: u64) -> Worklo
             buffer.extend_from_slice(&record[fits..]);
         }
     }
+    report
+}
+
+fn tcp_stream_pattern(count: u64, rate: u64) -> WorkloadReport {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let writer = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (mut reader, _) = listener.accept().expect("accept");
+    let drain = thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()).expect("read"));
+    paced(count, rate, |_| write(writer.as_raw_fd(), b"x"));
+    let report = tally(writer.as_raw_fd(), count, count as i64);
+    drop(writer);
+    assert_eq!(drain.join().expect("the reader"), count);
     report
 }
 
