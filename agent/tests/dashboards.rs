@@ -50,8 +50,10 @@ use self::{
 /// The dashboards, by file name.
 const DASHBOARDS: [&str; 3] = ["batchwatch-fleet.json", "batchwatch-service.json", "batchwatch-agent.json"];
 
-/// Panels whose healthy value is zero: for them data is enough.
-const ZERO_IS_HEALTHY: [(&str, &str); 1] = [("batchwatch-agent", "Degraded mode")];
+/// Panels whose healthy value is zero: for them data is enough (the demo
+/// workload makes no request/response).
+const ZERO_IS_HEALTHY: [(&str, &str); 2] =
+    [("batchwatch-agent", "Degraded mode"), ("batchwatch-service", "Round-trip bound processes")];
 
 /// What Grafana puts for its own variables, with a 1 s scrape interval.
 const BUILTINS: [(&str, &str); 5] = [
