@@ -23,6 +23,7 @@ use crate::{
     depth::{Depth, DepthKey, DepthRequest, DepthSampler},
     error_chain::error_chain,
     model::{Model, Rules, io_uring::UringState},
+    runtime::RuntimeDetector,
     transition,
 };
 
@@ -120,6 +121,8 @@ pub struct Agent {
     tracks_exits: bool,
     ticks: u64,
     identities: HashMap<u32, Identity>,
+    /// Each executable's runtime, read once.
+    runtimes: RuntimeDetector,
     model: Model,
     last_tick: Instant,
     node: NodeInfo,
@@ -183,6 +186,7 @@ impl Agent {
             tracks_exits,
             ticks: 0,
             identities: HashMap::new(),
+            runtimes: RuntimeDetector::default(),
             model: Model::new(rules),
             last_tick: Instant::now(),
             node,
@@ -367,8 +371,9 @@ impl Agent {
             (Some(_), Some(_)) => self.model.exit(pid, seconds),
             (None, _) => {}
         }
-        let identity =
-            start.and_then(|_| Identity::read(pid)).unwrap_or_else(|| Identity::exited(pid, self.kernel_comm(pid)));
+        let identity = start
+            .and_then(|_| Identity::read(pid, &mut self.runtimes))
+            .unwrap_or_else(|| Identity::exited(pid, self.kernel_comm(pid)));
         let alive = identity.start_ticks != 0;
         self.fds.forget(pid);
         self.identities.insert(pid, identity);

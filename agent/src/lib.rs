@@ -26,6 +26,7 @@ pub mod kubernetes;
 pub mod model;
 pub mod privileges;
 pub mod report;
+pub mod runtime;
 #[cfg(test)]
 mod testing;
 pub mod transition;

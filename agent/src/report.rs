@@ -11,12 +11,13 @@ use crate::{
     agent::Agent,
     bpf::probes::AttachMode,
     model::{
-        FdState, ProcessState,
+        FdState, ProcessState, advice,
         classify::TimerFlush,
         exchange::{Pattern, Peer},
         io_uring::{RingMetrics, RingState, UringState},
         metrics::{BatchingMetrics, Drops, Quantiles, Transition},
     },
+    runtime::Runtime,
 };
 
 #[derive(Debug, Serialize)]
@@ -88,6 +89,10 @@ pub struct ProcessReport {
     pub reasons: Vec<String>,
     /// Whether any of its descriptors was round-trip bound during the window.
     pub round_trip_bound: bool,
+    /// Its language runtime, from its executable and mapped libraries.
+    pub runtime: Option<Runtime>,
+    /// What to change, for each of its last reasons, in its runtime's terms.
+    pub advice: Vec<String>,
     pub fds: Vec<FdReport>,
     /// Present once the process set up or used io_uring.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +159,8 @@ pub struct FdReport {
     /// The other end of a connection whose exchange was read.
     pub peer: Option<Peer>,
     pub round_trip_bound: bool,
+    /// What to change, while the descriptor is flagged.
+    pub advice: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -251,7 +258,13 @@ impl ProcessReport {
             unbatched: process.ever_unbatched,
             reasons: process.last_reasons.clone(),
             round_trip_bound: process.ever_round_trip_bound,
-            fds: process.fds.iter().map(|(&fd, state)| FdReport::build(fd, state, seconds, agent)).collect(),
+            runtime: process.identity.runtime.clone(),
+            advice: process.last_advice.clone(),
+            fds: process
+                .fds
+                .iter()
+                .map(|(&fd, state)| FdReport::build(fd, state, process.identity.runtime.as_ref(), seconds, agent))
+                .collect(),
             io_uring,
         }
     }
@@ -329,7 +342,7 @@ fn errno_name(errno: u32) -> String {
 }
 
 impl FdReport {
-    fn build(fd: i32, state: &FdState, seconds: f64, agent: &Agent) -> FdReport {
+    fn build(fd: i32, state: &FdState, runtime: Option<&Runtime>, seconds: f64, agent: &Agent) -> FdReport {
         let metrics = BatchingMetrics::of(&state.total, seconds, &agent.model().rules().transition);
         FdReport {
             fd,
@@ -342,6 +355,7 @@ impl FdReport {
             pattern: state.pattern(),
             peer: state.peer().cloned(),
             round_trip_bound: state.round_trip.is_raised(),
+            advice: advice::of_fd(runtime, fd, state),
         }
     }
 }

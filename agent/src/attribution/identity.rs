@@ -3,7 +3,10 @@
 
 use procfs::process::Process;
 
-use crate::attribution::container::Container;
+use crate::{
+    attribution::container::Container,
+    runtime::{Runtime, RuntimeDetector},
+};
 
 /// A process as `/proc` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,11 +20,14 @@ pub struct Identity {
     pub command: String,
     /// The container it runs in, if any.
     pub container: Option<Container>,
+    /// Its language runtime, when its executable could be read.
+    pub runtime: Option<Runtime>,
 }
 
 impl Identity {
-    /// Reads the identity of `pid`, or `None` if it has exited.
-    pub fn read(pid: u32) -> Option<Identity> {
+    /// Reads the identity of `pid`, or `None` if it has exited; `runtimes`
+    /// tells its runtime.
+    pub fn read(pid: u32, runtimes: &mut RuntimeDetector) -> Option<Identity> {
         let process = Process::new(pid as i32).ok()?;
         let stat = process.stat().ok()?;
         let command = process.cmdline().map(|args| args.join(" ")).unwrap_or_default();
@@ -31,6 +37,7 @@ impl Identity {
             comm: stat.comm,
             command,
             container: Container::of_process(pid),
+            runtime: runtimes.detect(pid),
         })
     }
 
@@ -43,6 +50,7 @@ impl Identity {
             comm: comm.unwrap_or_else(|| "?".to_owned()),
             command: String::new(),
             container: None,
+            runtime: None,
         }
     }
 

@@ -23,6 +23,11 @@ pub struct Attribute {
 pub const PROCESS_PID: Attribute = Attribute { key: "process.pid", description: "Process id." };
 pub const PROCESS_EXECUTABLE_NAME: Attribute =
     Attribute { key: "process.executable.name", description: "Process name, as in `/proc/PID/comm`." };
+pub const PROCESS_RUNTIME_NAME: Attribute = Attribute {
+    key: "process.runtime.name",
+    description: "The process's language runtime, from its executable and mapped libraries: `nodejs`, `java`, \
+                  `python`, `go`, `rust`, `dotnet` or `native`; absent when the executable could not be read.",
+};
 pub const PROCESS_COMMAND: Attribute = Attribute {
     key: "process.command",
     description: "The command that started the process: the first word of its command line (the rest of the \
@@ -101,10 +106,11 @@ pub const ENDPOINT_ERROR: Attribute = Attribute {
 };
 
 /// The attributes of a process's series, in the order they are attached.
-pub const PROCESS_ATTRIBUTES: [&Attribute; 9] = [
+pub const PROCESS_ATTRIBUTES: [&Attribute; 10] = [
     &PROCESS_PID,
     &PROCESS_EXECUTABLE_NAME,
     &PROCESS_COMMAND,
+    &PROCESS_RUNTIME_NAME,
     &CONTAINER_ID,
     &K8S_NAMESPACE_NAME,
     &K8S_POD_NAME,

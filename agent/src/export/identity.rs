@@ -22,7 +22,7 @@ use super::{
     attributes::{Attr, attr},
     catalog::{
         CONTAINER_ID, K8S_CONTAINER_NAME, K8S_NAMESPACE_NAME, K8S_POD_NAME, K8S_POD_UID, PROCESS_COMMAND,
-        PROCESS_EXECUTABLE_NAME, PROCESS_PID, SERVICE_NAME,
+        PROCESS_EXECUTABLE_NAME, PROCESS_PID, PROCESS_RUNTIME_NAME, SERVICE_NAME,
     },
 };
 use crate::{
@@ -101,6 +101,9 @@ pub fn process_attributes(identity: &Identity, pods: Option<&dyn PodLookup>) -> 
     if let Some(command) = identity.command.split_whitespace().next() {
         attributes.push(attr(&PROCESS_COMMAND, command));
     }
+    if let Some(runtime) = &identity.runtime {
+        attributes.push(attr(&PROCESS_RUNTIME_NAME, runtime.name.name()));
+    }
     if let Some(container) = &identity.container {
         attributes.push(attr(&CONTAINER_ID, container.id.clone()));
         match pods.and_then(|pods| pods.lookup(container)) {
@@ -143,6 +146,7 @@ mod tests {
             comm: "nginx".to_owned(),
             command: "/usr/sbin/nginx -g daemon off;".to_owned(),
             container,
+            runtime: None,
         }
     }
 

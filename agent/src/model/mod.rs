@@ -3,6 +3,7 @@
 //!
 //! The collector feeds it deltas; the views and exporters only read it.
 
+pub mod advice;
 pub mod classify;
 pub mod exchange;
 pub mod flag;
@@ -145,6 +146,9 @@ pub struct ProcessState {
     /// Flagged at any time, and the last reasons given.
     pub ever_unbatched: bool,
     pub last_reasons: Vec<String>,
+    /// What to change, for each reason (see `advice`), and the last given.
+    pub advice: Vec<String>,
+    pub last_advice: Vec<String>,
     /// A descriptor is round-trip bound now; was at any time.
     pub round_trip_bound: bool,
     pub ever_round_trip_bound: bool,
@@ -279,6 +283,8 @@ impl Model {
                 reasons: Vec::new(),
                 ever_unbatched: false,
                 last_reasons: Vec::new(),
+                advice: Vec::new(),
+                last_advice: Vec::new(),
                 round_trip_bound: false,
                 ever_round_trip_bound: false,
             })
@@ -418,8 +424,10 @@ fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
     process.ever_round_trip_bound |= round_trip_bound;
     process.unbatched = unbatched;
     process.ever_unbatched |= unbatched;
+    process.advice = if process.reasons.is_empty() { Vec::new() } else { advice::of_process(process) };
     if !process.reasons.is_empty() {
         process.last_reasons.clone_from(&process.reasons);
+        process.last_advice.clone_from(&process.advice);
     }
 }
 
@@ -608,7 +616,8 @@ mod tests {
 
     #[test]
     fn intervals_add_up_whether_the_descriptor_is_new_idle_or_busy() {
-        let identity = Identity { pid: 10, start_ticks: 1, comm: "w".into(), command: "w".into(), container: None };
+        let identity =
+            Identity { pid: 10, start_ticks: 1, comm: "w".into(), command: "w".into(), container: None, runtime: None };
         let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[1]".into() };
         let mut model = model();
         let record = |model: &mut Model, n| model.record(&identity, 3, Some(&pipe), &writes(n));
@@ -653,8 +662,22 @@ mod tests {
     /// exchange read from the second on, `per_interval` segments (in, out)
     /// each; the client, pid 20, writes to socket 77.
     fn server(per_interval: (u32, u32)) -> Model {
-        let server = Identity { pid: 10, start_ticks: 1, comm: "srv".into(), command: "srv".into(), container: None };
-        let client = Identity { pid: 20, start_ticks: 1, comm: "cli".into(), command: "cli".into(), container: None };
+        let server = Identity {
+            pid: 10,
+            start_ticks: 1,
+            comm: "srv".into(),
+            command: "srv".into(),
+            container: None,
+            runtime: None,
+        };
+        let client = Identity {
+            pid: 20,
+            start_ticks: 1,
+            comm: "cli".into(),
+            command: "cli".into(),
+            container: None,
+            runtime: None,
+        };
         let socket = |inode| FdInfo { kind: FdKind::Socket, target: format!("socket:[{inode}]") };
         let mut model = model();
         for i in 0..5 {

@@ -158,15 +158,19 @@ impl<'a> Detail<'a> {
 }
 
 /// ` pid 100 logger · docker 3f8b3b1c0f2a: /usr/bin/logger --run `: the
-/// container, if any, by its runtime and short id.
+/// container, if any, by its runtime and short id; the process's language
+/// runtime (` · go go1.19.8`) once known.
 fn title(process: &ProcessState) -> String {
     let identity = &process.identity;
     let exited = if process.exited.is_some() { " (exited)" } else { "" };
+    let runtime = identity.runtime.as_ref().map_or_else(String::new, |r| {
+        format!(" · {}{}", r.name.name(), r.version.as_ref().map_or_else(String::new, |v| format!(" {v}")))
+    });
     let container = identity
         .container
         .as_ref()
         .map_or_else(String::new, |c| format!(" · {} {}", c.runtime, c.id.get(..SHORT_ID).unwrap_or(&c.id)));
-    format!(" pid {} {}{exited}{container}: {} ", identity.pid, identity.comm, identity.command)
+    format!(" pid {} {}{exited}{runtime}{container}: {} ", identity.pid, identity.comm, identity.command)
 }
 
 fn draw_fds(frame: &mut Frame, area: Rect, process: &ProcessState, focus_fd: Option<i32>) {
@@ -231,6 +235,7 @@ fn findings(process: &ProcessState, interval: Duration) -> Vec<Line<'static>> {
         // Flagged once and cleared since: still worth knowing.
         lines.extend(process.last_reasons.iter().map(|reason| Line::from(format!("flagged earlier: {reason}")).dim()));
     }
+    lines.extend(process.advice.iter().map(|advice| Line::from(vec!["advice ".green().bold(), advice.clone().into()])));
     for (fd, timer) in process.fds.iter().filter_map(|(fd, state)| state.timer.map(|timer| (fd, timer))) {
         lines.push(Line::from(vec![format!("fd {fd} ").yellow(), timer.describe().into()]));
     }
@@ -301,6 +306,8 @@ mod tests {
             ),
             "{reason}"
         );
+        let (_, advice) = line_with(&screen, "advice ");
+        assert!(advice.starts_with("advice fd 3 (tcp socket:[7]): native: give the stream full buffering"), "{advice}");
         let (titles_row, titles) = line_with(&screen, "bytes per call");
         for title in ["bytes per call", "records per call", "gap between writes"] {
             assert!(titles.contains(&format!(" {title} · all fds · last interval ")), "{titles}");

@@ -54,6 +54,7 @@ pub fn identity(pid: u32, comm: &str) -> Identity {
         comm: comm.to_owned(),
         command: format!("/usr/bin/{comm} --run"),
         container: None,
+        runtime: None,
     }
 }
 

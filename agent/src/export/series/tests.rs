@@ -27,7 +27,14 @@ fn model_of(degraded: bool) -> Model {
 }
 
 fn process(pid: u32, start_ticks: u64, comm: &str) -> Identity {
-    Identity { pid, start_ticks, comm: comm.to_owned(), command: format!("/bin/{comm} --flag"), container: None }
+    Identity {
+        pid,
+        start_ticks,
+        comm: comm.to_owned(),
+        command: format!("/bin/{comm} --flag"),
+        container: None,
+        runtime: None,
+    }
 }
 
 fn pipe(inode: u64) -> FdInfo {
