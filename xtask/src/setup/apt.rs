@@ -26,6 +26,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("buildah", "the deploy tests build the container image (no daemon, no registry)"),
     ("redis-server", "a real request/response server: round-trip bound, not un-batched (verdicts tests)"),
     ("redis-tools", "redis-benchmark and redis-cli drive and probe that server one request at a time"),
+    ("nodejs", "the runtimes test: a Node.js writer, unbuffered and corked"),
+    ("default-jdk-headless", "the runtimes test: a Java writer run as `java Writer.java` (needs jdk.compiler)"),
+    ("python3", "the runtimes test: a Python writer, unbuffered and buffered"),
+    ("golang-go", "the runtimes test: a Go writer, unbuffered and through bufio.Writer"),
     ("musl-tools", "musl's gcc wrapper: C in dependencies (ring, mimalloc) built against musl for the image's binary"),
 ];
 

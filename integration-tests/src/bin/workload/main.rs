@@ -50,6 +50,16 @@ enum Pattern {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+    /// The records of `write`, through a `std::io::BufWriter` (8 KiB):
+    /// `count` records of `size` bytes at `rate` a second.
+    Buffered {
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        size: usize,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
     /// `count` writev()s to /dev/null of `messages` framed messages each: a
     /// 4-byte header and a 20-byte payload, two iovecs per message.
     Framed {
@@ -202,6 +212,15 @@ fn main() {
             let iov = vec![libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: size }; iovecs];
             paced(count, rate, |_| writev(devnull.as_raw_fd(), &iov));
             tally(devnull.as_raw_fd(), count, (count * (iovecs * size) as u64) as i64)
+        }
+        Pattern::Buffered { count, size, rate } => {
+            let devnull = open_devnull();
+            let fd = devnull.as_raw_fd();
+            let mut out = std::io::BufWriter::new(std::fs::File::from(devnull));
+            let record = vec![b'x'; size];
+            paced(count, rate, |_| out.write_all(&record).map_or(-1, |()| size as isize));
+            out.flush().expect("flush");
+            tally(fd, count, (count * size as u64) as i64)
         }
         Pattern::Framed { count, messages, rate } => {
             let devnull = open_devnull();
