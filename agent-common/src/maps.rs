@@ -24,6 +24,9 @@ pub const URING_SETUPS: &str = "URING_SETUPS";
 /// Processes whose last thread exited, kept by the probes until the agent
 /// has read and retired them.
 pub const EXITED: &str = "EXITED";
+/// Tracked processes that exec'd, kept by the probes until the agent has
+/// read their new identity.
+pub const EXECED: &str = "EXECED";
 
 /// Load-time global: the agent's own tgid, whose writes are not counted.
 pub const GLOBAL_SELF_TGID: &str = "SELF_TGID";
@@ -43,5 +46,7 @@ indexed_enum! {
         UringMapFull = 2 => "uring_map_full",
         /// A tracked process's exit could not be recorded: `EXITED` is full.
         ExitMapFull = 3 => "exit_map_full",
+        /// A tracked process's exec could not be recorded: `EXECED` is full.
+        ExecMapFull = 4 => "exec_map_full",
     }
 }

@@ -28,6 +28,19 @@ pub fn is_tracked(tgid: u32) -> bool {
     PROCESS_COMMS.get_ptr(tgid).is_some()
 }
 
+/// After an exec, the new name of `tgid` replaces its old one, if the
+/// probes track it; returns whether they do.
+#[inline(always)]
+pub fn rename_tracked(tgid: u32) -> bool {
+    if !is_tracked(tgid) {
+        return false;
+    }
+    if let Ok(comm) = bpf_get_current_comm() {
+        let _ = PROCESS_COMMS.insert(tgid, comm, 0);
+    }
+    true
+}
+
 /// Adds one to the log2 slot of `value`.
 #[inline(always)]
 pub fn hist_add<const N: usize>(hist: &mut [u64; N], value: u64) {

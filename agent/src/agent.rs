@@ -263,6 +263,9 @@ impl Agent {
 
         self.record(&reading, &mut tick);
         let gone = self.gone(&tick);
+        for &pid in reading.execed.iter().filter(|pid| !gone.contains(pid)) {
+            self.reread_identity(pid);
+        }
         for (key, depth) in depths.into_iter().filter(|(key, _)| !gone.contains(&key.pid)) {
             self.model.set_depth(key.pid, key.fd, depth);
         }
@@ -378,6 +381,19 @@ impl Agent {
         self.fds.forget(pid);
         self.identities.insert(pid, identity);
         alive
+    }
+
+    /// Reads `pid` again after an exec, if the agent knows it: same process
+    /// (same start time), new program.
+    fn reread_identity(&mut self, pid: u32) {
+        let Some(known) = self.identities.get(&pid) else { return };
+        let Some(identity) = Identity::read(pid, &mut self.runtimes) else { return };
+        if identity.start_ticks == known.start_ticks {
+            // Close-on-exec descriptors are gone: resolve them afresh.
+            self.fds.forget(pid);
+            self.model.rename(identity.clone());
+            self.identities.insert(pid, identity);
+        }
     }
 
     /// The name the kernel recorded for `pid`, in full mode.

@@ -53,6 +53,8 @@ pub struct NodeReport {
     pub uring_map_full: u64,
     /// Exits the kernel could not record (found later by a `/proc` sweep).
     pub exit_map_full: u64,
+    /// Execs the kernel could not record: those processes keep their old name.
+    pub exec_map_full: u64,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -225,6 +227,7 @@ impl Report {
                 args_unreadable: errors.args_unreadable,
                 uring_map_full: errors.uring_map_full,
                 exit_map_full: errors.exit_map_full,
+                exec_map_full: errors.exec_map_full,
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",

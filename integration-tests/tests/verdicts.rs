@@ -179,3 +179,32 @@ fn redis_answering_one_request_at_a_time_is_round_trip_bound_and_a_stream_is_unb
     assert!(writer.ever_unbatched && !writer.ever_round_trip_bound, "{:?}", writer.last_reasons);
     drop(redis);
 }
+
+#[test]
+fn a_process_that_execs_carries_its_new_name_command_and_runtime() {
+    let mut agent = start_agent();
+    // The shell writes (so the probes track it), waits while the agent reads
+    // its identity, then execs the workload in its place.
+    let script = format!("printf shell; sleep 2; exec {WORKLOAD} write --count 40000 --size 1 --rate 10000");
+    let mut child = Command::new("sh").args(["-c", &script]).stdout(Stdio::piped()).spawn().expect("sh starts");
+    let pid = child.id();
+    let mut before = None;
+    while child.try_wait().expect("wait").is_none() {
+        thread::sleep(Duration::from_secs(1));
+        agent.tick().expect("reading the maps");
+        before = before.or_else(|| agent.model().process(pid).map(|p| p.identity.comm.clone()));
+    }
+    let output = child.wait_with_output().expect("exit");
+    assert!(output.status.success());
+    agent.tick().expect("reading the maps");
+    assert_eq!(before.as_deref(), Some("sh"), "the agent first saw the shell");
+    let process = agent.model().process(pid).expect("the agent saw the process");
+    let identity = &process.identity;
+    assert_eq!(identity.comm, "workload");
+    assert!(identity.command.contains("workload write --count 40000"), "{}", identity.command);
+    assert_eq!(identity.runtime.as_ref().map(|r| r.name), Some(batchwatch::runtime::RuntimeName::Rust));
+    // The shell's write and the workload's, on the same stdout descriptor (a
+    // pipe) and /dev/null, all under the one process.
+    assert_eq!(process.total().total_calls(), 1 + 40_000 + 1, "{:#?}", process.fds);
+    assert!(process.last_reasons.iter().any(|r| r.contains("chardev /dev/null")), "{:?}", process.last_reasons);
+}

@@ -1,5 +1,6 @@
 //! The programs: where syscall exits are hooked, then one module per family.
 
+mod execs;
 mod exits;
 mod io_uring;
 mod syscalls;

@@ -87,6 +87,7 @@ pub struct Maps {
     pub uring_cqe_errors: PerCpuHashMap<MapData, CqeErrorKey, u64>,
     pub uring_setups: PerCpuHashMap<MapData, u32, SetupStats>,
     pub exited: HashMap<MapData, u32, u8>,
+    pub execed: HashMap<MapData, u32, u8>,
 }
 
 /// The tracepoint category of the syscall exits: its programs are one of
@@ -133,6 +134,7 @@ impl Probes {
             .map_max_entries(maps::URING_CQE_ERRORS, limits.max_rings)
             .map_max_entries(maps::URING_SETUPS, limits.max_rings)
             .map_max_entries(maps::EXITED, limits.max_processes)
+            .map_max_entries(maps::EXECED, limits.max_processes)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
         let programs = programs::programs(OBJECT).map_err(ProbeError::Object)?;
@@ -273,6 +275,7 @@ impl Probes {
             uring_cqe_errors: take(ebpf, maps::URING_CQE_ERRORS)?,
             uring_setups: take(ebpf, maps::URING_SETUPS)?,
             exited: take(ebpf, maps::EXITED)?,
+            execed: take(ebpf, maps::EXECED)?,
         })
     }
 }

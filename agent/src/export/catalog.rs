@@ -92,7 +92,8 @@ pub const PROBE_ERROR: Attribute = Attribute {
     key: "batchwatch.probe.error",
     description: "`stats_map_full` (a new (process, fd) pair found the map full), `args_unreadable` (iovecs or \
                   message headers unreadable), `uring_map_full` (a ring found its map full), `exit_map_full` (an exit \
-                  could not be recorded; a periodic /proc sweep finds the process gone).",
+                  could not be recorded; a periodic /proc sweep finds the process gone), `exec_map_full` (an exec \
+                  could not be recorded; the process keeps its old name).",
 };
 pub const ENDPOINT_ERROR: Attribute = Attribute {
     key: "batchwatch.endpoint.error",

@@ -265,6 +265,14 @@ impl Model {
         state.total.add(delta);
     }
 
+    /// Gives `pid` the identity it has after an exec: its series and report
+    /// carry the new name, command and runtime from now on.
+    pub fn rename(&mut self, identity: Identity) {
+        if let Some(process) = self.live.get_mut(&identity.pid) {
+            process.identity = identity;
+        }
+    }
+
     /// The io_uring state of `identity`, for the collector's io_uring deltas.
     pub fn io_uring(&mut self, identity: &Identity) -> &mut UringState {
         self.process_entry(identity).io_uring.get_or_insert_default()

@@ -55,6 +55,9 @@ pub struct ProbeErrors {
     /// Exits not recorded because their map was full (the agent's periodic
     /// `/proc` sweep finds those processes gone).
     pub exit_map_full: u64,
+    /// Execs not recorded because their map was full: those processes keep
+    /// their old name until they exit.
+    pub exec_map_full: u64,
 }
 
 impl ProbeErrors {
@@ -65,6 +68,7 @@ impl ProbeErrors {
             (ProbeErrorKind::ArgsUnreadable, self.args_unreadable),
             (ProbeErrorKind::UringMapFull, self.uring_map_full),
             (ProbeErrorKind::ExitMapFull, self.exit_map_full),
+            (ProbeErrorKind::ExecMapFull, self.exec_map_full),
         ]
     }
 }
@@ -81,6 +85,8 @@ pub struct Reading {
     pub rings: HashMap<u64, RingSetup>,
     /// Tracked processes whose last thread exited.
     pub exited: HashSet<u32>,
+    /// Tracked processes that exec'd: their identity is read again.
+    pub execed: HashSet<u32>,
     pub probe_errors: ProbeErrors,
     /// (process, fd) pairs in the write statistics map.
     pub tracked: usize,
@@ -229,6 +235,7 @@ pub struct Collector {
     comms: aya::maps::HashMap<MapData, u32, [u8; 16]>,
     rings: aya::maps::HashMap<MapData, u64, RingSetup>,
     exited: aya::maps::HashMap<MapData, u32, u8>,
+    execed: aya::maps::HashMap<MapData, u32, u8>,
     probe_errors: aya::maps::PerCpuArray<MapData, u64>,
 }
 
@@ -249,6 +256,7 @@ impl Collector {
             comms: maps.comms,
             rings: maps.uring_rings,
             exited: maps.exited,
+            execed: maps.execed,
             probe_errors: maps.probe_errors,
         }
     }
@@ -265,6 +273,7 @@ impl Collector {
             .keys()
             .collect::<Result<_, _>>()
             .map_err(|source| CollectError::Map { map: maps::EXITED, source })?;
+        let execed = self.take_execs()?;
         let mut writes = self.write_deltas()?;
         let evicted = self.evict_idle();
         let evicted_count = evicted.len();
@@ -279,6 +288,7 @@ impl Collector {
             uring_setups: self.uring_setups.deltas()?,
             rings,
             exited,
+            execed,
             probe_errors: self.probe_errors()?,
             tracked: self.writes.previous.len(),
             evicted: evicted_count,
@@ -339,7 +349,23 @@ impl Collector {
             args_unreadable: count(ProbeErrorKind::ArgsUnreadable)?,
             uring_map_full: count(ProbeErrorKind::UringMapFull)?,
             exit_map_full: count(ProbeErrorKind::ExitMapFull)?,
+            exec_map_full: count(ProbeErrorKind::ExecMapFull)?,
         })
+    }
+
+    /// The processes that exec'd since the last reading, taken out of the
+    /// kernel's map (one exec'ing again before the agent reads it is one).
+    fn take_execs(&mut self) -> Result<HashSet<u32>, CollectError> {
+        let execed: HashSet<u32> = self
+            .execed
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|source| CollectError::Map { map: maps::EXECED, source })?;
+        for tgid in &execed {
+            // Gone already if the process exited and was drained.
+            let _ = self.execed.remove(tgid);
+        }
+        Ok(execed)
     }
 
     /// The (process, fd) keys in the kernel's write statistics right now.
@@ -373,6 +399,7 @@ impl Collector {
         for tgid in gone {
             let _ = self.comms.remove(tgid);
             let _ = self.exited.remove(tgid);
+            let _ = self.execed.remove(tgid);
         }
         Reading {
             writes,
