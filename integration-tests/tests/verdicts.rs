@@ -156,7 +156,7 @@ fn redis_answering_one_request_at_a_time_is_round_trip_bound_and_a_stream_is_unb
     let (&fd, connection) = server
         .fds
         .iter()
-        .find(|(_, state)| state.info.as_ref().is_some_and(|i| i.kind == batchwatch::fds::FdKind::Tcp))
+        .find(|(_, state)| state.info.as_ref().is_some_and(|i| i.kind == batchwatch::attribution::fds::FdKind::Tcp))
         .unwrap_or_else(|| panic!("no TCP descriptor in {server:#?}"));
     assert_eq!(connection.pattern(), Some(Pattern::RequestResponse), "{:?}", connection.conversation);
     assert!(connection.round_trip.is_raised() && server.round_trip_bound, "{:?}", connection.conversation);
@@ -177,6 +177,8 @@ fn redis_answering_one_request_at_a_time_is_round_trip_bound_and_a_stream_is_unb
     assert_eq!(fd.total.total_calls(), 50_000);
     assert_eq!(fd.pattern(), Some(Pattern::Stream), "{:?}", fd.conversation);
     assert!(writer.ever_unbatched && !writer.ever_round_trip_bound, "{:?}", writer.last_reasons);
+    // The client first, so that it does not see its server go.
+    drop(client);
     drop(redis);
 }
 
