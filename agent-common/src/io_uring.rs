@@ -15,6 +15,9 @@ pub const SETUP_SQPOLL: u32 = 1 << 1;
 /// `io_uring_enter` flags.
 pub const ENTER_GETEVENTS: u64 = 1 << 0;
 pub const ENTER_SQ_WAKEUP: u64 = 1 << 1;
+/// `IORING_ENTER_REGISTERED_RING`: the first argument is the index of a ring
+/// registered with `IORING_REGISTER_RING_FDS`, not a descriptor.
+pub const ENTER_REGISTERED_RING: u64 = 1 << 4;
 
 /// What `io_uring_enter` calls on one ring fd did, per CPU.
 #[repr(C)]

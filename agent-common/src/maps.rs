@@ -18,6 +18,8 @@ pub const URING_OPS: &str = "URING_OPS";
 pub const URING_RINGS: &str = "URING_RINGS";
 /// Failed completions per (ring, errno).
 pub const URING_CQE_ERRORS: &str = "URING_CQE_ERRORS";
+/// The ring each thread last submitted to, to resolve registered ring indexes.
+pub const URING_SUBMITTING: &str = "URING_SUBMITTING";
 /// io_uring_setup outcomes per tgid.
 pub const URING_SETUPS: &str = "URING_SETUPS";
 
@@ -48,5 +50,9 @@ indexed_enum! {
         ExitMapFull = 3 => "exit_map_full",
         /// A tracked process's exec could not be recorded: `EXECED` is full.
         ExecMapFull = 4 => "exec_map_full",
+        /// An `io_uring_enter` on a registered ring whose ring could not be
+        /// told (no SQE submitted by its thread yet, or a ring set up before
+        /// the probes loaded): not counted.
+        RingIndexUnresolved = 5 => "ring_index_unresolved",
     }
 }

@@ -55,6 +55,8 @@ pub struct NodeReport {
     pub exit_map_full: u64,
     /// Execs the kernel could not record: those processes keep their old name.
     pub exec_map_full: u64,
+    /// `io_uring_enter` calls on a registered ring that could not be told.
+    pub ring_index_unresolved: u64,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -228,6 +230,7 @@ impl Report {
                 uring_map_full: errors.uring_map_full,
                 exit_map_full: errors.exit_map_full,
                 exec_map_full: errors.exec_map_full,
+                ring_index_unresolved: errors.ring_index_unresolved,
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",

@@ -107,3 +107,23 @@ fn fio_batches_match_its_settings() {
         assert_eq!(ring.total_ops.sqes, 2048, "8 MiB in 4 KiB writes");
     }
 }
+
+/// liburing's `io_uring_register_ring_fd`: every enter names the ring by its
+/// registered index. The enters still sit on the real ring, with its real
+/// descriptor, exactly, and one SQE per enter is flagged there.
+#[test]
+fn a_registered_ring_is_its_real_ring_and_one_sqe_per_enter_is_flagged() {
+    let args = ["uring-batch", "--rounds", "12000", "--batch", "1", "--pause", "250us", "--registered"];
+    let [observed] = common::observe_while_ticking([&args[..]]);
+    let ring = ring(&observed);
+    assert_eq!(ring.fd, Some(observed.report.fd), "{ring:#?}");
+    assert_eq!(ring.total_enters.enters, 12_000);
+    assert_eq!(ring.total_ops.sqes, 12_000);
+    let mut expected = [0; SUBMIT_SLOTS];
+    expected[log2_slot(1, SUBMIT_SLOTS)] = 12_000;
+    assert_eq!(ring.total_enters.submitted_hist, expected);
+    let process = observed.process();
+    assert!(process.ever_unbatched, "{:?}", process.last_reasons);
+    let reason = process.last_reasons.join("\n");
+    assert!(reason.starts_with(&format!("io_uring ring fd {}: ", observed.report.fd)), "{reason}");
+}

@@ -7,10 +7,18 @@
 //! so SQPOLL submissions, which make no syscall, count too. The SQPOLL
 //! thread belongs to the ring owner's thread group, so the current tgid is
 //! the owner's.
+//!
+//! An enter with `IORING_ENTER_REGISTERED_RING` names its ring by an index
+//! into the thread's registered rings, not by a descriptor. The index is
+//! resolved without reading kernel structures: `io_uring_submit_req` fires
+//! in the submitting thread during its enter, so the ring context that
+//! thread last submitted to (`URING_SUBMITTING`) is the ring of its
+//! registered enters, and `URING_RINGS` gives that ring's descriptor.
 
 use agent_common::{
     io_uring::{
-        CqeErrorKey, ENTER_GETEVENTS, ENTER_SQ_WAKEUP, EnterStats, OpClass, RingKey, RingOpStats, RingSetup, SetupStats,
+        CqeErrorKey, ENTER_GETEVENTS, ENTER_REGISTERED_RING, ENTER_SQ_WAKEUP, EnterStats, OpClass, RingKey,
+        RingOpStats, RingSetup, SetupStats,
     },
     key::FdKey,
     maps::ProbeErrorKind,
@@ -20,13 +28,14 @@ use agent_common::{
     },
 };
 use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
     macros::{map, tracepoint},
     maps::{LruHashMap, PerCpuHashMap},
     programs::TracePointContext,
 };
 
 use crate::{
-    aggregate::{entry, hist_add},
+    aggregate::{count_probe_error, entry, hist_add},
     syscall_args::Args,
     tracepoint::traced_tgid,
 };
@@ -46,6 +55,11 @@ static URING_RINGS: LruHashMap<u64, RingSetup> = LruHashMap::with_max_entries(MA
 
 #[map(name = "URING_CQE_ERRORS")]
 static URING_CQE_ERRORS: PerCpuHashMap<CqeErrorKey, u64> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
+
+/// Thread id → the ring context it last submitted an SQE to; LRU, so
+/// threads that are gone age out.
+#[map(name = "URING_SUBMITTING")]
+static URING_SUBMITTING: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_RINGS, 0);
 
 #[map(name = "URING_SETUPS")]
 static URING_SETUPS: PerCpuHashMap<u32, SetupStats> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
@@ -74,14 +88,25 @@ pub fn io_uring_create(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 pub fn record_enter(args: &Args, ret: i64) {
     let Some(tgid) = traced_tgid() else { return };
-    let key = FdKey { tgid, fd: args.arg0 as i32 };
+    let flags = args.arg3;
+    let fd = if flags & ENTER_REGISTERED_RING == 0 {
+        args.arg0 as i32
+    } else {
+        match registered_ring_fd() {
+            Some(fd) => fd,
+            None => {
+                count_probe_error(ProbeErrorKind::RingIndexUnresolved);
+                return;
+            }
+        }
+    };
+    let key = FdKey { tgid, fd };
     let Some(stats) = entry(&URING_ENTERS, &key, &EnterStats::ZERO, tgid, ProbeErrorKind::UringMapFull) else {
         return;
     };
     // SAFETY: this CPU's copy; probes do not nest on a CPU.
     let stats = unsafe { &mut *stats };
     stats.enters += 1;
-    let flags = args.arg3;
     stats.getevents += u64::from(flags & ENTER_GETEVENTS != 0);
     stats.sq_wakeups += u64::from(flags & ENTER_SQ_WAKEUP != 0);
     if ret < 0 {
@@ -94,10 +119,25 @@ pub fn record_enter(args: &Args, ret: i64) {
     }
 }
 
+/// The descriptor of the ring the current thread last submitted to, if the
+/// probes saw that ring set up.
+#[inline(always)]
+fn registered_ring_fd() -> Option<i32> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: plain values, copied out at once.
+    let ring = unsafe { *URING_SUBMITTING.get(&tid)? };
+    // SAFETY: as above.
+    Some(unsafe { URING_RINGS.get(&ring)? }.fd)
+}
+
 #[tracepoint(category = "io_uring", name = "io_uring_submit_req")]
 pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
     let opcode = read_field!(&ctx, SUBMIT_OPCODE as u8);
     let by_sqpoll = read_field!(&ctx, SUBMIT_SQ_THREAD as u8);
+    if by_sqpoll == 0 {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        let _ = URING_SUBMITTING.insert(&tid, &read_field!(&ctx, RING_CTX as u64), 0);
+    }
     with_ring_ops(&ctx, |ops| {
         ops.sqes += 1;
         if let Some(class) = ops.sqes_by_class.get_mut(OpClass::of(opcode) as usize) {

@@ -133,6 +133,7 @@ impl Probes {
             .map_max_entries(maps::URING_RINGS, limits.max_rings)
             .map_max_entries(maps::URING_CQE_ERRORS, limits.max_rings)
             .map_max_entries(maps::URING_SETUPS, limits.max_rings)
+            .map_max_entries(maps::URING_SUBMITTING, limits.max_rings)
             .map_max_entries(maps::EXITED, limits.max_processes)
             .map_max_entries(maps::EXECED, limits.max_processes)
             .load(OBJECT)

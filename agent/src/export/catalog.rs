@@ -93,7 +93,8 @@ pub const PROBE_ERROR: Attribute = Attribute {
     description: "`stats_map_full` (a new (process, fd) pair found the map full), `args_unreadable` (iovecs or \
                   message headers unreadable), `uring_map_full` (a ring found its map full), `exit_map_full` (an exit \
                   could not be recorded; a periodic /proc sweep finds the process gone), `exec_map_full` (an exec \
-                  could not be recorded; the process keeps its old name).",
+                  could not be recorded; the process keeps its old name), `ring_index_unresolved` (an \
+                  `io_uring_enter` on a registered ring whose ring could not be told, not counted).",
 };
 pub const ENDPOINT_ERROR: Attribute = Attribute {
     key: "batchwatch.endpoint.error",

@@ -47,6 +47,7 @@ pub fn node() -> NodeFacts {
             uring_map_full: 1,
             exit_map_full: 0,
             exec_map_full: 0,
+            ring_index_unresolved: 0,
         },
         attach_mode: Some("tracepoint"),
         degraded: None,

@@ -58,6 +58,8 @@ pub struct ProbeErrors {
     /// Execs not recorded because their map was full: those processes keep
     /// their old name until they exit.
     pub exec_map_full: u64,
+    /// Enters on a registered ring whose ring could not be told: not counted.
+    pub ring_index_unresolved: u64,
 }
 
 impl ProbeErrors {
@@ -69,6 +71,7 @@ impl ProbeErrors {
             (ProbeErrorKind::UringMapFull, self.uring_map_full),
             (ProbeErrorKind::ExitMapFull, self.exit_map_full),
             (ProbeErrorKind::ExecMapFull, self.exec_map_full),
+            (ProbeErrorKind::RingIndexUnresolved, self.ring_index_unresolved),
         ]
     }
 }
@@ -350,6 +353,7 @@ impl Collector {
             uring_map_full: count(ProbeErrorKind::UringMapFull)?,
             exit_map_full: count(ProbeErrorKind::ExitMapFull)?,
             exec_map_full: count(ProbeErrorKind::ExecMapFull)?,
+            ring_index_unresolved: count(ProbeErrorKind::RingIndexUnresolved)?,
         })
     }
 

@@ -163,6 +163,10 @@ enum Pattern {
         /// Wait between rounds.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
         pause: Duration,
+        /// Register the ring's fd (`IORING_REGISTER_RING_FDS`): its enters
+        /// then pass an index with `IORING_ENTER_REGISTERED_RING`.
+        #[arg(long)]
+        registered: bool,
     },
     /// io_uring NOPs overflowing a CQ of 8 entries that is never reaped.
     UringOverflow {
@@ -250,8 +254,8 @@ fn main() {
         Pattern::Eagain { eagain, hold } => eagain_pattern(eagain, hold),
         Pattern::Short { count } => short_pattern(count),
         Pattern::Epipe { count } => epipe_pattern(count),
-        Pattern::UringBatch { rounds, batch, sqpoll_idle, pause } => {
-            uring::batches(&uring::Batches { rounds, batch, sqpoll_idle, pause })
+        Pattern::UringBatch { rounds, batch, sqpoll_idle, pause, registered } => {
+            uring::batches(&uring::Batches { rounds, batch, sqpoll_idle, pause, registered })
         }
         Pattern::UringOverflow { rounds } => uring::overflow(rounds),
         Pattern::UringDenied => uring::denied(),

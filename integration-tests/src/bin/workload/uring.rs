@@ -22,6 +22,8 @@ pub struct Batches {
     pub sqpoll_idle: Option<Duration>,
     /// Wait between rounds.
     pub pause: Duration,
+    /// Enter through the registered ring index, not the fd.
+    pub registered: bool,
 }
 
 /// `rounds` rounds of `batch` 64-byte writes to /dev/null, each round
@@ -32,6 +34,7 @@ pub fn batches(how: &Batches) -> WorkloadReport {
         builder.setup_sqpoll(idle.as_millis() as u32);
     }
     let mut ring = builder.build(how.batch.next_power_of_two().max(8)).expect("io_uring set-up");
+    let registered = how.registered.then(|| register_ring_fd(&ring));
     let devnull = open_devnull();
     let buf = [b'u'; 64];
     let write = opcode::Write::new(types::Fd(devnull.as_raw_fd()), buf.as_ptr(), 64).build();
@@ -54,12 +57,44 @@ pub fn batches(how: &Batches) -> WorkloadReport {
         if how.sqpoll_idle.is_some() {
             submit_sqpoll(&mut ring, &mut report);
         } else {
-            ring.submit_and_wait(how.batch as usize).expect("io_uring_enter");
+            match registered {
+                Some(index) => enter_registered(index, how.batch),
+                None => {
+                    ring.submit_and_wait(how.batch as usize).expect("io_uring_enter");
+                }
+            }
             report.enters += 1;
         }
         reap(&mut ring, how.batch as usize);
     }
     report
+}
+
+/// Registers the ring's own fd (`IORING_REGISTER_RING_FDS`, as liburing's
+/// `io_uring_register_ring_fd` does) and returns its index. Raw syscalls:
+/// the io-uring crate keeps the index in a `Submitter` that each
+/// `IoUring::submitter()` call makes afresh.
+fn register_ring_fd(ring: &IoUring) -> u32 {
+    const IORING_REGISTER_RING_FDS: libc::c_long = 20;
+    // struct io_uring_rsrc_update: offset (u32::MAX: any free slot), resv, data (the fd).
+    let mut update: [u32; 4] = [u32::MAX, 0, ring.as_raw_fd() as u32, 0];
+    // SAFETY: one io_uring_rsrc_update, which the kernel fills with the index.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_io_uring_register, ring.as_raw_fd(), IORING_REGISTER_RING_FDS, update.as_mut_ptr(), 1)
+    };
+    assert_eq!(rc, 1, "IORING_REGISTER_RING_FDS: {}", std::io::Error::last_os_error());
+    update[0]
+}
+
+/// Submits `count` SQEs and waits for them, naming the ring by its
+/// registered `index` (`IORING_ENTER_REGISTERED_RING`).
+fn enter_registered(index: u32, count: u32) {
+    const IORING_ENTER_GETEVENTS: libc::c_long = 1;
+    const IORING_ENTER_REGISTERED_RING: libc::c_long = 1 << 4;
+    let flags = IORING_ENTER_GETEVENTS | IORING_ENTER_REGISTERED_RING;
+    // SAFETY: no argument pointer; the SQEs are in the ring already.
+    let rc = unsafe { libc::syscall(libc::SYS_io_uring_enter, index, count, count, flags, std::ptr::null::<u8>(), 0) };
+    assert_eq!(rc, i64::from(count), "io_uring_enter: {}", std::io::Error::last_os_error());
 }
 
 /// Hands the batch to the poller, waking it (one syscall) only if it sleeps.
