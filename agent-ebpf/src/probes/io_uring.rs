@@ -125,9 +125,9 @@ pub fn record_enter(args: &Args, ret: i64) {
 fn registered_ring_fd() -> Option<i32> {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: plain values, copied out at once.
-    let ring = unsafe { *URING_SUBMITTING.get(&tid)? };
+    let ring = unsafe { *URING_SUBMITTING.get(tid)? };
     // SAFETY: as above.
-    Some(unsafe { URING_RINGS.get(&ring)? }.fd)
+    Some(unsafe { URING_RINGS.get(ring)? }.fd)
 }
 
 #[tracepoint(category = "io_uring", name = "io_uring_submit_req")]
@@ -136,7 +136,7 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
     let by_sqpoll = read_field!(&ctx, SUBMIT_SQ_THREAD as u8);
     if by_sqpoll == 0 {
         let tid = bpf_get_current_pid_tgid() as u32;
-        let _ = URING_SUBMITTING.insert(&tid, &read_field!(&ctx, RING_CTX as u64), 0);
+        let _ = URING_SUBMITTING.insert(tid, read_field!(&ctx, RING_CTX as u64), 0);
     }
     with_ring_ops(&ctx, |ops| {
         ops.sqes += 1;

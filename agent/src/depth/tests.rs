@@ -701,6 +701,21 @@ fn other_netns() {
 /// The cost of a round for 1,000 sockets of a process in another netns:
 /// printed, and bounded loosely. Run with `--release --nocapture` for the
 /// real figure.
+/// `rounds` rounds of all `requests` (1,000 sockets, all found): their
+/// times, sorted, and the last round's figures.
+fn steady_rounds(sampler: &mut DepthSampler, requests: &[DepthRequest], rounds: usize) -> (Vec<Duration>, RoundStats) {
+    let mut times = Vec::new();
+    let mut last = RoundStats::default();
+    for _ in 0..rounds {
+        let round = sampler.sample(requests);
+        assert_eq!(round.stats.sampled, 1000);
+        times.push(round.stats.elapsed);
+        last = round.stats;
+    }
+    times.sort();
+    (times, last)
+}
+
 #[test]
 fn depth_cost() {
     if !is_root() {
@@ -718,15 +733,7 @@ fn depth_cost() {
     assert!(first.errors.is_empty(), "{:?}", first.errors);
     assert_eq!(first.stats.sampled, 1000);
     let rounds = 50;
-    let mut times = Vec::new();
-    let mut last = RoundStats::default();
-    for _ in 0..rounds {
-        let round = sampler.sample(&requests);
-        assert_eq!(round.stats.sampled, 1000);
-        times.push(round.stats.elapsed);
-        last = round.stats;
-    }
-    times.sort();
+    let (times, last) = steady_rounds(&mut sampler, &requests, rounds);
     println!(
         "depth_cost: first round (netns entered, all 5 tables): {:?}, {} dumps, {} syscalls, {} bytes",
         first.stats.elapsed, first.stats.dumps, first.stats.syscalls, first.stats.netlink_bytes
@@ -749,15 +756,7 @@ fn depth_cost() {
     // struct tcp_info for every socket of the table.
     let mut with_exchange = requests.clone();
     with_exchange[0] = with_exchange[0].with_exchange(true);
-    let mut times = Vec::new();
-    let mut exchanged = RoundStats::default();
-    for _ in 0..rounds {
-        let round = sampler.sample(&with_exchange);
-        assert_eq!(round.stats.sampled, 1000);
-        times.push(round.stats.elapsed);
-        exchanged = round.stats;
-    }
-    times.sort();
+    let (times, exchanged) = steady_rounds(&mut sampler, &with_exchange, rounds);
     println!(
         "depth_cost: the same round with one exchange asked for: median {:?}; {} syscalls, {} netlink bytes",
         times[rounds / 2],

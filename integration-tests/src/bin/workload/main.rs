@@ -27,18 +27,22 @@ struct Cli {
     pattern: Pattern,
 }
 
+/// `count` records of `size` bytes, at most `rate` a second.
+#[derive(clap::Args)]
+struct Records {
+    #[arg(long)]
+    count: u64,
+    #[arg(long)]
+    size: usize,
+    /// Records per second at most (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
 #[derive(Subcommand)]
 enum Pattern {
     /// `count` write()s of `size` bytes to /dev/null.
-    Write {
-        #[arg(long)]
-        count: u64,
-        #[arg(long)]
-        size: usize,
-        /// Calls per second at most (0: as fast as possible).
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-    },
+    Write(Records),
     /// `count` writev()s of `iovecs` iovecs of `size` bytes each to /dev/null.
     Writev {
         #[arg(long)]
@@ -52,14 +56,7 @@ enum Pattern {
     },
     /// The records of `write`, through a `std::io::BufWriter` (8 KiB):
     /// `count` records of `size` bytes at `rate` a second.
-    Buffered {
-        #[arg(long)]
-        count: u64,
-        #[arg(long)]
-        size: usize,
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-    },
+    Buffered(Records),
     /// `count` writev()s to /dev/null of `messages` framed messages each: a
     /// 4-byte header and a 20-byte payload, two iovecs per message.
     Framed {
@@ -204,7 +201,7 @@ fn main() {
     let cli = Cli::parse();
     thread::sleep(cli.delay);
     let mut report = match cli.pattern {
-        Pattern::Write { count, size, rate } => {
+        Pattern::Write(Records { count, size, rate }) => {
             let devnull = open_devnull();
             let buf = vec![b'x'; size];
             paced(count, rate, |_| write(devnull.as_raw_fd(), &buf));
@@ -217,7 +214,7 @@ fn main() {
             paced(count, rate, |_| writev(devnull.as_raw_fd(), &iov));
             tally(devnull.as_raw_fd(), count, (count * (iovecs * size) as u64) as i64)
         }
-        Pattern::Buffered { count, size, rate } => {
+        Pattern::Buffered(Records { count, size, rate }) => {
             let devnull = open_devnull();
             let fd = devnull.as_raw_fd();
             let mut out = std::io::BufWriter::new(std::fs::File::from(devnull));
