@@ -43,5 +43,9 @@ indexed_enum! {
         UringMapFull = 2 => "uring_map_full",
         /// A tracked process's exit could not be recorded: `EXITED` is full.
         ExitMapFull = 3 => "exit_map_full",
+        /// A call's arguments asked for more than the kernel ever accepts (a
+        /// count above `MAX_RW_COUNT`, an `iovcnt` or `vlen` above
+        /// `UIO_MAXIOV`): the probe counted it clamped to that limit.
+        ArgsClamped = 4 => "args_clamped",
     }
 }

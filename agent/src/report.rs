@@ -51,6 +51,9 @@ pub struct NodeReport {
     pub uring_map_full: u64,
     /// Exits the kernel could not record (found later by a `/proc` sweep).
     pub exit_map_full: u64,
+    /// Calls whose arguments asked for more than the kernel ever accepts,
+    /// counted clamped to its limits.
+    pub args_clamped: u64,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -157,6 +160,9 @@ pub struct WriteReport {
     pub bytes: u64,
     pub bytes_requested: u64,
     pub records: u64,
+    /// What the failed calls asked for, apart from `bytes_requested` and `records`.
+    pub failed_bytes_requested: u64,
+    pub failed_records: u64,
     pub bytes_per_call: Distribution,
     pub records_per_call: Distribution,
     pub gap_ns: Distribution,
@@ -207,6 +213,7 @@ impl Report {
                 args_unreadable: errors.args_unreadable,
                 uring_map_full: errors.uring_map_full,
                 exit_map_full: errors.exit_map_full,
+                args_clamped: errors.args_clamped,
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",
@@ -351,6 +358,8 @@ impl WriteReport {
             bytes: m.bytes,
             bytes_requested: m.bytes_requested,
             records: m.records,
+            failed_bytes_requested: stats.failed_bytes_requested,
+            failed_records: stats.failed_records,
             bytes_per_call: dist(m.bytes_per_call, m.mean_bytes_per_call),
             records_per_call: dist(m.records_per_call, m.mean_records_per_call),
             gap_ns: Distribution::of(m.gap_ns, None),

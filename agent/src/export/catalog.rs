@@ -87,7 +87,8 @@ pub const PROBE_ERROR: Attribute = Attribute {
     key: "batchwatch.probe.error",
     description: "`stats_map_full` (a new (process, fd) pair found the map full), `args_unreadable` (iovecs or \
                   message headers unreadable), `uring_map_full` (a ring found its map full), `exit_map_full` (an exit \
-                  could not be recorded; a periodic /proc sweep finds the process gone).",
+                  could not be recorded; a periodic /proc sweep finds the process gone), `args_clamped` (a call asked \
+                  for more than the kernel ever accepts, counted clamped to MAX_RW_COUNT or UIO_MAXIOV).",
 };
 pub const ENDPOINT_ERROR: Attribute = Attribute {
     key: "batchwatch.endpoint.error",
@@ -217,7 +218,17 @@ pub const WRITE_RECORDS: Metric = Metric {
     unit: "{record}",
     subject: Descriptor,
     attributes: &[],
-    description: "Records the calls carried: 1 per plain write, the iovecs of a vectored write, the messages of a `sendmmsg`.",
+    description: "Records the calls that did not fail carried: 1 per plain write, the iovecs of a vectored write, the \
+                  messages a `sendmmsg` sent.",
+};
+pub const WRITE_FAILED_REQUESTED: Metric = Metric {
+    name: "batchwatch.write.failed.requested",
+    instrument: Counter,
+    unit: "By",
+    subject: Descriptor,
+    attributes: &[],
+    description: "Bytes the failed write-family calls (an error result) asked to write, each clamped to MAX_RW_COUNT; \
+                  kept out of the batch sizes.",
 };
 pub const WRITE_DROPS: Metric = Metric {
     name: "batchwatch.write.drops",
@@ -507,10 +518,11 @@ pub const ENDPOINT_ERRORS: Metric = Metric {
 };
 
 /// Every metric, in the order the exporters emit them.
-pub const ALL: [&Metric; 37] = [
+pub const ALL: [&Metric; 38] = [
     &WRITE_CALLS,
     &WRITE_IO,
     &WRITE_RECORDS,
+    &WRITE_FAILED_REQUESTED,
     &WRITE_DROPS,
     &WRITE_BATCH_SIZE,
     &WRITE_BATCH_RECORDS,

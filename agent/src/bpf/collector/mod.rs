@@ -55,6 +55,9 @@ pub struct ProbeErrors {
     /// Exits not recorded because their map was full (the agent's periodic
     /// `/proc` sweep finds those processes gone).
     pub exit_map_full: u64,
+    /// Calls whose count, `iovcnt` or `vlen` was above what the kernel ever
+    /// accepts, counted clamped to that limit.
+    pub args_clamped: u64,
 }
 
 impl ProbeErrors {
@@ -65,6 +68,7 @@ impl ProbeErrors {
             (ProbeErrorKind::ArgsUnreadable, self.args_unreadable),
             (ProbeErrorKind::UringMapFull, self.uring_map_full),
             (ProbeErrorKind::ExitMapFull, self.exit_map_full),
+            (ProbeErrorKind::ArgsClamped, self.args_clamped),
         ]
     }
 }
@@ -339,6 +343,7 @@ impl Collector {
             args_unreadable: count(ProbeErrorKind::ArgsUnreadable)?,
             uring_map_full: count(ProbeErrorKind::UringMapFull)?,
             exit_map_full: count(ProbeErrorKind::ExitMapFull)?,
+            args_clamped: count(ProbeErrorKind::ArgsClamped)?,
         })
     }
 
