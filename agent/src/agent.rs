@@ -133,6 +133,7 @@ impl Agent {
     /// Starts with the BPF probes, or, where they cannot run, in the
     /// degraded mode, saying why (a refused `attach` choice stays an error).
     pub fn start(config: &Config) -> Result<Agent, StartError> {
+        preflight::check_host_pid_namespace()?;
         match Agent::start_with_probes(config) {
             Err(StartError::Probes(refused @ ProbeError::Refused(..))) => Err(StartError::Probes(refused)),
             Err(error) => Ok(Agent::start_degraded(config, &error)),
