@@ -47,5 +47,9 @@ indexed_enum! {
         /// count above `MAX_RW_COUNT`, an `iovcnt` or `vlen` above
         /// `UIO_MAXIOV`): the probe counted it clamped to that limit.
         ArgsClamped = 4 => "args_clamped",
+        /// A 32-bit (ia32 compat) call of a traced syscall, which the
+        /// raw-tracepoint mode skips: its numbers and arguments are not the
+        /// 64-bit ones its dispatch reads.
+        CompatSkipped = 5 => "compat_skipped",
     }
 }

@@ -16,6 +16,26 @@ use aya_ebpf::{
     maps::PerCpuArray,
 };
 
+/// `TS_COMPAT` in x86's `thread_info.status`: the syscall under way is a
+/// 32-bit one (what the kernel's `in_ia32_syscall()` reads).
+const TS_COMPAT: u32 = 0x0002;
+/// Offset of `status` in `struct task_struct`: `thread_info` is its first
+/// member, and `status` follows two longs (checked in the BTF of 6.18; the
+/// verifier checks the load against the running kernel's BTF).
+const THREAD_INFO_STATUS_OFFSET: usize = 16;
+
+/// Whether the current task is in a 32-bit (ia32 compat) syscall, whose
+/// number and argument registers are not the 64-bit ones.
+#[inline(always)]
+pub fn in_compat_syscall() -> bool {
+    // SAFETY: a BTF-typed task pointer; the verifier checks the load.
+    let status = unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        *task.add(THREAD_INFO_STATUS_OFFSET).cast::<u32>()
+    };
+    status & TS_COMPAT != 0
+}
+
 /// The first four arguments of the current task's syscall.
 pub struct Args {
     pub arg0: u64,

@@ -54,6 +54,8 @@ pub struct NodeReport {
     /// Calls whose arguments asked for more than the kernel ever accepts,
     /// counted clamped to its limits.
     pub args_clamped: u64,
+    /// 32-bit (ia32) calls of traced syscalls skipped (raw-tracepoint mode).
+    pub compat_skipped: u64,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -214,6 +216,7 @@ impl Report {
                 uring_map_full: errors.uring_map_full,
                 exit_map_full: errors.exit_map_full,
                 args_clamped: errors.args_clamped,
+                compat_skipped: errors.compat_skipped,
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",

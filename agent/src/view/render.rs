@@ -111,8 +111,9 @@ fn probe_facts(node: &NodeFacts) -> String {
 fn kernel_errors(node: &NodeFacts) -> String {
     let e = &node.errors;
     format!(
-        "kernel errors: {} fds and {} rings untracked (map full) │ args of {} calls unreadable, {} clamped",
-        e.stats_map_full, e.uring_map_full, e.args_unreadable, e.args_clamped,
+        "kernel errors: {} fds and {} rings untracked (map full) │ args of {} calls unreadable, {} clamped │ \
+         {} 32-bit calls skipped",
+        e.stats_map_full, e.uring_map_full, e.args_unreadable, e.args_clamped, e.compat_skipped,
     )
 }
 
@@ -229,7 +230,8 @@ mod tests {
         );
         assert_eq!(
             screen[2],
-            "kernel errors: 2 fds and 1 rings untracked (map full) │ args of 5 calls unreadable, 0 clamped"
+            "kernel errors: 2 fds and 1 rings untracked (map full) │ args of 5 calls unreadable, 0 clamped │ 0 32-bit \
+             calls skipped"
         );
         assert_eq!(screen[3], "total 53.2k writes/s │ 0.053 est. cores crossing into the kernel │ 1 flagged UNBATCHED");
     }

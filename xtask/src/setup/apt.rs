@@ -24,6 +24,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "`unshare` for tests in other network namespaces"),
     ("debianutils", "`which`, used by the tests to find tools"),
     ("buildah", "the deploy tests build the container image (no daemon, no registry)"),
+    ("gcc-multilib", "`gcc -m32` builds the 32-bit workload whose compat syscalls the raw-tracepoint mode must skip"),
     ("musl-tools", "musl's gcc wrapper: C in dependencies (ring, mimalloc) built against musl for the image's binary"),
 ];
 

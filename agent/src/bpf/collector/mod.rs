@@ -58,6 +58,8 @@ pub struct ProbeErrors {
     /// Calls whose count, `iovcnt` or `vlen` was above what the kernel ever
     /// accepts, counted clamped to that limit.
     pub args_clamped: u64,
+    /// 32-bit (ia32) calls of traced syscalls the raw-tracepoint mode skipped.
+    pub compat_skipped: u64,
 }
 
 impl ProbeErrors {
@@ -69,6 +71,7 @@ impl ProbeErrors {
             (ProbeErrorKind::UringMapFull, self.uring_map_full),
             (ProbeErrorKind::ExitMapFull, self.exit_map_full),
             (ProbeErrorKind::ArgsClamped, self.args_clamped),
+            (ProbeErrorKind::CompatSkipped, self.compat_skipped),
         ]
     }
 }
@@ -344,6 +347,7 @@ impl Collector {
             uring_map_full: count(ProbeErrorKind::UringMapFull)?,
             exit_map_full: count(ProbeErrorKind::ExitMapFull)?,
             args_clamped: count(ProbeErrorKind::ArgsClamped)?,
+            compat_skipped: count(ProbeErrorKind::CompatSkipped)?,
         })
     }
 
