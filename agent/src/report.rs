@@ -100,6 +100,9 @@ pub struct ProcessReport {
 pub struct UringReport {
     pub enters: u64,
     pub enters_per_sec: f64,
+    /// Enters that asked to submit, and those that only waited (or failed).
+    pub submitting_enters: u64,
+    pub waiting_enters: u64,
     pub sqes: u64,
     pub sqes_per_sec: f64,
     /// SQEs per submitting `io_uring_enter`, over the non-SQPOLL rings.
@@ -261,6 +264,8 @@ impl UringReport {
         UringReport {
             enters: m.enters,
             enters_per_sec: m.enters_per_sec,
+            submitting_enters: m.submitting_enters,
+            waiting_enters: m.waiting_enters,
             sqes: m.sqes,
             sqes_per_sec: m.sqes_per_sec,
             sqes_per_enter: Distribution::of(m.sqes_per_enter, (m.enters > 0).then_some(m.mean_sqes_per_enter)),

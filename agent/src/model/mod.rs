@@ -374,7 +374,7 @@ fn judge_ring(ring: &mut RingState, seconds: f64, rules: &Rules, reasons: &mut V
         format!(
             "{name}: {:.0} io_uring_enter calls/s submitting 1 SQE each (median), for {:.0} s; \
              batching to {} SQEs per enter would save {:.3} cores",
-            m.enters_per_sec,
+            m.submitting_enters_per_sec,
             seconds * f64::from(hot_for),
             rules.transition.batch_target,
             m.saving_cores,

@@ -152,7 +152,8 @@ impl Seen {
                     enters.submitted_hist = Default::default();
                     enters.submitted = 0;
                 } else {
-                    delta.avoidable_s += t.saving(enters.enters as f64, ops.sqes as f64);
+                    // Enters that only wait would not be fewer with bigger batches.
+                    delta.avoidable_s += t.saving(enters.submitting as f64, ops.sqes as f64);
                 }
                 activity.enters.add(&enters);
                 activity.ops.add(&ops);

@@ -100,6 +100,10 @@ enum Pattern {
         /// Wait between rounds.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
         pause: Duration,
+        /// Submit without waiting, then wait in an enter of its own that
+        /// submits nothing (two enters a round).
+        #[arg(long)]
+        wait_apart: bool,
     },
     /// io_uring NOPs overflowing a CQ of 8 entries that is never reaped.
     UringOverflow {
@@ -167,8 +171,8 @@ fn main() {
         Pattern::Eagain { eagain, hold } => eagain_pattern(eagain, hold),
         Pattern::Short { count } => short_pattern(count),
         Pattern::Epipe { count } => epipe_pattern(count),
-        Pattern::UringBatch { rounds, batch, sqpoll_idle, pause } => {
-            uring::batches(&uring::Batches { rounds, batch, sqpoll_idle, pause })
+        Pattern::UringBatch { rounds, batch, sqpoll_idle, pause, wait_apart } => {
+            uring::batches(&uring::Batches { rounds, batch, sqpoll_idle, pause, wait_apart })
         }
         Pattern::UringOverflow { rounds } => uring::overflow(rounds),
         Pattern::UringDenied => uring::denied(),
