@@ -51,5 +51,10 @@ indexed_enum! {
         /// raw-tracepoint mode skips: its numbers and arguments are not the
         /// 64-bit ones its dispatch reads.
         CompatSkipped = 5 => "compat_skipped",
+        /// Calls the kernel ran no program for, because it (or another BPF
+        /// program) was already running on that CPU: the programs' own
+        /// `recursion_misses`, which the agent reads from their fdinfo (this
+        /// kind's `PROBE_ERRORS` slot is never written).
+        RecursionMisses = 6 => "recursion_misses",
     }
 }

@@ -243,7 +243,11 @@ impl Agent {
         // gone was taken from its live descriptors.
         let depths = self.sample_depths(Instant::now());
         let reading = match &mut self.source {
-            Source::Probes { collector, .. } => collector.read()?,
+            Source::Probes { probes, collector } => {
+                let mut reading = collector.read()?;
+                reading.probe_errors.recursion_misses = probes.recursion_misses()?;
+                reading
+            }
             Source::Proc(poller) => Reading { writes: poller.read(), ..Reading::default() },
         };
         let now = Instant::now();

@@ -56,6 +56,9 @@ pub struct NodeReport {
     pub args_clamped: u64,
     /// 32-bit (ia32) calls of traced syscalls skipped (raw-tracepoint mode).
     pub compat_skipped: u64,
+    /// Calls the kernel ran no probe for, as one was already running on
+    /// that CPU (the programs' `recursion_misses`).
+    pub recursion_misses: u64,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -220,6 +223,7 @@ impl Report {
                 exit_map_full: errors.exit_map_full,
                 args_clamped: errors.args_clamped,
                 compat_skipped: errors.compat_skipped,
+                recursion_misses: errors.recursion_misses,
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",

@@ -19,8 +19,9 @@ use agent_common::{
 use batchwatch::{
     config::Config,
     export::{
+        attributes::AttrValue,
         catalog::{self, Metric},
-        series::{AttrValue, Limits, Observation, Point, SeriesSet, Snapshot, Value},
+        series::{Collection, Limits, Observation, Point, SeriesSet, Value},
     },
 };
 use common::{Observed, WORKLOAD, observe, observe_while_ticking, start_agent_with};
@@ -173,7 +174,7 @@ fn counts_agree_with_strace() {
 }
 
 /// Sum of `metric`'s points of process `pid` in `snapshot`.
-fn exported(snapshot: &Snapshot, metric: &Metric, pid: u32) -> u64 {
+fn exported(snapshot: &Collection, metric: &Metric, pid: u32) -> u64 {
     let of_pid =
         |point: &&Point| point.attributes().any(|(k, v)| *k == "process.pid" && *v == AttrValue::Int(pid.into()));
     let family = snapshot.families.iter().find(|(m, _)| m.name == metric.name);

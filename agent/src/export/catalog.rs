@@ -89,7 +89,8 @@ pub const PROBE_ERROR: Attribute = Attribute {
                   message headers unreadable), `uring_map_full` (a ring found its map full), `exit_map_full` (an exit \
                   could not be recorded; a periodic /proc sweep finds the process gone), `args_clamped` (a call asked \
                   for more than the kernel ever accepts, counted clamped to MAX_RW_COUNT or UIO_MAXIOV), `compat_skipped` (a 32-bit \
-                  call of a traced syscall, skipped by the raw-tracepoint mode).",
+                  call of a traced syscall, skipped by the raw-tracepoint mode), `recursion_misses` (calls the kernel ran no \
+                  program for, because one was already running on that CPU: the programs' own count).",
 };
 pub const ENDPOINT_ERROR: Attribute = Attribute {
     key: "batchwatch.endpoint.error",

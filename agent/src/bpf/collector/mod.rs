@@ -41,6 +41,9 @@ pub enum CollectError {
         #[source]
         source: std::io::Error,
     },
+    /// The programs' own statistics could not be read.
+    #[error(transparent)]
+    Programs(#[from] crate::bpf::probes::ProbeError),
 }
 
 /// What the kernel side could not record, as totals since the agent started.
@@ -60,6 +63,10 @@ pub struct ProbeErrors {
     pub args_clamped: u64,
     /// 32-bit (ia32) calls of traced syscalls the raw-tracepoint mode skipped.
     pub compat_skipped: u64,
+    /// Calls the kernel did not run a program for, because it (or another
+    /// BPF program) was already running on that CPU: the programs'
+    /// `recursion_misses`, summed. Set by the agent, not read from a map.
+    pub recursion_misses: u64,
 }
 
 impl ProbeErrors {
@@ -72,6 +79,7 @@ impl ProbeErrors {
             (ProbeErrorKind::ExitMapFull, self.exit_map_full),
             (ProbeErrorKind::ArgsClamped, self.args_clamped),
             (ProbeErrorKind::CompatSkipped, self.compat_skipped),
+            (ProbeErrorKind::RecursionMisses, self.recursion_misses),
         ]
     }
 }
@@ -348,6 +356,8 @@ impl Collector {
             exit_map_full: count(ProbeErrorKind::ExitMapFull)?,
             args_clamped: count(ProbeErrorKind::ArgsClamped)?,
             compat_skipped: count(ProbeErrorKind::CompatSkipped)?,
+            // The programs' own count, which the agent adds.
+            recursion_misses: 0,
         })
     }
 
