@@ -182,7 +182,8 @@ pub fn msghdr_iov(msg: u64) -> Option<(u64, u64)> {
 pub fn mmsghdr_sent_bytes(msgs: u64, sent: u64) -> Option<u64> {
     let total = MMSG_BYTES.get_ptr_mut(0)?;
     let sent = if sent > MAX_RECORDS_PER_CALL { MAX_RECORDS_PER_CALL } else { sent };
-    // SAFETY: this CPU's slot; probes do not nest on a CPU.
+    // SAFETY: this CPU's slot; only this program uses it, and the kernel
+    // never runs a program twice at once on one CPU.
     unsafe { *total = 0 };
     let mut sum = MsgLenSum { msgs, total, unreadable: false };
     // SAFETY: the callback only uses `sum` during the call.

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    aggregate::{count_probe_error, entry, hist_add},
+    aggregate::{add, count_probe_error, entry, hist_add},
     syscall_args::{Args, iovec_bytes, mmsghdr_sent_bytes, msghdr_iov},
     tracepoint::traced_tgid,
 };
@@ -68,25 +68,25 @@ pub fn record_write(syscall: WriteSyscall, args: &Args, ret: i64) {
     };
     // Only for tracked pairs, so LAST_WRITE's keys are WRITE_STATS's.
     let gap = gap_since_last_write(&key);
-    // SAFETY: this CPU's copy; probes do not nest on a CPU.
+    // SAFETY: this CPU's copy, a valid map value; updated with `add`.
     let stats = unsafe { &mut *stats };
-    stats.calls[syscall as usize] += 1;
-    stats.outcomes[outcome as usize] += 1;
+    add(&mut stats.calls[syscall as usize], 1);
+    add(&mut stats.outcomes[outcome as usize], 1);
     if ret < 0 {
         // A refused call moved nothing: its request is kept apart from the
         // batch sizes of the calls that went through.
-        stats.failed_bytes_requested += request.bytes;
-        stats.failed_records += request.records;
+        add(&mut stats.failed_bytes_requested, request.bytes);
+        add(&mut stats.failed_records, request.records);
     } else {
-        stats.bytes_requested += request.bytes;
-        stats.records += request.records;
+        add(&mut stats.bytes_requested, request.bytes);
+        add(&mut stats.records, request.records);
         hist_add(&mut stats.bytes_hist, request.bytes);
         hist_add(&mut stats.records_hist, request.records);
         // sendmmsg returns messages sent; its bytes were summed from msg_len.
-        stats.bytes_written += if syscall == WriteSyscall::Sendmmsg { request.bytes } else { ret as u64 };
+        add(&mut stats.bytes_written, if syscall == WriteSyscall::Sendmmsg { request.bytes } else { ret as u64 });
     }
     if let Some(gap) = gap {
-        stats.gap_ns_total += gap;
+        add(&mut stats.gap_ns_total, gap);
         hist_add(&mut stats.gap_hist, gap);
     }
 }
