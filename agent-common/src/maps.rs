@@ -56,5 +56,10 @@ indexed_enum! {
         /// `recursion_misses`, which the agent reads from their fdinfo (this
         /// kind's `PROBE_ERRORS` slot is never written).
         RecursionMisses = 6 => "recursion_misses",
+        /// Exits the kernel did not tell (the process had left its maps, or
+        /// EXITED was full), found by the agent's `/proc` sweep: the process
+        /// gone, or its pid taken by another (this kind's `PROBE_ERRORS` slot
+        /// is never written).
+        ExitsMissed = 7 => "exits_missed",
     }
 }

@@ -27,12 +27,17 @@ use crate::{
 };
 
 /// Where the kernel tells exits, every known process is still looked up in
-/// `/proc` once every this many ticks, for any exit it could not record.
+/// `/proc` once every this many ticks, for any exit it could not record
+/// (and at the next tick whenever one may have been missed).
 const SWEEP_TICKS: u64 = 30;
 
 /// What one tick learns as it goes.
 struct Tick {
     seconds: f64,
+    /// Whether every known process's start time is checked in `/proc` this
+    /// tick, those that wrote too (else a process that wrote is taken to
+    /// run on unless the kernel saw it exit).
+    sweep: bool,
     /// Whether each process met so far runs.
     running: HashMap<u32, bool>,
     /// Processes the kernel saw exit.
@@ -118,6 +123,11 @@ pub struct Agent {
     interval: Duration,
     /// Whether the kernel tells exits; else `/proc` is checked every tick.
     tracks_exits: bool,
+    /// How many processes the kernel's maps keep (`maps.max_processes`):
+    /// past it, they forget processes, whose exits then go unrecorded.
+    max_processes: usize,
+    /// Exits the kernel did not tell that a sweep found.
+    exits_missed: u64,
     ticks: u64,
     identities: HashMap<u32, Identity>,
     model: Model,
@@ -182,6 +192,8 @@ impl Agent {
             depth_errors: HashSet::new(),
             interval: config.interval,
             tracks_exits,
+            max_processes: config.maps.max_processes as usize,
+            exits_missed: 0,
             ticks: 0,
             identities: HashMap::new(),
             model: Model::new(rules),
@@ -252,13 +264,14 @@ impl Agent {
         };
         let now = Instant::now();
         let mut tick = Tick {
+            sweep: self.sweeps_now(&reading.probe_errors),
             seconds: now.duration_since(self.last_tick).as_secs_f64(),
             running: HashMap::new(),
             exited: reading.exited.clone(),
         };
         self.last_tick = now;
         self.ticks += 1;
-        self.probe_errors = reading.probe_errors;
+        self.probe_errors = ProbeErrors { exits_missed: self.exits_missed, ..reading.probe_errors };
         self.tracked = reading.tracked;
         self.evicted += reading.evicted;
 
@@ -280,20 +293,47 @@ impl Agent {
             }
         }
         self.model.close_interval(tick.seconds);
+        self.probe_errors.exits_missed = self.exits_missed;
         Ok(())
+    }
+
+    /// Whether this tick checks every known process in `/proc`: always when
+    /// the kernel does not tell exits; else every `SWEEP_TICKS`, and as soon
+    /// as exits may have gone unrecorded: the exit map was full, or the
+    /// kernel's maps may have forgotten a process (as many known as they hold).
+    fn sweeps_now(&self, errors: &ProbeErrors) -> bool {
+        !self.tracks_exits
+            || self.ticks.is_multiple_of(SWEEP_TICKS)
+            || errors.exit_map_full > self.probe_errors.exit_map_full
+            || self.identities.len() >= self.max_processes
     }
 
     /// The known processes that have exited: those the kernel saw exit, those
     /// found gone while attributing this tick's deltas, and, when the kernel
     /// does not tell exits or at every sweep, those `/proc` no longer shows.
-    fn gone(&self, tick: &Tick) -> HashSet<u32> {
-        let sweep = !self.tracks_exits || self.ticks.is_multiple_of(SWEEP_TICKS);
-        let found_gone = self.identities.iter().filter(|(pid, identity)| match tick.running.get(pid) {
-            Some(running) => !running,
-            None => sweep && !identity.is_alive(),
-        });
+    fn gone(&mut self, tick: &Tick) -> HashSet<u32> {
+        let mut swept_gone = 0;
+        let found_gone: Vec<u32> = self
+            .identities
+            .iter()
+            .filter(|(pid, identity)| match tick.running.get(pid) {
+                Some(running) => !running,
+                None => {
+                    let gone = tick.sweep && !identity.is_alive();
+                    swept_gone += u64::from(gone && !tick.exited.contains(pid));
+                    gone
+                }
+            })
+            .map(|(&pid, _)| pid)
+            .collect();
+        // A process that wrote nothing this tick and is gone without the
+        // kernel saying so: its exit was missed (or came in the few
+        // milliseconds since the kernel's exits were read).
+        if self.tracks_exits {
+            self.exits_missed += swept_gone;
+        }
         // Exits of processes never attributed still have kernel entries to drain.
-        found_gone.map(|(&pid, _)| pid).chain(tick.exited.iter().copied()).collect()
+        found_gone.into_iter().chain(tick.exited.iter().copied()).collect()
     }
 
     /// Attributes a reading's deltas to the processes that made them.
@@ -339,14 +379,14 @@ impl Agent {
 
     /// Resolves `pid`'s identity once per tick; returns whether it runs.
     /// Where the kernel tells exits, a known process that did not exit is
-    /// taken to run on, without a look at `/proc`.
+    /// taken to run on, without a look at `/proc`, but at a sweep.
     fn resolve_once(&mut self, pid: u32, tick: &mut Tick) -> bool {
         if let Some(&running) = tick.running.get(&pid) {
             return running;
         }
         let known = self.identities.contains_key(&pid);
         let running = match (known, tick.exited.contains(&pid)) {
-            (true, false) if self.tracks_exits => true,
+            (true, false) if self.tracks_exits && !tick.sweep => true,
             (true, true) => false,
             _ => self.resolve_identity(pid, tick.seconds),
         };
@@ -368,8 +408,12 @@ impl Agent {
             (Some(known), Some(start)) if known.start_ticks == start => return true,
             // It wrote, then exited: its last delta is still its own.
             (Some(_), None) => return false,
-            // The pid now belongs to another process: close the old one first.
-            (Some(_), Some(_)) => self.model.exit(pid, seconds),
+            // The pid now belongs to another process: close the old one
+            // first. Where the kernel tells exits, it missed this one.
+            (Some(_), Some(_)) => {
+                self.exits_missed += u64::from(self.tracks_exits);
+                self.model.exit(pid, seconds);
+            }
             (None, _) => {}
         }
         let identity =

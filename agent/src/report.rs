@@ -59,6 +59,8 @@ pub struct NodeReport {
     /// Calls the kernel ran no probe for, as one was already running on
     /// that CPU (the programs' `recursion_misses`).
     pub recursion_misses: u64,
+    /// Exits the kernel did not tell, found by a `/proc` sweep.
+    pub exits_missed: u64,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -224,6 +226,7 @@ impl Report {
                 args_clamped: errors.args_clamped,
                 compat_skipped: errors.compat_skipped,
                 recursion_misses: errors.recursion_misses,
+                exits_missed: errors.exits_missed,
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",

@@ -49,6 +49,26 @@ fn a_reused_pid_starts_afresh() {
 }
 
 #[test]
+fn a_pid_reused_after_a_missed_exit_gets_its_new_identity() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // 64 processes at most in the kernel's maps: 200 writers coming and
+    // going while the first child waits push it out, and its exit goes
+    // unrecorded. Its pid is then handed to the second child.
+    let config = Config { maps: MapLimits { max_processes: 64, ..Config::default().maps }, ..Config::default() };
+    let args = ["reuse", "--first", "5", "--second", "7", "--pause", "2500ms", "--flood", "200"];
+    let [observed] = observe_while_ticking_with(&config, [&args[..]]);
+    let [first, second] = &observed.report.children[..] else { panic!("two children") };
+    assert_eq!(first.pid, second.pid);
+    let model = observed.agent.model();
+    let lives: Vec<_> = model.processes().filter(|p| p.identity.pid == first.pid).collect();
+    assert_eq!(lives.len(), 2, "one entry per process, not one per pid: {lives:#?}");
+    let calls: HashSet<u64> = lives.iter().map(|p| p.fds[&first.fd].total.total_calls()).collect();
+    assert_eq!(calls, HashSet::from([5, 7]), "{lives:#?}");
+    assert_ne!(lives[0].identity.start_ticks, lives[1].identity.start_ticks);
+    assert!(observed.agent.probe_errors().exits_missed >= 1, "{:?}", observed.agent.probe_errors());
+}
+
+#[test]
 fn a_full_map_is_counted_and_the_rest_goes_on() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let config = Config { maps: MapLimits { max_fds: 256, ..Config::default().maps }, ..Config::default() };

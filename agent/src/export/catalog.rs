@@ -90,7 +90,8 @@ pub const PROBE_ERROR: Attribute = Attribute {
                   could not be recorded; a periodic /proc sweep finds the process gone), `args_clamped` (a call asked \
                   for more than the kernel ever accepts, counted clamped to MAX_RW_COUNT or UIO_MAXIOV), `compat_skipped` (a 32-bit \
                   call of a traced syscall, skipped by the raw-tracepoint mode), `recursion_misses` (calls the kernel ran no \
-                  program for, because one was already running on that CPU: the programs' own count).",
+                  program for, because one was already running on that CPU: the programs' own count), `exits_missed` (an exit the kernel did \
+                  not tell, found by a /proc sweep: the process gone, or its pid reused).",
 };
 pub const ENDPOINT_ERROR: Attribute = Attribute {
     key: "batchwatch.endpoint.error",

@@ -112,8 +112,14 @@ fn kernel_errors(node: &NodeFacts) -> String {
     let e = &node.errors;
     format!(
         "kernel errors: {} fds and {} rings untracked (map full) │ args of {} calls unreadable, {} clamped │ \
-         {} 32-bit calls skipped │ {} calls missed (recursion)",
-        e.stats_map_full, e.uring_map_full, e.args_unreadable, e.args_clamped, e.compat_skipped, e.recursion_misses,
+         {} 32-bit calls skipped │ {} calls missed (recursion) │ {} exits missed",
+        e.stats_map_full,
+        e.uring_map_full,
+        e.args_unreadable,
+        e.args_clamped,
+        e.compat_skipped,
+        e.recursion_misses,
+        e.exits_missed,
     )
 }
 
@@ -231,7 +237,7 @@ mod tests {
         assert_eq!(
             screen[2],
             "kernel errors: 2 fds and 1 rings untracked (map full) │ args of 5 calls unreadable, 0 clamped │ 0 32-bit \
-             calls skipped │ 0 calls missed (recursion)"
+             calls skipped │ 0 calls missed (recursion) │ 0 exits missed"
         );
         assert_eq!(screen[3], "total 53.2k writes/s │ 0.053 est. cores crossing into the kernel │ 1 flagged UNBATCHED");
     }

@@ -67,6 +67,10 @@ pub struct ProbeErrors {
     /// BPF program) was already running on that CPU: the programs'
     /// `recursion_misses`, summed. Set by the agent, not read from a map.
     pub recursion_misses: u64,
+    /// Exits the kernel did not tell (the process had left its maps, or
+    /// their exit map was full) that a `/proc` sweep found: the process
+    /// gone, or its pid taken by another. Set by the agent.
+    pub exits_missed: u64,
 }
 
 impl ProbeErrors {
@@ -80,6 +84,7 @@ impl ProbeErrors {
             (ProbeErrorKind::ArgsClamped, self.args_clamped),
             (ProbeErrorKind::CompatSkipped, self.compat_skipped),
             (ProbeErrorKind::RecursionMisses, self.recursion_misses),
+            (ProbeErrorKind::ExitsMissed, self.exits_missed),
         ]
     }
 }
@@ -358,6 +363,7 @@ impl Collector {
             compat_skipped: count(ProbeErrorKind::CompatSkipped)?,
             // The programs' own count, which the agent adds.
             recursion_misses: 0,
+            exits_missed: 0,
         })
     }
 

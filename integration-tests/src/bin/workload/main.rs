@@ -129,6 +129,11 @@ enum Pattern {
         second: u64,
         #[arg(long, value_parser = humantime::parse_duration)]
         pause: Duration,
+        /// While the first child, done writing, waits: `flood` short-lived
+        /// writers, so that a small `maps.max_processes` forgets the first
+        /// child and the kernel cannot record its exit.
+        #[arg(long, default_value_t = 0)]
+        flood: u64,
     },
     /// Arguments no kernel accepts, between good writes of 100 bytes to an
     /// unlinked file: `count` writes, `pause`, then `write(fd, NULL,
@@ -177,7 +182,7 @@ fn main() {
         Pattern::UringOverflow { rounds } => uring::overflow(rounds),
         Pattern::UringDenied => uring::denied(),
         Pattern::Forks { count, calls } => processes::forks(count, calls),
-        Pattern::Reuse { first, second, pause } => processes::reuse(first, second, pause),
+        Pattern::Reuse { first, second, pause, flood } => processes::reuse(first, second, pause, flood),
         Pattern::ManyFds { fds } => processes::many_fds(fds),
         Pattern::BadArgs { count, pause } => bad_args(count, pause),
     };
