@@ -6,7 +6,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use agent_common::key::FdKey;
@@ -23,7 +23,7 @@ use crate::{
     depth::{Depth, DepthKey, DepthRequest, DepthSampler},
     error_chain::error_chain,
     model::{Model, Rules, io_uring::UringState},
-    transition,
+    transition::{self, IdleWatch, REMEASURE_EVERY},
 };
 
 /// Where the kernel tells exits, every known process is still looked up in
@@ -63,6 +63,8 @@ pub struct NodeInfo {
     pub transition_cost_ns: f64,
     /// Whether that cost was measured here (or taken from the config).
     pub transition_cost_measured: bool,
+    /// When it was last measured (at start, then while the node is idle).
+    pub transition_measured_at: Option<SystemTime>,
     /// How syscall exits are hooked (`None` in the degraded mode), and why
     /// not as preferred.
     pub attach_mode: Option<AttachMode>,
@@ -79,10 +81,11 @@ pub struct NodeInfo {
 
 impl NodeInfo {
     /// What is known before any probe is loaded.
-    fn new((transition_cost_ns, transition_cost_measured): (f64, bool)) -> NodeInfo {
+    fn new((transition_cost_ns, transition_measured_at): (f64, Option<SystemTime>)) -> NodeInfo {
         NodeInfo {
             transition_cost_ns,
-            transition_cost_measured,
+            transition_cost_measured: transition_measured_at.is_some(),
+            transition_measured_at,
             attach_mode: None,
             attach_fallback: None,
             attached: Vec::new(),
@@ -96,11 +99,15 @@ impl NodeInfo {
     }
 }
 
-/// The transition cost from the config, else measured now: (ns, measured).
-fn transition_cost(config: &Config) -> (f64, bool) {
+/// The transition cost from the config, else measured now: (ns, when
+/// measured).
+fn transition_cost(config: &Config) -> (f64, Option<SystemTime>) {
     match config.transition_cost_ns {
-        Some(cost) => (cost, false),
-        None => (transition::measure_transition_ns(), true),
+        Some(cost) => (cost, None),
+        None => {
+            let measured = transition::measure();
+            (measured.cost_ns, Some(measured.at))
+        }
     }
 }
 
@@ -128,6 +135,8 @@ pub struct Agent {
     max_processes: usize,
     /// Exits the kernel did not tell that a sweep found.
     exits_missed: u64,
+    /// Whether the node is idle enough to measure the transition cost again.
+    idle: IdleWatch,
     ticks: u64,
     identities: HashMap<u32, Identity>,
     model: Model,
@@ -194,6 +203,7 @@ impl Agent {
             tracks_exits,
             max_processes: config.maps.max_processes as usize,
             exits_missed: 0,
+            idle: IdleWatch::default(),
             ticks: 0,
             identities: HashMap::new(),
             model: Model::new(rules),
@@ -294,7 +304,24 @@ impl Agent {
         }
         self.model.close_interval(tick.seconds);
         self.probe_errors.exits_missed = self.exits_missed;
+        self.measure_transition_when_idle();
         Ok(())
+    }
+
+    /// Measures the transition cost again once it is [`REMEASURE_EVERY`]
+    /// old and the node was idle over the last tick, keeping the lowest
+    /// estimate: one taken on a busy node is only ever too high. A
+    /// configured cost is left as it is.
+    fn measure_transition_when_idle(&mut self) {
+        let Some(at) = self.node.transition_measured_at else { return };
+        if at.elapsed().unwrap_or_default() < REMEASURE_EVERY || !self.idle.idle_since_last() {
+            return;
+        }
+        let measured = transition::measure();
+        let cost_ns = self.node.transition_cost_ns.min(measured.cost_ns);
+        self.node.transition_cost_ns = cost_ns;
+        self.node.transition_measured_at = Some(measured.at);
+        self.model.set_transition_cost(cost_ns);
     }
 
     /// Whether this tick checks every known process in `/proc`: always when

@@ -31,6 +31,9 @@ pub struct NodeReport {
     pub hostname: String,
     pub kernel: String,
     pub transition_cost_ns: f64,
+    /// When it was last measured, in seconds since the Unix epoch; `null`
+    /// when configured.
+    pub transition_cost_measured_at: Option<f64>,
     /// `measured` at start-up, or `config`.
     pub transition_cost_source: &'static str,
     /// How syscall exits are hooked: `fexit`, `tracepoint` or `raw-tracepoint`;
@@ -209,6 +212,9 @@ impl Report {
                 hostname: read_trimmed("/proc/sys/kernel/hostname"),
                 kernel: read_trimmed("/proc/sys/kernel/osrelease"),
                 transition_cost_ns: node.transition_cost_ns,
+                transition_cost_measured_at: node
+                    .transition_measured_at
+                    .map(|at| at.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()),
                 transition_cost_source: if node.transition_cost_measured { "measured" } else { "config" },
                 attach_mode: node.attach_mode.map(AttachMode::name),
                 degraded: node.degraded.as_ref().map(|d| DegradedReport { reason: d.reason.clone(), needs: d.needs }),

@@ -403,7 +403,17 @@ pub const NODE_TRANSITION_COST: Metric = Metric {
     unit: "s",
     subject: Node,
     attributes: &[],
-    description: "Cost of one kernel crossing on this node, measured at start (or `transition_cost_ns`).",
+    description: "Cost of one kernel crossing on this node, measured at start (or `transition_cost_ns`) and again \
+                  while the node is idle, the lowest estimate kept.",
+};
+pub const NODE_TRANSITION_MEASURED: Metric = Metric {
+    name: "batchwatch.node.transition.measured",
+    instrument: Gauge,
+    unit: "s",
+    subject: Node,
+    attributes: &[],
+    description: "When the transition cost was last measured, in seconds since the Unix epoch; absent when it is \
+                  configured (`transition_cost_ns`).",
 };
 pub const FD_MAP_USAGE: Metric = Metric {
     name: "batchwatch.agent.fd_map.usage",
@@ -521,7 +531,7 @@ pub const ENDPOINT_ERRORS: Metric = Metric {
 };
 
 /// Every metric, in the order the exporters emit them.
-pub const ALL: [&Metric; 38] = [
+pub const ALL: [&Metric; 39] = [
     &WRITE_CALLS,
     &WRITE_IO,
     &WRITE_RECORDS,
@@ -545,6 +555,7 @@ pub const ALL: [&Metric; 38] = [
     &URING_QUEUE_USAGE,
     &URING_QUEUE_LIMIT,
     &NODE_TRANSITION_COST,
+    &NODE_TRANSITION_MEASURED,
     &AGENT_DEGRADED,
     &FD_MAP_USAGE,
     &FD_MAP_LIMIT,

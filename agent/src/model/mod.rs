@@ -206,6 +206,12 @@ impl Model {
         &self.rules
     }
 
+    /// Takes a new measurement of the transition cost, from the next
+    /// interval on.
+    pub fn set_transition_cost(&mut self, cost_ns: f64) {
+        self.rules.transition.cost_ns = cost_ns;
+    }
+
     /// Adds what `fd` of `identity` wrote since the last reading.
     pub fn record(&mut self, identity: &Identity, fd: i32, info: Option<&FdInfo>, delta: &WriteStats) {
         let process = self.process_entry(identity);
