@@ -224,21 +224,33 @@ fn writev(fd: RawFd, iov: &[libc::iovec]) -> isize {
     unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) }
 }
 
-fn sendmmsg_pattern(count: u64, messages: usize, size: usize) -> WorkloadReport {
+/// A UDP socket connected to a loopback one that never reads (returned
+/// too, to keep it open).
+fn udp_sender() -> (std::net::UdpSocket, std::net::UdpSocket) {
     let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
     sender.connect(receiver.local_addr().expect("addr")).expect("connect");
-    let buf = vec![b'x'; size];
-    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: size };
-    // SAFETY: an all-zero msghdr is valid; the iovec it points at lives on.
-    let mut msgs: Vec<libc::mmsghdr> = (0..messages)
+    (sender, receiver)
+}
+
+/// `messages` message headers, each sending the one buffer `iov` points at.
+fn mmsghdrs(iov: &mut libc::iovec, messages: usize) -> Vec<libc::mmsghdr> {
+    (0..messages)
         .map(|_| {
+            // SAFETY: an all-zero mmsghdr is valid; the iovec it points at lives on.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = &raw mut iov;
+            m.msg_hdr.msg_iov = iov;
             m.msg_hdr.msg_iovlen = 1;
             m
         })
-        .collect();
+        .collect()
+}
+
+fn sendmmsg_pattern(count: u64, messages: usize, size: usize) -> WorkloadReport {
+    let (sender, _receiver) = udp_sender();
+    let buf = vec![b'x'; size];
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: size };
+    let mut msgs = mmsghdrs(&mut iov, messages);
     let mut report = tally(sender.as_raw_fd(), count, 0);
     for _ in 0..count {
         // SAFETY: `msgs` holds `messages` valid headers.
@@ -374,20 +386,10 @@ fn tempfile_in(dir: &std::path::Path) -> std::fs::File {
 fn huge_vlen_sendmmsg() -> integration_tests::Child {
     const SENT: usize = 1024;
     const SIZE: usize = 10;
-    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
-    let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
-    sender.connect(receiver.local_addr().expect("addr")).expect("connect");
+    let (sender, _receiver) = udp_sender();
     let buf = [b'm'; SIZE];
     let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: SIZE };
-    let mut msgs: Vec<libc::mmsghdr> = (0..SENT)
-        .map(|_| {
-            // SAFETY: an all-zero mmsghdr is valid.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = &raw mut iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = mmsghdrs(&mut iov, SENT);
     // SAFETY: the kernel reads at most UIO_MAXIOV (1024) headers, all valid.
     let sent = unsafe { libc::sendmmsg(sender.as_raw_fd(), msgs.as_mut_ptr(), 1 << 31, 0) };
     assert_eq!(sent, SENT as i32, "sendmmsg: {}", std::io::Error::last_os_error());
