@@ -146,6 +146,8 @@ fn once_attached_the_agent_keeps_only_the_capabilities_it_still_uses() {
 fn capability_mask(status: &str, field: &str) -> u64 {
     let hex = status.lines().find_map(|line| line.strip_prefix(field)).expect("a capability line");
     u64::from_str_radix(hex.trim(), 16).expect("a hex mask")
+}
+
 /// In a pid namespace of its own (as in a pod without `hostPID: true`), the
 /// agent refuses to start and says how to fix it, rather than count itself
 /// under another pid and read the wrong `/proc`.
