@@ -267,7 +267,12 @@ impl Agent {
         let reading = match &mut self.source {
             Source::Probes { probes, collector } => {
                 let mut reading = collector.read()?;
-                reading.probe_errors.recursion_misses = probes.recursion_misses()?;
+                // Reading them takes a descriptor per program: at the open
+                // files limit that fails, and the tick goes on without them.
+                reading.probe_errors.recursion_misses = probes.recursion_misses().unwrap_or_else(|error| {
+                    tracing::warn!("{error}; recursion misses stay at their last reading");
+                    self.probe_errors.recursion_misses
+                });
                 reading
             }
             Source::Proc(poller) => Reading { writes: poller.read(), ..Reading::default() },

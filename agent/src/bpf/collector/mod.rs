@@ -41,9 +41,6 @@ pub enum CollectError {
         #[source]
         source: std::io::Error,
     },
-    /// The programs' own statistics could not be read.
-    #[error(transparent)]
-    Programs(#[from] crate::bpf::probes::ProbeError),
 }
 
 /// What the kernel side could not record, as totals since the agent started.
