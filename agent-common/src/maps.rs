@@ -54,5 +54,23 @@ indexed_enum! {
         /// told (no SQE submitted by its thread yet, or a ring set up before
         /// the probes loaded): not counted.
         RingIndexUnresolved = 5 => "ring_index_unresolved",
+        /// A call's arguments asked for more than the kernel ever accepts (a
+        /// count above `MAX_RW_COUNT`, an `iovcnt` or `vlen` above
+        /// `UIO_MAXIOV`): the probe counted it clamped to that limit.
+        ArgsClamped = 6 => "args_clamped",
+        /// A 32-bit (ia32 compat) call of a traced syscall, which the
+        /// raw-tracepoint mode skips: its numbers and arguments are not the
+        /// 64-bit ones its dispatch reads.
+        CompatSkipped = 7 => "compat_skipped",
+        /// Calls the kernel ran no program for, because it (or another BPF
+        /// program) was already running on that CPU: the programs' own
+        /// `recursion_misses`, which the agent reads from their fdinfo (this
+        /// kind's `PROBE_ERRORS` slot is never written).
+        RecursionMisses = 8 => "recursion_misses",
+        /// Exits the kernel did not tell (the process had left its maps, or
+        /// EXITED was full), found by the agent's `/proc` sweep: the process
+        /// gone, or its pid taken by another (this kind's `PROBE_ERRORS` slot
+        /// is never written).
+        ExitsMissed = 9 => "exits_missed",
     }
 }

@@ -12,8 +12,15 @@ pub const RECORDS_SLOTS: usize = 12;
 pub const GAP_SLOTS: usize = 40;
 
 /// The most iovecs (or mmsghdrs) one call may carry, and so the most the
-/// probes read per call.
+/// probes read per call: the kernel's `UIO_MAXIOV`. A larger `iovcnt` fails
+/// with `EINVAL`; a larger `sendmmsg` `vlen` is cut to it.
 pub const MAX_RECORDS_PER_CALL: u64 = 1024;
+
+/// The most bytes one call may move: the kernel's `MAX_RW_COUNT`
+/// (`INT_MAX & PAGE_MASK` with 4 KiB pages). The kernel cuts larger
+/// requests to it, so a count above it (say `SIZE_MAX` from a buggy caller)
+/// is clamped here before it is added to a cumulative counter.
+pub const MAX_BYTES_PER_CALL: u64 = 0x7fff_f000;
 
 indexed_enum! {
     /// The traced write-family syscalls. The discriminant indexes
@@ -81,18 +88,29 @@ pub struct WriteStats {
     pub calls: [u64; WriteSyscall::COUNT],
     /// Calls per outcome, indexed by [`Outcome`].
     pub outcomes: [u64; Outcome::COUNT],
-    /// Bytes the calls asked to write (for `sendmmsg`: the bytes it sent).
+    /// Bytes the calls that did not fail asked to write (for `sendmmsg`: the
+    /// bytes it sent), each call's request clamped to
+    /// [`MAX_BYTES_PER_CALL`].
     pub bytes_requested: u64,
     /// Bytes the calls did write.
     pub bytes_written: u64,
-    /// Records the calls carried: 1 per plain write, iovecs per vectored
-    /// write, messages per `sendmmsg`.
+    /// Records the calls that did not fail carried: 1 per plain write,
+    /// iovecs per vectored write, messages sent per `sendmmsg`.
     pub records: u64,
+    /// Bytes the failed calls (a negative result) asked to write, clamped as
+    /// `bytes_requested` is. Apart, so that a call the kernel refused (even
+    /// `write(fd, NULL, SIZE_MAX)`) moves neither the batch sizes nor the
+    /// bytes asked of calls that went through. `sendmmsg` adds 0: its byte
+    /// counts are only known for messages sent.
+    pub failed_bytes_requested: u64,
+    /// Records the failed calls carried (requested `iovcnt`, or `vlen` for
+    /// `sendmmsg`), at most [`MAX_RECORDS_PER_CALL`] each.
+    pub failed_records: u64,
     /// Sum of the gaps in `gap_hist`, in nanoseconds.
     pub gap_ns_total: u64,
-    /// Log2 histogram of bytes requested per call.
+    /// Log2 histogram of bytes requested per call that did not fail.
     pub bytes_hist: [u64; BYTES_SLOTS],
-    /// Log2 histogram of records per call.
+    /// Log2 histogram of records per call that did not fail.
     pub records_hist: [u64; RECORDS_SLOTS],
     /// Log2 histogram of nanoseconds since the previous call on the same fd.
     pub gap_hist: [u64; GAP_SLOTS],
@@ -105,6 +123,8 @@ impl WriteStats {
         bytes_requested: 0,
         bytes_written: 0,
         records: 0,
+        failed_bytes_requested: 0,
+        failed_records: 0,
         gap_ns_total: 0,
         bytes_hist: [0; BYTES_SLOTS],
         records_hist: [0; RECORDS_SLOTS],
@@ -114,7 +134,7 @@ impl WriteStats {
 
 #[cfg(feature = "user")]
 mod user {
-    use super::WriteStats;
+    use super::{Outcome, WriteStats};
 
     // SAFETY: `#[repr(C)]`, `Copy`, and valid for any bit pattern.
     unsafe impl aya::Pod for WriteStats {}
@@ -123,6 +143,12 @@ mod user {
         /// All calls, whatever the syscall.
         pub fn total_calls(&self) -> u64 {
             self.calls.iter().sum()
+        }
+
+        /// Calls that did not fail (complete or short): the calls the batch
+        /// sizes, `bytes_requested` and `records` describe.
+        pub fn calls_through(&self) -> u64 {
+            self.outcomes[Outcome::Complete as usize] + self.outcomes[Outcome::Short as usize]
         }
     }
 }

@@ -1,4 +1,17 @@
 //! In-kernel aggregation helpers shared by all probes.
+//!
+//! Counters in per-CPU map values are added to atomically. Each CPU has its
+//! own copy, but a program on a CPU is not alone with it: programs run with
+//! migration, not preemption, disabled (fexit programs, and syscall
+//! tracepoints, which are faultable on recent kernels), so a program
+//! preempted between the load and the store of a plain `+=` lets another
+//! program on that CPU (another syscall's, on the same (process, fd))
+//! update the same value, and one of the two updates is lost. The kernel
+//! keeps a program from running twice on one CPU (it counts that in
+//! `recursion_misses`), so state only one program uses, such as the
+//! `sendmmsg` scratch, needs no atomics.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use agent_common::{hist::log2_slot, maps::ProbeErrorKind};
 use aya_ebpf::{
@@ -41,6 +54,15 @@ pub fn rename_tracked(tgid: u32) -> bool {
     true
 }
 
+/// Adds `n` to a counter in a map value, in one atomic instruction (see
+/// the module's comment).
+#[inline(always)]
+pub fn add(counter: &mut u64, n: u64) {
+    // SAFETY: `counter` is a valid, aligned u64; the result is not used, so
+    // this is BPF's plain atomic add (`lock xadd`).
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, n) };
+}
+
 /// Adds one to the log2 slot of `value`.
 #[inline(always)]
 pub fn hist_add<const N: usize>(hist: &mut [u64; N], value: u64) {
@@ -50,7 +72,7 @@ pub fn hist_add<const N: usize>(hist: &mut [u64; N], value: u64) {
     // SAFETY: reading a local.
     let slot = unsafe { core::ptr::read_volatile(&log2_slot(value, N)) };
     if let Some(count) = hist.get_mut(slot) {
-        *count += 1;
+        add(count, 1);
     }
 }
 
@@ -58,8 +80,8 @@ pub fn hist_add<const N: usize>(hist: &mut [u64; N], value: u64) {
 #[inline(always)]
 pub fn count_probe_error(kind: ProbeErrorKind) {
     if let Some(counter) = PROBE_ERRORS.get_ptr_mut(kind as u32) {
-        // SAFETY: a per-CPU slot is only touched by this CPU, and probes do not nest.
-        unsafe { *counter += 1 };
+        // SAFETY: this CPU's slot, a valid map value.
+        add(unsafe { &mut *counter }, 1);
     }
 }
 

@@ -4,6 +4,10 @@
 //! leaves the kernel. The agent reads the maps on an interval.
 #![no_std]
 #![no_main]
+// The BPF target has atomic adds but no compare-and-swap, so core's atomic
+// types offer no `fetch_add` there; the intrinsic is the atomic add itself.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "core::intrinsics::atomic_xadd: BPF's atomic add (see aggregate::add)")]
 
 #[macro_use]
 mod tracepoint;

@@ -6,7 +6,7 @@
 
 use core::{ffi::c_void, slice};
 
-use agent_common::write::MAX_RECORDS_PER_CALL;
+use agent_common::write::{MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL};
 use aya_ebpf::{
     bindings::pt_regs,
     helpers::{
@@ -15,6 +15,26 @@ use aya_ebpf::{
     macros::map,
     maps::PerCpuArray,
 };
+
+/// `TS_COMPAT` in x86's `thread_info.status`: the syscall under way is a
+/// 32-bit one (what the kernel's `in_ia32_syscall()` reads).
+const TS_COMPAT: u32 = 0x0002;
+/// Offset of `status` in `struct task_struct`: `thread_info` is its first
+/// member, and `status` follows two longs (checked in the BTF of 6.18; the
+/// verifier checks the load against the running kernel's BTF).
+const THREAD_INFO_STATUS_OFFSET: usize = 16;
+
+/// Whether the current task is in a 32-bit (ia32 compat) syscall, whose
+/// number and argument registers are not the 64-bit ones.
+#[inline(always)]
+pub fn in_compat_syscall() -> bool {
+    // SAFETY: a BTF-typed task pointer; the verifier checks the load.
+    let status = unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        *task.add(THREAD_INFO_STATUS_OFFSET).cast::<u32>()
+    };
+    status & TS_COMPAT != 0
+}
 
 /// The first four arguments of the current task's syscall.
 pub struct Args {
@@ -76,12 +96,18 @@ const IOV_CHUNK: usize = 8;
 
 /// Total length of `count` iovecs at user address `iov`: one read per 8
 /// iovecs, the last (partial) group too.
+///
+/// A caller can put any length in an iovec, and 1024 of them can wrap a
+/// `u64`: the lengths are summed as 4 KiB pages and the bytes below a page
+/// apart, which cannot wrap, and a total that does not fit is returned as
+/// `u64::MAX` (the caller clamps it to what one call can move). Summing
+/// without a branch per iovec keeps the verifier's work linear.
 #[inline(always)]
 pub fn iovec_bytes(iov: u64, count: u64) -> Option<u64> {
     const CHUNK: u64 = IOV_CHUNK as u64;
     let count = if count > MAX_RECORDS_PER_CALL { MAX_RECORDS_PER_CALL } else { count };
     let full_chunks = count / CHUNK;
-    let mut total = 0u64;
+    let mut total = IovSum { pages: 0, rest: 0 };
     for chunk in 0..MAX_RECORDS_PER_CALL / CHUNK {
         if chunk >= full_chunks {
             break;
@@ -89,7 +115,7 @@ pub fn iovec_bytes(iov: u64, count: u64) -> Option<u64> {
         let at = (iov + chunk * CHUNK * IOVEC_SIZE) as *const [Iovec; IOV_CHUNK];
         // SAFETY: the helper checks the user address.
         for one in unsafe { bpf_probe_read_user(at) }.ok()? {
-            total += one.len;
+            total.add(one.len);
         }
     }
     // The masked count is what the verifier needs to bound the read's size.
@@ -102,9 +128,39 @@ pub fn iovec_bytes(iov: u64, count: u64) -> Option<u64> {
         // SAFETY: the helper checks the user address.
         unsafe { bpf_probe_read_user_buf(at, bytes) }.ok()?;
         // The iovecs not read are still zero.
-        total += group.iter().map(|one| one.len).sum::<u64>();
+        for one in group {
+            total.add(one.len);
+        }
     }
-    Some(total)
+    Some(total.bytes())
+}
+
+/// A sum of up to 1024 lengths of any size, that cannot wrap.
+struct IovSum {
+    /// Whole 4 KiB pages: at most 1024 × 2^52.
+    pages: u64,
+    /// The bytes below a page: at most 1024 × 4095.
+    rest: u64,
+}
+
+impl IovSum {
+    const PAGE_SHIFT: u32 = 12;
+
+    #[inline(always)]
+    fn add(&mut self, len: u64) {
+        self.pages += len >> Self::PAGE_SHIFT;
+        self.rest += len & ((1 << Self::PAGE_SHIFT) - 1);
+    }
+
+    /// The sum, or `u64::MAX` when it is far above what one call may move.
+    #[inline(always)]
+    fn bytes(&self) -> u64 {
+        if self.pages > MAX_BYTES_PER_CALL >> Self::PAGE_SHIFT {
+            u64::MAX
+        } else {
+            (self.pages << Self::PAGE_SHIFT) + self.rest
+        }
+    }
 }
 
 /// The iovec array and its length of the `struct msghdr` at `msg`.
@@ -126,7 +182,8 @@ pub fn msghdr_iov(msg: u64) -> Option<(u64, u64)> {
 pub fn mmsghdr_sent_bytes(msgs: u64, sent: u64) -> Option<u64> {
     let total = MMSG_BYTES.get_ptr_mut(0)?;
     let sent = if sent > MAX_RECORDS_PER_CALL { MAX_RECORDS_PER_CALL } else { sent };
-    // SAFETY: this CPU's slot; probes do not nest on a CPU.
+    // SAFETY: this CPU's slot; only this program uses it, and the kernel
+    // never runs a program twice at once on one CPU.
     unsafe { *total = 0 };
     let mut sum = MsgLenSum { msgs, total, unreadable: false };
     // SAFETY: the callback only uses `sum` during the call.

@@ -6,7 +6,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use agent_common::key::FdKey;
@@ -24,16 +24,21 @@ use crate::{
     error_chain::error_chain,
     model::{Model, Rules, io_uring::UringState},
     runtime::RuntimeDetector,
-    transition,
+    transition::{self, IdleWatch, REMEASURE_EVERY},
 };
 
 /// Where the kernel tells exits, every known process is still looked up in
-/// `/proc` once every this many ticks, for any exit it could not record.
+/// `/proc` once every this many ticks, for any exit it could not record
+/// (and at the next tick whenever one may have been missed).
 const SWEEP_TICKS: u64 = 30;
 
 /// What one tick learns as it goes.
 struct Tick {
     seconds: f64,
+    /// Whether every known process's start time is checked in `/proc` this
+    /// tick, those that wrote too (else a process that wrote is taken to
+    /// run on unless the kernel saw it exit).
+    sweep: bool,
     /// Whether each process met so far runs.
     running: HashMap<u32, bool>,
     /// Processes the kernel saw exit.
@@ -59,6 +64,8 @@ pub struct NodeInfo {
     pub transition_cost_ns: f64,
     /// Whether that cost was measured here (or taken from the config).
     pub transition_cost_measured: bool,
+    /// When it was last measured (at start, then while the node is idle).
+    pub transition_measured_at: Option<SystemTime>,
     /// How syscall exits are hooked (`None` in the degraded mode), and why
     /// not as preferred.
     pub attach_mode: Option<AttachMode>,
@@ -75,10 +82,11 @@ pub struct NodeInfo {
 
 impl NodeInfo {
     /// What is known before any probe is loaded.
-    fn new((transition_cost_ns, transition_cost_measured): (f64, bool)) -> NodeInfo {
+    fn new((transition_cost_ns, transition_measured_at): (f64, Option<SystemTime>)) -> NodeInfo {
         NodeInfo {
             transition_cost_ns,
-            transition_cost_measured,
+            transition_cost_measured: transition_measured_at.is_some(),
+            transition_measured_at,
             attach_mode: None,
             attach_fallback: None,
             attached: Vec::new(),
@@ -92,11 +100,15 @@ impl NodeInfo {
     }
 }
 
-/// The transition cost from the config, else measured now: (ns, measured).
-fn transition_cost(config: &Config) -> (f64, bool) {
+/// The transition cost from the config, else measured now: (ns, when
+/// measured).
+fn transition_cost(config: &Config) -> (f64, Option<SystemTime>) {
     match config.transition_cost_ns {
-        Some(cost) => (cost, false),
-        None => (transition::measure_transition_ns(), true),
+        Some(cost) => (cost, None),
+        None => {
+            let measured = transition::measure();
+            (measured.cost_ns, Some(measured.at))
+        }
     }
 }
 
@@ -119,6 +131,13 @@ pub struct Agent {
     interval: Duration,
     /// Whether the kernel tells exits; else `/proc` is checked every tick.
     tracks_exits: bool,
+    /// How many processes the kernel's maps keep (`maps.max_processes`):
+    /// past it, they forget processes, whose exits then go unrecorded.
+    max_processes: usize,
+    /// Exits the kernel did not tell that a sweep found.
+    exits_missed: u64,
+    /// Whether the node is idle enough to measure the transition cost again.
+    idle: IdleWatch,
     ticks: u64,
     identities: HashMap<u32, Identity>,
     /// Each executable's runtime, read once.
@@ -136,6 +155,7 @@ impl Agent {
     /// Starts with the BPF probes, or, where they cannot run, in the
     /// degraded mode, saying why (a refused `attach` choice stays an error).
     pub fn start(config: &Config) -> Result<Agent, StartError> {
+        preflight::check_host_pid_namespace()?;
         match Agent::start_with_probes(config) {
             Err(StartError::Probes(refused @ ProbeError::Refused(..))) => Err(StartError::Probes(refused)),
             Err(error) => Ok(Agent::start_degraded(config, &error)),
@@ -184,6 +204,9 @@ impl Agent {
             depth_errors: HashSet::new(),
             interval: config.interval,
             tracks_exits,
+            max_processes: config.maps.max_processes as usize,
+            exits_missed: 0,
+            idle: IdleWatch::default(),
             ticks: 0,
             identities: HashMap::new(),
             runtimes: RuntimeDetector::default(),
@@ -246,18 +269,28 @@ impl Agent {
         // gone was taken from its live descriptors.
         let depths = self.sample_depths(Instant::now());
         let reading = match &mut self.source {
-            Source::Probes { collector, .. } => collector.read()?,
+            Source::Probes { probes, collector } => {
+                let mut reading = collector.read()?;
+                // Reading them takes a descriptor per program: at the open
+                // files limit that fails, and the tick goes on without them.
+                reading.probe_errors.recursion_misses = probes.recursion_misses().unwrap_or_else(|error| {
+                    tracing::warn!("{error}; recursion misses stay at their last reading");
+                    self.probe_errors.recursion_misses
+                });
+                reading
+            }
             Source::Proc(poller) => Reading { writes: poller.read(), ..Reading::default() },
         };
         let now = Instant::now();
         let mut tick = Tick {
+            sweep: self.sweeps_now(&reading.probe_errors),
             seconds: now.duration_since(self.last_tick).as_secs_f64(),
             running: HashMap::new(),
             exited: reading.exited.clone(),
         };
         self.last_tick = now;
         self.ticks += 1;
-        self.probe_errors = reading.probe_errors;
+        self.probe_errors = ProbeErrors { exits_missed: self.exits_missed, ..reading.probe_errors };
         self.tracked = reading.tracked;
         self.evicted += reading.evicted;
 
@@ -282,20 +315,64 @@ impl Agent {
             }
         }
         self.model.close_interval(tick.seconds);
+        self.probe_errors.exits_missed = self.exits_missed;
+        self.measure_transition_when_idle();
         Ok(())
+    }
+
+    /// Measures the transition cost again once it is [`REMEASURE_EVERY`]
+    /// old and the node was idle over the last tick, keeping the lowest
+    /// estimate: one taken on a busy node is only ever too high. A
+    /// configured cost is left as it is.
+    fn measure_transition_when_idle(&mut self) {
+        let Some(at) = self.node.transition_measured_at else { return };
+        if at.elapsed().unwrap_or_default() < REMEASURE_EVERY || !self.idle.idle_since_last() {
+            return;
+        }
+        let measured = transition::measure();
+        let cost_ns = self.node.transition_cost_ns.min(measured.cost_ns);
+        self.node.transition_cost_ns = cost_ns;
+        self.node.transition_measured_at = Some(measured.at);
+        self.model.set_transition_cost(cost_ns);
+    }
+
+    /// Whether this tick checks every known process in `/proc`: always when
+    /// the kernel does not tell exits; else every `SWEEP_TICKS`, and as soon
+    /// as exits may have gone unrecorded: the exit map was full, or the
+    /// kernel's maps may have forgotten a process (as many known as they hold).
+    fn sweeps_now(&self, errors: &ProbeErrors) -> bool {
+        !self.tracks_exits
+            || self.ticks.is_multiple_of(SWEEP_TICKS)
+            || errors.exit_map_full > self.probe_errors.exit_map_full
+            || self.identities.len() >= self.max_processes
     }
 
     /// The known processes that have exited: those the kernel saw exit, those
     /// found gone while attributing this tick's deltas, and, when the kernel
     /// does not tell exits or at every sweep, those `/proc` no longer shows.
-    fn gone(&self, tick: &Tick) -> HashSet<u32> {
-        let sweep = !self.tracks_exits || self.ticks.is_multiple_of(SWEEP_TICKS);
-        let found_gone = self.identities.iter().filter(|(pid, identity)| match tick.running.get(pid) {
-            Some(running) => !running,
-            None => sweep && !identity.is_alive(),
-        });
+    fn gone(&mut self, tick: &Tick) -> HashSet<u32> {
+        let mut swept_gone = 0;
+        let found_gone: Vec<u32> = self
+            .identities
+            .iter()
+            .filter(|(pid, identity)| match tick.running.get(pid) {
+                Some(running) => !running,
+                None => {
+                    let gone = tick.sweep && !identity.is_alive();
+                    swept_gone += u64::from(gone && !tick.exited.contains(pid));
+                    gone
+                }
+            })
+            .map(|(&pid, _)| pid)
+            .collect();
+        // A process that wrote nothing this tick and is gone without the
+        // kernel saying so: its exit was missed (or came in the few
+        // milliseconds since the kernel's exits were read).
+        if self.tracks_exits {
+            self.exits_missed += swept_gone;
+        }
         // Exits of processes never attributed still have kernel entries to drain.
-        found_gone.map(|(&pid, _)| pid).chain(tick.exited.iter().copied()).collect()
+        found_gone.into_iter().chain(tick.exited.iter().copied()).collect()
     }
 
     /// Attributes a reading's deltas to the processes that made them.
@@ -341,14 +418,14 @@ impl Agent {
 
     /// Resolves `pid`'s identity once per tick; returns whether it runs.
     /// Where the kernel tells exits, a known process that did not exit is
-    /// taken to run on, without a look at `/proc`.
+    /// taken to run on, without a look at `/proc`, but at a sweep.
     fn resolve_once(&mut self, pid: u32, tick: &mut Tick) -> bool {
         if let Some(&running) = tick.running.get(&pid) {
             return running;
         }
         let known = self.identities.contains_key(&pid);
         let running = match (known, tick.exited.contains(&pid)) {
-            (true, false) if self.tracks_exits => true,
+            (true, false) if self.tracks_exits && !tick.sweep => true,
             (true, true) => false,
             _ => self.resolve_identity(pid, tick.seconds),
         };
@@ -370,8 +447,12 @@ impl Agent {
             (Some(known), Some(start)) if known.start_ticks == start => return true,
             // It wrote, then exited: its last delta is still its own.
             (Some(_), None) => return false,
-            // The pid now belongs to another process: close the old one first.
-            (Some(_), Some(_)) => self.model.exit(pid, seconds),
+            // The pid now belongs to another process: close the old one
+            // first. Where the kernel tells exits, it missed this one.
+            (Some(_), Some(_)) => {
+                self.exits_missed += u64::from(self.tracks_exits);
+                self.model.exit(pid, seconds);
+            }
             (None, _) => {}
         }
         let identity = start

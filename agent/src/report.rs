@@ -33,6 +33,9 @@ pub struct NodeReport {
     pub hostname: String,
     pub kernel: String,
     pub transition_cost_ns: f64,
+    /// When it was last measured, in seconds since the Unix epoch; `null`
+    /// when configured.
+    pub transition_cost_measured_at: Option<f64>,
     /// `measured` at start-up, or `config`.
     pub transition_cost_source: &'static str,
     /// How syscall exits are hooked: `fexit`, `tracepoint` or `raw-tracepoint`;
@@ -57,6 +60,16 @@ pub struct NodeReport {
     pub exec_map_full: u64,
     /// `io_uring_enter` calls on a registered ring that could not be told.
     pub ring_index_unresolved: u64,
+    /// Calls whose arguments asked for more than the kernel ever accepts,
+    /// counted clamped to its limits.
+    pub args_clamped: u64,
+    /// 32-bit (ia32) calls of traced syscalls skipped (raw-tracepoint mode).
+    pub compat_skipped: u64,
+    /// Calls the kernel ran no probe for, as one was already running on
+    /// that CPU (the programs' `recursion_misses`).
+    pub recursion_misses: u64,
+    /// Exits the kernel did not tell, found by a `/proc` sweep.
+    pub exits_missed: u64,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -107,6 +120,9 @@ pub struct ProcessReport {
 pub struct UringReport {
     pub enters: u64,
     pub enters_per_sec: f64,
+    /// Enters that asked to submit, and those that only waited (or failed).
+    pub submitting_enters: u64,
+    pub waiting_enters: u64,
     pub sqes: u64,
     pub sqes_per_sec: f64,
     /// SQEs per submitting `io_uring_enter`, over the non-SQPOLL rings.
@@ -176,6 +192,9 @@ pub struct WriteReport {
     pub bytes: u64,
     pub bytes_requested: u64,
     pub records: u64,
+    /// What the failed calls asked for, apart from `bytes_requested` and `records`.
+    pub failed_bytes_requested: u64,
+    pub failed_records: u64,
     pub bytes_per_call: Distribution,
     pub records_per_call: Distribution,
     pub gap_ns: Distribution,
@@ -215,6 +234,9 @@ impl Report {
                 hostname: read_trimmed("/proc/sys/kernel/hostname"),
                 kernel: read_trimmed("/proc/sys/kernel/osrelease"),
                 transition_cost_ns: node.transition_cost_ns,
+                transition_cost_measured_at: node
+                    .transition_measured_at
+                    .map(|at| at.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()),
                 transition_cost_source: if node.transition_cost_measured { "measured" } else { "config" },
                 attach_mode: node.attach_mode.map(AttachMode::name),
                 degraded: node.degraded.as_ref().map(|d| DegradedReport { reason: d.reason.clone(), needs: d.needs }),
@@ -231,6 +253,10 @@ impl Report {
                 exit_map_full: errors.exit_map_full,
                 exec_map_full: errors.exec_map_full,
                 ring_index_unresolved: errors.ring_index_unresolved,
+                args_clamped: errors.args_clamped,
+                compat_skipped: errors.compat_skipped,
+                recursion_misses: errors.recursion_misses,
+                exits_missed: errors.exits_missed,
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",
@@ -282,6 +308,8 @@ impl UringReport {
         UringReport {
             enters: m.enters,
             enters_per_sec: m.enters_per_sec,
+            submitting_enters: m.submitting_enters,
+            waiting_enters: m.waiting_enters,
             sqes: m.sqes,
             sqes_per_sec: m.sqes_per_sec,
             sqes_per_enter: Distribution::of(m.sqes_per_enter, (m.enters > 0).then_some(m.mean_sqes_per_enter)),
@@ -390,6 +418,8 @@ impl WriteReport {
             bytes: m.bytes,
             bytes_requested: m.bytes_requested,
             records: m.records,
+            failed_bytes_requested: stats.failed_bytes_requested,
+            failed_records: stats.failed_records,
             bytes_per_call: dist(m.bytes_per_call, m.mean_bytes_per_call).with_median(m.median_bytes_per_call),
             records_per_call: dist(m.records_per_call, m.mean_records_per_call).with_median(m.median_records_per_call),
             gap_ns: Distribution::of(m.gap_ns, None),

@@ -27,11 +27,15 @@ impl Write {
         s.calls[syscall as usize] = self.calls;
         s.outcomes[Outcome::Complete as usize] = self.calls - self.eagain;
         s.outcomes[Outcome::WouldBlock as usize] = self.eagain;
-        s.bytes_requested = self.calls * self.bytes;
-        s.bytes_written = (self.calls - self.eagain) * self.bytes;
-        s.records = self.calls * self.records;
-        s.bytes_hist[log2_slot(self.bytes, s.bytes_hist.len())] = self.calls;
-        s.records_hist[log2_slot(self.records, s.records_hist.len())] = self.calls;
+        // Failed calls' requests are kept apart, as the probes keep them.
+        let through = self.calls - self.eagain;
+        s.bytes_requested = through * self.bytes;
+        s.bytes_written = through * self.bytes;
+        s.records = through * self.records;
+        s.failed_bytes_requested = self.eagain * self.bytes;
+        s.failed_records = self.eagain * self.records;
+        s.bytes_hist[log2_slot(self.bytes, s.bytes_hist.len())] = through;
+        s.records_hist[log2_slot(self.records, s.records_hist.len())] = through;
         s.gap_hist[log2_slot(self.gap_ns, s.gap_hist.len())] = self.calls;
         s.gap_ns_total = self.calls * self.gap_ns;
         s

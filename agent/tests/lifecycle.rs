@@ -147,3 +147,20 @@ fn capability_mask(status: &str, field: &str) -> u64 {
     let hex = status.lines().find_map(|line| line.strip_prefix(field)).expect("a capability line");
     u64::from_str_radix(hex.trim(), 16).expect("a hex mask")
 }
+
+/// In a pid namespace of its own (as in a pod without `hostPID: true`), the
+/// agent refuses to start and says how to fix it, rather than count itself
+/// under another pid and read the wrong `/proc`.
+#[test]
+fn refuses_to_start_outside_the_host_pid_namespace() {
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", env!("CARGO_BIN_EXE_batchwatch")])
+        .args(["record", "--duration", "1s", "--format", "json"])
+        .output()
+        .expect("unshare (apt-get install util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it started: {stderr}");
+    assert!(out.stdout.is_empty(), "it reported: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("not the host's (pid:[4026531836])"), "{stderr}");
+    assert!(stderr.contains("`hostPID: true`") && stderr.contains("`--pid=host`"), "{stderr}");
+}

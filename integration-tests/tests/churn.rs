@@ -7,7 +7,7 @@ mod common;
 use std::{collections::HashSet, sync::Mutex, time::Duration};
 
 use batchwatch::config::{Config, MapLimits};
-use common::{observe_while_ticking, observe_while_ticking_with};
+use common::{Observed, observe_while_ticking, observe_while_ticking_with};
 
 /// The tests of this file run one at a time: the pid reuse test steers the
 /// kernel's next pid, which would hand the other tests' children recycled
@@ -38,14 +38,33 @@ fn a_reused_pid_starts_afresh() {
     // The first child exits and is retired on a tick before the second
     // takes its pid.
     let [observed] = observe_while_ticking([&["reuse", "--first", "5", "--second", "7", "--pause", "2500ms"][..]]);
+    assert_two_lives_of_one_pid(&observed, [5, 7]);
+}
+
+/// The two children of a `reuse` workload had the same pid, and the agent
+/// knows them as two processes that wrote `calls` each.
+fn assert_two_lives_of_one_pid(observed: &Observed, calls: [u64; 2]) {
     let [first, second] = &observed.report.children[..] else { panic!("two children") };
     assert_eq!(first.pid, second.pid);
     let model = observed.agent.model();
     let lives: Vec<_> = model.processes().filter(|p| p.identity.pid == first.pid).collect();
     assert_eq!(lives.len(), 2, "one entry per process, not one per pid: {lives:#?}");
-    let calls: HashSet<u64> = lives.iter().map(|p| p.fds[&first.fd].total.total_calls()).collect();
-    assert_eq!(calls, HashSet::from([5, 7]));
+    let seen: HashSet<u64> = lives.iter().map(|p| p.fds[&first.fd].total.total_calls()).collect();
+    assert_eq!(seen, HashSet::from(calls), "{lives:#?}");
     assert_ne!(lives[0].identity.start_ticks, lives[1].identity.start_ticks);
+}
+
+#[test]
+fn a_pid_reused_after_a_missed_exit_gets_its_new_identity() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // 64 processes at most in the kernel's maps: 200 writers coming and
+    // going while the first child waits push it out, and its exit goes
+    // unrecorded. Its pid is then handed to the second child.
+    let config = Config { maps: MapLimits { max_processes: 64, ..Config::default().maps }, ..Config::default() };
+    let args = ["reuse", "--first", "5", "--second", "7", "--pause", "2500ms", "--flood", "200"];
+    let [observed] = observe_while_ticking_with(&config, [&args[..]]);
+    assert_two_lives_of_one_pid(&observed, [5, 7]);
+    assert!(observed.agent.probe_errors().exits_missed >= 1, "{:?}", observed.agent.probe_errors());
 }
 
 #[test]

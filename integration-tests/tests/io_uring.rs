@@ -127,3 +127,17 @@ fn a_registered_ring_is_its_real_ring_and_one_sqe_per_enter_is_flagged() {
     let reason = process.last_reasons.join("\n");
     assert!(reason.starts_with(&format!("io_uring ring fd {}: ", observed.report.fd)), "{reason}");
 }
+
+#[test]
+fn enters_that_only_wait_do_not_make_a_ring_unbatched() {
+    // About 625 rounds a second of one SQE submitted, then waited for in an
+    // enter of its own: 1250 enters/s, above the 1000 calls/s rule, but
+    // only 625 of them submit.
+    let args = ["uring-batch", "--rounds", "5000", "--batch", "1", "--pause", "1600us", "--wait-apart"];
+    let [observed] = common::observe_while_ticking([&args[..]]);
+    let ring = ring(&observed);
+    let enters = &ring.total_enters;
+    assert_eq!((enters.enters, enters.submitting, ring.total_ops.sqes), (10_000, 5000, 5000));
+    assert!(!ring.unbatched.is_raised(), "flagged for enters that only wait: {:?}", ring.unbatched);
+    assert!(!observed.process().ever_unbatched);
+}

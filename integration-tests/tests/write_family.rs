@@ -6,11 +6,25 @@
 
 mod common;
 
+use std::{
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, SystemTime},
+};
+
 use agent_common::{
     hist::log2_slot,
-    write::{Outcome, WriteStats, WriteSyscall},
+    write::{MAX_BYTES_PER_CALL, Outcome, WriteStats, WriteSyscall},
 };
-use common::{Observed, observe, observe_while_ticking};
+use batchwatch::{
+    config::Config,
+    export::{
+        attributes::AttrValue,
+        catalog::{self, Metric},
+        series::{Collection, Limits, Observation, Point, SeriesSet, Value},
+    },
+};
+use common::{Observed, WORKLOAD, observe, observe_while_ticking, start_agent_with};
 
 /// The statistics of the fd the pattern wrote to.
 fn pattern_fd(observed: &Observed) -> WriteStats {
@@ -157,4 +171,86 @@ fn counts_agree_with_strace() {
     // The pattern's writes plus the report line on stdout.
     assert_eq!(strace_writes, 20_001, "{summary}");
     assert_eq!(agent_writes, strace_writes, "{summary}");
+}
+
+/// Sum of `metric`'s points of process `pid` in `snapshot`.
+fn exported(snapshot: &Collection, metric: &Metric, pid: u32) -> u64 {
+    let of_pid =
+        |point: &&Point| point.attributes().any(|(k, v)| *k == "process.pid" && *v == AttrValue::Int(pid.into()));
+    let family = snapshot.families.iter().find(|(m, _)| m.name == metric.name);
+    family.map_or(0, |(_, points)| {
+        points
+            .iter()
+            .filter(of_pid)
+            .map(|point| match point.value {
+                Value::Int(n) => n,
+                ref other => panic!("{} is not an integer counter: {other:?}", metric.name),
+            })
+            .sum()
+    })
+}
+
+#[test]
+fn arguments_no_kernel_accepts_leave_counts_exact_and_exported_counters_monotonic() {
+    const COUNT: u64 = 1000;
+    let config = Config::default();
+    let mut agent = start_agent_with(&config);
+    let mut series = SeriesSet::new(Limits::of(&config.export), SystemTime::now());
+    let mut child = Command::new(WORKLOAD)
+        .args(["bad-args", "--count", &COUNT.to_string(), "--pause", "1500ms"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the workload starts");
+    let pid = child.id();
+    let mut readings: Vec<[u64; 4]> = Vec::new();
+    let mut collect = |agent: &mut batchwatch::agent::Agent| {
+        agent.tick().expect("reading the maps");
+        let snapshot = series.collect(&Observation::of(agent, 16384), None, None, SystemTime::now());
+        let metrics =
+            [&catalog::WRITE_CALLS, &catalog::WRITE_IO, &catalog::WRITE_RECORDS, &catalog::WRITE_FAILED_REQUESTED];
+        readings.push(metrics.map(|metric| exported(&snapshot, metric, pid)));
+    };
+    while child.try_wait().expect("wait").is_none() {
+        thread::sleep(Duration::from_millis(300));
+        collect(&mut agent);
+    }
+    collect(&mut agent);
+    let output = child.wait_with_output().expect("the workload runs");
+    assert!(output.status.success(), "workload failed: {output:?}");
+    let report: integration_tests::WorkloadReport =
+        serde_json::from_slice(output.stdout.trim_ascii_end()).expect("the workload's report");
+
+    // The file: every good byte exactly, the refused requests apart, clamped.
+    let process = agent.model().process(pid).expect("the agent saw the workload");
+    let file = process.fds[&report.fd].total;
+    assert_eq!(file.total_calls(), report.calls);
+    assert_eq!(file.outcomes[Outcome::OtherError as usize], 3);
+    assert_eq!((file.bytes_written, file.bytes_requested), (report.bytes_written, report.bytes_written));
+    assert_eq!(file.records, 2 * COUNT);
+    assert_all_in_slot(&file.bytes_hist, 100, 2 * COUNT);
+    // write(NULL, SIZE_MAX) and the two SSIZE_MAX/2 iovecs are cut to
+    // MAX_RW_COUNT; the 2^20 iovecs to 1024 of 100 bytes.
+    assert_eq!(file.failed_bytes_requested, 2 * MAX_BYTES_PER_CALL + 1024 * 100);
+    assert_eq!(file.failed_records, 1 + 1024 + 2);
+    // The socket: 1024 messages sent, records = messages sent.
+    let sent = &report.children[0];
+    let socket = process.fds[&sent.fd].total;
+    assert_eq!(socket.calls[WriteSyscall::Sendmmsg as usize], 1);
+    assert_eq!((socket.records, socket.bytes_written), (1024, sent.bytes_written));
+    assert_eq!(socket.outcomes[Outcome::Complete as usize], 1);
+    // Three clamped counts on the file, one vlen on the socket, at least
+    // (the agent's counter is node-wide).
+    assert!(agent.probe_errors().args_clamped >= 4, "{:?}", agent.probe_errors());
+
+    // Exported counters never went down, and end at the process's totals
+    // (the file, the socket, and the report the workload printed).
+    for pair in readings.windows(2) {
+        assert!(pair[0].iter().zip(&pair[1]).all(|(a, b)| a <= b), "a counter went down: {readings:?}");
+    }
+    let total = process.total();
+    // The file's calls, the sendmmsg, and the one write of the report line.
+    assert_eq!(total.total_calls(), report.calls + 1 + 1);
+    let last = readings.last().expect("collected");
+    assert_eq!(*last, [total.total_calls(), total.bytes_written, total.records, total.failed_bytes_requested]);
+    assert_eq!(total.failed_bytes_requested, file.failed_bytes_requested);
 }

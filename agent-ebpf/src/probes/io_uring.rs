@@ -35,7 +35,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    aggregate::{count_probe_error, entry, hist_add},
+    aggregate::{add, count_probe_error, entry, hist_add},
     syscall_args::Args,
     tracepoint::traced_tgid,
 };
@@ -104,17 +104,17 @@ pub fn record_enter(args: &Args, ret: i64) {
     let Some(stats) = entry(&URING_ENTERS, &key, &EnterStats::ZERO, tgid, ProbeErrorKind::UringMapFull) else {
         return;
     };
-    // SAFETY: this CPU's copy; probes do not nest on a CPU.
+    // SAFETY: this CPU's copy, a valid map value; updated with `add`.
     let stats = unsafe { &mut *stats };
-    stats.enters += 1;
-    stats.getevents += u64::from(flags & ENTER_GETEVENTS != 0);
-    stats.sq_wakeups += u64::from(flags & ENTER_SQ_WAKEUP != 0);
+    add(&mut stats.enters, 1);
+    add(&mut stats.getevents, u64::from(flags & ENTER_GETEVENTS != 0));
+    add(&mut stats.sq_wakeups, u64::from(flags & ENTER_SQ_WAKEUP != 0));
     if ret < 0 {
-        stats.errors += 1;
+        add(&mut stats.errors, 1);
     } else if args.arg1 > 0 {
         // Only enters that submit make a batch; the rest just wait.
-        stats.submitting += 1;
-        stats.submitted += ret as u64;
+        add(&mut stats.submitting, 1);
+        add(&mut stats.submitted, ret as u64);
         hist_add(&mut stats.submitted_hist, ret as u64);
     }
 }
@@ -139,11 +139,11 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
         let _ = URING_SUBMITTING.insert(tid, read_field!(&ctx, RING_CTX as u64), 0);
     }
     with_ring_ops(&ctx, |ops| {
-        ops.sqes += 1;
+        add(&mut ops.sqes, 1);
         if let Some(class) = ops.sqes_by_class.get_mut(OpClass::of(opcode) as usize) {
-            *class += 1;
+            add(class, 1);
         }
-        ops.sqpoll_sqes += u64::from(by_sqpoll != 0);
+        add(&mut ops.sqpoll_sqes, u64::from(by_sqpoll != 0));
     });
     0
 }
@@ -155,9 +155,9 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
         return 0;
     }
     if res == -EAGAIN {
-        with_ring_ops(&ctx, |ops| ops.cqe_eagain += 1);
+        with_ring_ops(&ctx, |ops| add(&mut ops.cqe_eagain, 1));
     } else {
-        with_ring_ops(&ctx, |ops| ops.cqe_errors += 1);
+        with_ring_ops(&ctx, |ops| add(&mut ops.cqe_errors, 1));
         count_cqe_error(&ctx, -res as u32);
     }
     0
@@ -165,19 +165,19 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "io_uring", name = "io_uring_cqe_overflow")]
 pub fn io_uring_cqe_overflow(ctx: TracePointContext) -> u32 {
-    with_ring_ops(&ctx, |ops| ops.cq_overflows += 1);
+    with_ring_ops(&ctx, |ops| add(&mut ops.cq_overflows, 1));
     0
 }
 
 #[tracepoint(category = "io_uring", name = "io_uring_req_failed")]
 pub fn io_uring_req_failed(ctx: TracePointContext) -> u32 {
-    with_ring_ops(&ctx, |ops| ops.failed += 1);
+    with_ring_ops(&ctx, |ops| add(&mut ops.failed, 1));
     0
 }
 
 #[tracepoint(category = "io_uring", name = "io_uring_short_write")]
 pub fn io_uring_short_write(ctx: TracePointContext) -> u32 {
-    with_ring_ops(&ctx, |ops| ops.short_writes += 1);
+    with_ring_ops(&ctx, |ops| add(&mut ops.short_writes, 1));
     0
 }
 
@@ -187,13 +187,13 @@ pub fn record_setup(ret: i64) {
     let Some(tgid) = traced_tgid() else { return };
     let zero = SetupStats::default();
     let Some(stats) = entry(&URING_SETUPS, &tgid, &zero, tgid, ProbeErrorKind::UringMapFull) else { return };
-    // SAFETY: this CPU's copy; probes do not nest on a CPU.
+    // SAFETY: this CPU's copy, a valid map value; updated with `add`.
     let stats = unsafe { &mut *stats };
     match ret {
-        0.. => stats.ok += 1,
-        _ if ret == -EPERM => stats.eperm += 1,
-        _ if ret == -ENOSYS => stats.enosys += 1,
-        _ => stats.other_errors += 1,
+        0.. => add(&mut stats.ok, 1),
+        _ if ret == -EPERM => add(&mut stats.eperm, 1),
+        _ if ret == -ENOSYS => add(&mut stats.enosys, 1),
+        _ => add(&mut stats.other_errors, 1),
     }
 }
 
@@ -208,7 +208,7 @@ fn ring_key(ctx: &TracePointContext) -> Option<RingKey> {
 fn with_ring_ops(ctx: &TracePointContext, update: impl FnOnce(&mut RingOpStats)) {
     let Some(key) = ring_key(ctx) else { return };
     if let Some(ops) = entry(&URING_OPS, &key, &RingOpStats::ZERO, key.tgid, ProbeErrorKind::UringMapFull) {
-        // SAFETY: this CPU's copy; probes do not nest on a CPU.
+        // SAFETY: this CPU's copy, a valid map value; updated with `add`.
         update(unsafe { &mut *ops });
     }
 }
@@ -219,6 +219,6 @@ fn count_cqe_error(ctx: &TracePointContext, errno: u32) {
     let key = CqeErrorKey { ring, errno, _pad: 0 };
     if let Some(count) = entry(&URING_CQE_ERRORS, &key, &0, ring.tgid, ProbeErrorKind::UringMapFull) {
         // SAFETY: as above.
-        unsafe { *count += 1 };
+        add(unsafe { &mut *count }, 1);
     }
 }

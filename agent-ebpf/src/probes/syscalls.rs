@@ -9,8 +9,13 @@
 //!   syscall number: runs for every syscall of every task.
 //!
 //! Syscall numbers and kernel function names are x86-64 (checked on 6.18).
+//! 32-bit (ia32) syscalls of compat processes are not counted: the kernel
+//! runs neither the `__x64_sys_*` functions nor the `syscalls:*` tracepoints
+//! for them, and `sys_exit` sees them with ia32 numbers and argument
+//! registers, so the BTF tracepoint skips them and counts the traced ones it
+//! skipped.
 
-use agent_common::write::WriteSyscall;
+use agent_common::{maps::ProbeErrorKind, write::WriteSyscall};
 use aya_ebpf::{
     bindings::pt_regs,
     macros::{btf_tracepoint, fexit, tracepoint},
@@ -21,7 +26,11 @@ use super::{
     io_uring::{record_enter, record_setup},
     write_family::record_write,
 };
-use crate::{syscall_args::Args, tracepoint::syscall_ret};
+use crate::{
+    aggregate::count_probe_error,
+    syscall_args::{Args, in_compat_syscall},
+    tracepoint::syscall_ret,
+};
 
 /// For each traced syscall: its number, its handler, its tracepoint
 /// program (named like the tracepoint), and its fexit program with the
@@ -78,6 +87,23 @@ pub fn raw_sys_exit(ctx: BtfTracePointContext) -> u32 {
     let regs: *const pt_regs = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
     // SAFETY: a BTF-typed pointer to the user register frame.
-    dispatch(unsafe { (*regs).orig_rax }, regs, ret);
+    let nr = unsafe { (*regs).orig_rax };
+    if in_compat_syscall() {
+        // ia32 number 20 is getpid, not writev: never dispatched.
+        if is_traced_compat(nr) {
+            count_probe_error(ProbeErrorKind::CompatSkipped);
+        }
+        return 0;
+    }
+    dispatch(nr, regs, ret);
     0
+}
+
+/// Whether `nr` is, in the ia32 syscall table, one of the traced syscalls:
+/// write 4, writev 146, pwrite64 181, pwritev 334, sendmmsg 345, sendto 369,
+/// sendmsg 370, pwritev2 379, io_uring_setup 425, io_uring_enter 426
+/// (`arch/x86/entry/syscalls/syscall_32.tbl`).
+#[inline(always)]
+fn is_traced_compat(nr: u64) -> bool {
+    matches!(nr, 4 | 146 | 181 | 334 | 345 | 369 | 370 | 379 | 425 | 426)
 }

@@ -7,7 +7,7 @@
 use agent_common::{
     key::FdKey,
     maps::ProbeErrorKind,
-    write::{Outcome, WriteStats, WriteSyscall},
+    write::{MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, Outcome, WriteStats, WriteSyscall},
 };
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    aggregate::{count_probe_error, entry, hist_add},
+    aggregate::{add, count_probe_error, entry, hist_add},
     syscall_args::{Args, iovec_bytes, mmsghdr_sent_bytes, msghdr_iov},
     tracepoint::traced_tgid,
 };
@@ -45,7 +45,8 @@ static LAST_WRITE: HashMap<FdKey, u64> = HashMap::with_max_entries(MAX_FDS, 0);
 static ZERO_STATS: Array<WriteStats> = Array::with_max_entries(1, 0);
 
 /// What one call asked for: bytes (or, for `sendmmsg`, messages) to compare
-/// the result with, bytes for the size histogram, and records.
+/// the result with, bytes for the size histogram, and records. Bytes and
+/// records are clamped to what the kernel would ever accept of one call.
 struct Request {
     wanted: u64,
     bytes: u64,
@@ -67,20 +68,25 @@ pub fn record_write(syscall: WriteSyscall, args: &Args, ret: i64) {
     };
     // Only for tracked pairs, so LAST_WRITE's keys are WRITE_STATS's.
     let gap = gap_since_last_write(&key);
-    // SAFETY: this CPU's copy; probes do not nest on a CPU.
+    // SAFETY: this CPU's copy, a valid map value; updated with `add`.
     let stats = unsafe { &mut *stats };
-    stats.calls[syscall as usize] += 1;
-    stats.outcomes[outcome as usize] += 1;
-    stats.bytes_requested += request.bytes;
-    stats.records += request.records;
-    hist_add(&mut stats.bytes_hist, request.bytes);
-    hist_add(&mut stats.records_hist, request.records);
-    if ret > 0 {
+    add(&mut stats.calls[syscall as usize], 1);
+    add(&mut stats.outcomes[outcome as usize], 1);
+    if ret < 0 {
+        // A refused call moved nothing: its request is kept apart from the
+        // batch sizes of the calls that went through.
+        add(&mut stats.failed_bytes_requested, request.bytes);
+        add(&mut stats.failed_records, request.records);
+    } else {
+        add(&mut stats.bytes_requested, request.bytes);
+        add(&mut stats.records, request.records);
+        hist_add(&mut stats.bytes_hist, request.bytes);
+        hist_add(&mut stats.records_hist, request.records);
         // sendmmsg returns messages sent; its bytes were summed from msg_len.
-        stats.bytes_written += if syscall == WriteSyscall::Sendmmsg { request.bytes } else { ret as u64 };
+        add(&mut stats.bytes_written, if syscall == WriteSyscall::Sendmmsg { request.bytes } else { ret as u64 });
     }
     if let Some(gap) = gap {
-        stats.gap_ns_total += gap;
+        add(&mut stats.gap_ns_total, gap);
         hist_add(&mut stats.gap_hist, gap);
     }
 }
@@ -89,7 +95,8 @@ pub fn record_write(syscall: WriteSyscall, args: &Args, ret: i64) {
 fn request(syscall: WriteSyscall, args: &Args, ret: i64) -> Request {
     match syscall {
         WriteSyscall::Write | WriteSyscall::Pwrite64 | WriteSyscall::Sendto => {
-            Request { wanted: args.arg2, bytes: args.arg2, records: 1 }
+            // Compared unclamped: a call cut to MAX_RW_COUNT is a short write.
+            Request { wanted: args.arg2, bytes: clamped(args.arg2, MAX_BYTES_PER_CALL), records: 1 }
         }
         WriteSyscall::Writev | WriteSyscall::Pwritev | WriteSyscall::Pwritev2 => vectored(args.arg1, args.arg2, ret),
         WriteSyscall::Sendmsg => match msghdr_iov(args.arg1) {
@@ -97,8 +104,9 @@ fn request(syscall: WriteSyscall, args: &Args, ret: i64) -> Request {
             None => unreadable(ret, 1),
         },
         WriteSyscall::Sendmmsg => {
-            // The kernel caps vlen at UIO_MAXIOV; the result counts messages sent.
-            let messages = if args.arg2 > 1024 { 1024 } else { args.arg2 };
+            // The kernel cuts vlen to UIO_MAXIOV; the result counts messages
+            // sent, and only those are records.
+            let asked = clamped(args.arg2, MAX_RECORDS_PER_CALL);
             let sent = if ret > 0 { ret as u64 } else { 0 };
             let bytes = match mmsghdr_sent_bytes(args.arg1, sent) {
                 Some(bytes) => bytes,
@@ -107,16 +115,32 @@ fn request(syscall: WriteSyscall, args: &Args, ret: i64) -> Request {
                     0
                 }
             };
-            Request { wanted: messages, bytes, records: messages }
+            let records = if ret < 0 { asked } else { sent };
+            Request { wanted: asked, bytes: clamped(bytes, MAX_BYTES_PER_CALL), records }
         }
     }
 }
 
 #[inline(always)]
 fn vectored(iov: u64, count: u64, ret: i64) -> Request {
+    // More than UIO_MAXIOV iovecs fail with EINVAL: count what could have gone.
+    let count = clamped(count, MAX_RECORDS_PER_CALL);
     match iovec_bytes(iov, count) {
-        Some(bytes) => Request { wanted: bytes, bytes, records: count },
+        // Compared unclamped (the sum saturates rather than wraps).
+        Some(total) => Request { wanted: total, bytes: clamped(total, MAX_BYTES_PER_CALL), records: count },
         None => unreadable(ret, count),
+    }
+}
+
+/// `value`, or `limit` if it is larger: the most the kernel takes of one
+/// call. A clamp is counted, so that a request cut here is never silent.
+#[inline(always)]
+fn clamped(value: u64, limit: u64) -> u64 {
+    if value > limit {
+        count_probe_error(ProbeErrorKind::ArgsClamped);
+        limit
+    } else {
+        value
     }
 }
 

@@ -6,4 +6,5 @@
 pub mod collector;
 pub mod preflight;
 pub mod probes;
+pub mod program_stats;
 pub mod programs;

@@ -28,7 +28,17 @@ pub enum PreflightError {
          the write probes read syscall arguments through it"
     )]
     NoBtf,
+    #[error(
+        "batchwatch runs in pid namespace {found}, not the host's ({HOST_PID_NAMESPACE}): the probes see host pids, \
+         so it would count itself, leave out another process and read the wrong /proc entries; run it in the \
+         host pid namespace (`hostPID: true` in the pod spec, `--pid=host` for docker or podman)"
+    )]
+    NotHostPidNamespace { found: String },
 }
+
+/// The pid namespace of the first process, `PROC_PID_INIT_INO` in the
+/// kernel's `proc_ns.h`: every other pid namespace has another inode.
+const HOST_PID_NAMESPACE: &str = "pid:[4026531836]";
 
 /// What preflight did to the node, for the start-up message.
 #[derive(Debug, Default)]
@@ -36,14 +46,26 @@ pub struct Preflight {
     pub mounted_tracefs: bool,
 }
 
-/// Checks capabilities, tracefs (mounting it if needed) and BTF.
+/// Checks the pid namespace, capabilities, tracefs (mounting it if needed)
+/// and BTF.
 pub fn check() -> Result<Preflight, PreflightError> {
+    check_host_pid_namespace()?;
     check_capabilities()?;
     let mounted_tracefs = ensure_tracefs()?;
     if !Path::new(BTF).exists() {
         return Err(PreflightError::NoBtf);
     }
     Ok(Preflight { mounted_tracefs })
+}
+
+/// Refuses a pid namespace other than the host's: the probes key everything
+/// by host tgid, and the agent matches those with its own pid and `/proc`.
+/// Neither the polling mode nor the probes can work there, so this is an
+/// error in both.
+pub fn check_host_pid_namespace() -> Result<(), PreflightError> {
+    let found =
+        std::fs::read_link("/proc/self/ns/pid").map_or_else(|e| e.to_string(), |link| link.display().to_string());
+    if found == HOST_PID_NAMESPACE { Ok(()) } else { Err(PreflightError::NotHostPidNamespace { found }) }
 }
 
 fn check_capabilities() -> Result<(), PreflightError> {

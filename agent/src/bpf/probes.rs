@@ -13,6 +13,8 @@
 //! The programs stay attached for as long as [`Probes`] lives; dropping it
 //! (or the process dying, even by SIGKILL) detaches them: nothing is pinned.
 
+use std::os::fd::AsFd as _;
+
 use agent_common::{
     io_uring::{CqeErrorKey, EnterStats, RingKey, RingOpStats, RingSetup, SetupStats},
     key::FdKey,
@@ -25,7 +27,10 @@ use aya::{
     programs::{BtfTracePoint, FExit, Program, ProgramError, TracePoint},
 };
 
-use super::programs::{self, Hook, ObjectProgram};
+use super::{
+    program_stats,
+    programs::{self, Hook, ObjectProgram},
+};
 use crate::{
     config::{AttachPreference, MapLimits},
     error_chain::error_chain,
@@ -54,6 +59,13 @@ pub enum ProbeError {
         name: &'static str,
         #[source]
         source: MapError,
+    },
+    /// A loaded program's statistics (its fdinfo) could not be read.
+    #[error("reading the statistics of program {program}: {source}")]
+    ProgramStats {
+        program: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -254,6 +266,20 @@ impl Probes {
             Ok(()) => self.attached.push(tracepoint),
             Err(reason) => self.failed.push(AttachFailure { tracepoint, reason }),
         }
+    }
+
+    /// Calls the kernel skipped, summed over every loaded program (see
+    /// [`program_stats`]); a program whose fdinfo cannot be read is named
+    /// in the error.
+    pub fn recursion_misses(&self) -> Result<u64, ProbeError> {
+        let mut misses = 0;
+        for (name, program) in self.ebpf.programs() {
+            // Programs not loaded (another attach mode's) have no descriptor.
+            let Ok(fd) = program.fd() else { continue };
+            misses += program_stats::recursion_misses(&fd.as_fd())
+                .map_err(|source| ProbeError::ProgramStats { program: name.to_owned(), source })?;
+        }
+        Ok(misses)
     }
 
     /// Whether the kernel tells exits (else the agent checks `/proc`).

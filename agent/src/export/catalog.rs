@@ -94,7 +94,12 @@ pub const PROBE_ERROR: Attribute = Attribute {
                   message headers unreadable), `uring_map_full` (a ring found its map full), `exit_map_full` (an exit \
                   could not be recorded; a periodic /proc sweep finds the process gone), `exec_map_full` (an exec \
                   could not be recorded; the process keeps its old name), `ring_index_unresolved` (an \
-                  `io_uring_enter` on a registered ring whose ring could not be told, not counted).",
+                  `io_uring_enter` on a registered ring whose ring could not be told, not counted), `args_clamped` (a \
+                  call asked for more than the kernel ever accepts, counted clamped to MAX_RW_COUNT or UIO_MAXIOV), \
+                  `compat_skipped` (a 32-bit call of a traced syscall, skipped by the raw-tracepoint mode), \
+                  `recursion_misses` (calls the kernel ran no program for, because one was already running on that \
+                  CPU: the programs' own count), `exits_missed` (an exit the kernel did not tell, found by a /proc \
+                  sweep: the process gone, or its pid reused).",
 };
 pub const ENDPOINT_ERROR: Attribute = Attribute {
     key: "batchwatch.endpoint.error",
@@ -225,7 +230,17 @@ pub const WRITE_RECORDS: Metric = Metric {
     unit: "{record}",
     subject: Descriptor,
     attributes: &[],
-    description: "Records the calls carried: 1 per plain write, the iovecs of a vectored write, the messages of a `sendmmsg`.",
+    description: "Records the calls that did not fail carried: 1 per plain write, the iovecs of a vectored write, the \
+                  messages a `sendmmsg` sent.",
+};
+pub const WRITE_FAILED_REQUESTED: Metric = Metric {
+    name: "batchwatch.write.failed.requested",
+    instrument: Counter,
+    unit: "By",
+    subject: Descriptor,
+    attributes: &[],
+    description: "Bytes the failed write-family calls (an error result) asked to write, each clamped to MAX_RW_COUNT; \
+                  kept out of the batch sizes.",
 };
 pub const WRITE_DROPS: Metric = Metric {
     name: "batchwatch.write.drops",
@@ -408,7 +423,17 @@ pub const NODE_TRANSITION_COST: Metric = Metric {
     unit: "s",
     subject: Node,
     attributes: &[],
-    description: "Cost of one kernel crossing on this node, measured at start (or `transition_cost_ns`).",
+    description: "Cost of one kernel crossing on this node, measured at start (or `transition_cost_ns`) and again \
+                  while the node is idle, the lowest estimate kept.",
+};
+pub const NODE_TRANSITION_MEASURED: Metric = Metric {
+    name: "batchwatch.node.transition.measured",
+    instrument: Gauge,
+    unit: "s",
+    subject: Node,
+    attributes: &[],
+    description: "When the transition cost was last measured, in seconds since the Unix epoch; absent when it is \
+                  configured (`transition_cost_ns`).",
 };
 pub const FD_MAP_USAGE: Metric = Metric {
     name: "batchwatch.agent.fd_map.usage",
@@ -526,10 +551,11 @@ pub const ENDPOINT_ERRORS: Metric = Metric {
 };
 
 /// Every metric, in the order the exporters emit them.
-pub const ALL: [&Metric; 38] = [
+pub const ALL: [&Metric; 40] = [
     &WRITE_CALLS,
     &WRITE_IO,
     &WRITE_RECORDS,
+    &WRITE_FAILED_REQUESTED,
     &WRITE_DROPS,
     &WRITE_BATCH_SIZE,
     &WRITE_BATCH_RECORDS,
@@ -550,6 +576,7 @@ pub const ALL: [&Metric; 38] = [
     &URING_QUEUE_USAGE,
     &URING_QUEUE_LIMIT,
     &NODE_TRANSITION_COST,
+    &NODE_TRANSITION_MEASURED,
     &AGENT_DEGRADED,
     &FD_MAP_USAGE,
     &FD_MAP_LIMIT,

@@ -27,10 +27,12 @@ pub fn is_hot_by_averages(m: &BatchingMetrics, rule: &HotWriterRule) -> bool {
     m.calls_per_sec >= rule.min_calls_per_sec && m.mean_bytes_per_call <= rule.max_bytes_per_call as f64
 }
 
-/// Whether one interval of a ring looks un-batched: many `io_uring_enter`
-/// calls a second, each submitting one SQE. SQPOLL rings are judged apart.
+/// Whether one interval of a ring looks un-batched: many submitting
+/// `io_uring_enter` calls a second, each submitting one SQE. Enters that
+/// only wait for completions do not count toward the rate; SQPOLL rings
+/// are judged apart.
 pub fn is_unbatched_ring(m: &RingMetrics, rule: &HotWriterRule) -> bool {
-    !m.sqpoll && m.enters_per_sec >= rule.min_calls_per_sec && m.sqes_per_enter.is_some_and(|q| q.p50 == 1)
+    !m.sqpoll && m.submitting_enters_per_sec >= rule.min_calls_per_sec && m.sqes_per_enter.is_some_and(|q| q.p50 == 1)
 }
 
 /// Whether one interval of an SQPOLL ring is a trickle: the application

@@ -182,6 +182,12 @@ pub struct RingMetrics {
     pub enters: u64,
     pub sqes: u64,
     pub enters_per_sec: f64,
+    /// Enters that asked to submit (`to_submit > 0`): the only ones a batch
+    /// size and the one-SQE-per-enter rule are about.
+    pub submitting_enters: u64,
+    pub submitting_enters_per_sec: f64,
+    /// Enters that only waited for completions (or failed): judged apart.
+    pub waiting_enters: u64,
     pub sqes_per_sec: f64,
     /// SQEs submitted per enter; `None` on SQPOLL rings, where an enter only
     /// wakes the poller, and when no enter submitted.
@@ -215,6 +221,9 @@ impl RingMetrics {
             enters: enters.enters,
             sqes: ops.sqes,
             enters_per_sec: per_sec(enters.enters),
+            submitting_enters: enters.submitting,
+            submitting_enters_per_sec: per_sec(enters.submitting),
+            waiting_enters: enters.enters - enters.submitting,
             sqes_per_sec: per_sec(ops.sqes),
             sqes_per_enter,
             mean_sqes_per_enter: if enters.enters > 0 { ops.sqes as f64 / enters.enters as f64 } else { 0.0 },
@@ -230,8 +239,11 @@ impl RingMetrics {
             cqe_eagain: ops.cqe_eagain,
             cqe_errors: ops.cqe_errors,
             short_writes: ops.short_writes,
+            // Every enter crosses into the kernel; only submitting ones would
+            // be fewer if the same SQEs went in bigger batches (an enter
+            // that waits for completions waits however they were submitted).
             transition_cores: t.cores(per_sec(enters.enters)),
-            saving_cores: if sqpoll { 0.0 } else { t.saving(per_sec(enters.enters), per_sec(ops.sqes)) },
+            saving_cores: if sqpoll { 0.0 } else { t.saving(per_sec(enters.submitting), per_sec(ops.sqes)) },
         }
     }
 }
@@ -327,6 +339,40 @@ mod tests {
         assert!(judge(5000, 1));
         assert!(!judge(500, 1), "too few enters");
         assert!(!judge(5000, 32), "batched");
+    }
+
+    #[test]
+    fn enters_that_only_wait_are_judged_apart() {
+        let hot: HotWriterRule = Config::default().hot_writer;
+        // 600 enters/s submitting one SQE each, and 600 more that only wait
+        // for its completion: 1200 enters/s, but 600 submitting.
+        let mut waiting = enters(600, 1, 0);
+        waiting.enters += 600;
+        waiting.getevents += 600;
+        let mut u = UringState::default();
+        u.record_enters(3, &waiting);
+        u.record_ops(0x9, Some(&setup(3, 0)), &ops(600));
+        u.close_interval(1.0, &T);
+        let m = u.rings[0].metrics;
+        assert_eq!((m.enters, m.submitting_enters, m.waiting_enters), (1200, 600, 600));
+        assert!(hot.min_calls_per_sec > 600.0 && hot.min_calls_per_sec <= 1200.0, "{hot:?}");
+        assert!(!is_unbatched_ring(&m, &hot), "waiting enters made it a hot ring");
+        // The waiting enters cost crossings, but batching would not save them:
+        // 600 SQEs at 64 per enter would take 9.375 submitting enters.
+        assert!((m.transition_cores - 1200.0 * 100e-9).abs() < 1e-15);
+        assert!((m.saving_cores - (600.0 - 600.0 / 64.0) * 100e-9).abs() < 1e-15, "{}", m.saving_cores);
+        // A loop that only waits (a batch of 32 submitted once, reaped one
+        // CQE per enter): only its one submitting enter counts, half of one
+        // enter of 64 SQEs.
+        let mut reaper = enters(1, 32, 0);
+        reaper.enters += 5000;
+        let mut u = UringState::default();
+        u.record_enters(4, &reaper);
+        u.record_ops(0xa, Some(&setup(4, 0)), &ops(32));
+        u.close_interval(1.0, &T);
+        let m = u.rings[0].metrics;
+        assert!(!is_unbatched_ring(&m, &hot));
+        assert!((m.saving_cores - 0.5 * 100e-9).abs() < 1e-15, "{}", m.saving_cores);
     }
 
     #[test]

@@ -98,7 +98,9 @@ impl BatchingMetrics {
     pub fn of(stats: &WriteStats, seconds: f64, transition: &Transition) -> BatchingMetrics {
         let calls = stats.total_calls();
         let per_sec = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
-        let per_call = |n: u64| if calls > 0 { n as f64 / calls as f64 } else { 0.0 };
+        // Sizes are of the calls that went through: failed ones moved nothing.
+        let through = stats.calls_through();
+        let per_call = |n: u64| if through > 0 { n as f64 / through as f64 } else { 0.0 };
         BatchingMetrics {
             calls,
             bytes: stats.bytes_written,

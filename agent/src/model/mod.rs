@@ -251,6 +251,12 @@ impl Model {
         &self.rules
     }
 
+    /// Takes a new measurement of the transition cost, from the next
+    /// interval on.
+    pub fn set_transition_cost(&mut self, cost_ns: f64) {
+        self.rules.transition.cost_ns = cost_ns;
+    }
+
     /// Adds what `fd` of `identity` wrote since the last reading.
     pub fn record(&mut self, identity: &Identity, fd: i32, info: Option<&FdInfo>, delta: &WriteStats) {
         let process = self.process_entry(identity);
@@ -524,7 +530,7 @@ fn judge_ring(ring: &mut RingState, seconds: f64, rules: &Rules, reasons: &mut V
         format!(
             "{name}: {:.0} io_uring_enter calls/s submitting 1 SQE each (median), {}; \
              batching to {} SQEs per enter would save {:.3} cores",
-            m.enters_per_sec,
+            m.submitting_enters_per_sec,
             held(hot_in_window, seconds, rules),
             rules.transition.batch_target,
             m.saving_cores,

@@ -35,7 +35,7 @@ pub fn draw(frame: &mut Frame, snapshot: &Snapshot, state: &ViewState) {
     // The pane takes what its content needs, up to 60% of the screen.
     let detail_height = detail.as_ref().map_or(0, |detail| detail.height(area.width).min(area.height * 3 / 5));
     let [header, table, detail_area, footer] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(4),
         Constraint::Min(3),
         Constraint::Length(detail_height),
         Constraint::Length(1),
@@ -77,7 +77,12 @@ fn header_lines(snapshot: &Snapshot, paused: bool) -> Vec<Line<'static>> {
     let (unbatched, trickle) = live.map(verdicts).fold((false, false), |(u, t), (pu, pt)| (u || pu, t || pt));
     let flags = [unbatched.then(unbatched_flag), trickle.then(trickle_flag)];
     summary.extend(flags.into_iter().flatten().flat_map(|flag| [flag, " ".into()]));
-    vec![Line::from(title), node_facts(node), Line::from(summary)]
+    let mut lines = vec![Line::from(title), node_facts(node)];
+    if node.degraded.is_none() {
+        lines.push(Line::from(kernel_errors(node)));
+    }
+    lines.push(Line::from(summary));
+    lines
 }
 
 /// The node line; in the degraded mode, what is missing instead.
@@ -96,16 +101,28 @@ fn probe_facts(node: &NodeFacts) -> String {
         names => format!("{} failed ({})", names.len(), names.join(", ")),
     };
     format!(
-        "transition {:.0} ns ({}) │ probes {} attached ({}), {failed} │ tracked fds {} │ \
-         kernel errors: {} fds and {} rings untracked (map full), {} calls with unreadable args",
+        "transition {:.0} ns ({}) │ probes {} attached ({}), {failed} │ tracked fds {}",
         node.transition_cost_ns,
         if node.cost_measured { "measured" } else { "configured" },
         node.probes_attached,
         node.attach_mode.unwrap_or("-"),
         node.tracked_fds,
-        node.errors.stats_map_full,
-        node.errors.uring_map_full,
-        node.errors.args_unreadable,
+    )
+}
+
+/// What the kernel side could not record: every loss counted, on screen.
+fn kernel_errors(node: &NodeFacts) -> String {
+    let e = &node.errors;
+    format!(
+        "kernel errors: {} fds and {} rings untracked (map full) │ args of {} calls unreadable, {} clamped │ \
+         {} 32-bit calls skipped │ {} calls missed (recursion) │ {} exits missed",
+        e.stats_map_full,
+        e.uring_map_full,
+        e.args_unreadable,
+        e.args_clamped,
+        e.compat_skipped,
+        e.recursion_misses,
+        e.exits_missed,
     )
 }
 
@@ -219,10 +236,14 @@ mod tests {
         assert_eq!(screen[0], "batchwatch  write batching per process, refreshed every 1s");
         assert_eq!(
             screen[1],
-            "transition 1000 ns (configured) │ probes 16 attached (tracepoint), 1 failed (sys_exit_pwritev2) │ tracked fds 3 │ \
-             kernel errors: 2 fds and 1 rings untracked (map full), 5 calls with unreadable args"
+            "transition 1000 ns (configured) │ probes 16 attached (tracepoint), 1 failed (sys_exit_pwritev2) │ tracked fds 3"
         );
-        assert_eq!(screen[2], "total 53.2k writes/s │ 0.053 est. cores crossing into the kernel │ 1 flagged UNBATCHED");
+        assert_eq!(
+            screen[2],
+            "kernel errors: 2 fds and 1 rings untracked (map full) │ args of 5 calls unreadable, 0 clamped │ 0 32-bit \
+             calls skipped │ 0 calls missed (recursion) │ 0 exits missed"
+        );
+        assert_eq!(screen[3], "total 53.2k writes/s │ 0.053 est. cores crossing into the kernel │ 1 flagged UNBATCHED");
     }
 
     #[test]
@@ -307,7 +328,7 @@ mod tests {
         let buffer = testing::draw(&shown, &ViewState::default(), 180, 30);
         let screen = lines(&buffer);
         assert_eq!(
-            screen[2],
+            screen[3],
             "total 10 writes/s + 137.0k io_uring SQEs/s │ 0.006 est. cores crossing into the kernel │ 2 flagged UNBATCHED \
              SQPOLL trickle"
         );

@@ -41,14 +41,7 @@ pub fn node() -> NodeFacts {
         probes_attached: 16,
         probes_failed: vec!["sys_exit_pwritev2".to_owned()],
         tracked_fds: 3,
-        errors: ProbeErrors {
-            stats_map_full: 2,
-            args_unreadable: 5,
-            uring_map_full: 1,
-            exit_map_full: 0,
-            exec_map_full: 0,
-            ring_index_unresolved: 0,
-        },
+        errors: ProbeErrors { stats_map_full: 2, args_unreadable: 5, uring_map_full: 1, ..ProbeErrors::default() },
         attach_mode: Some("tracepoint"),
         degraded: None,
     }

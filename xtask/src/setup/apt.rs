@@ -30,6 +30,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("default-jdk-headless", "the runtimes test: a Java writer run as `java Writer.java` (needs jdk.compiler)"),
     ("python3", "the runtimes test: a Python writer, unbuffered and buffered"),
     ("golang-go", "the runtimes test: a Go writer, unbuffered and through bufio.Writer"),
+    ("gcc-multilib", "`gcc -m32` builds the 32-bit workload whose compat syscalls the raw-tracepoint mode must skip"),
     ("musl-tools", "musl's gcc wrapper: C in dependencies (ring, mimalloc) built against musl for the image's binary"),
 ];
 

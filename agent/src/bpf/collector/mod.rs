@@ -60,6 +60,19 @@ pub struct ProbeErrors {
     pub exec_map_full: u64,
     /// Enters on a registered ring whose ring could not be told: not counted.
     pub ring_index_unresolved: u64,
+    /// Calls whose count, `iovcnt` or `vlen` was above what the kernel ever
+    /// accepts, counted clamped to that limit.
+    pub args_clamped: u64,
+    /// 32-bit (ia32) calls of traced syscalls the raw-tracepoint mode skipped.
+    pub compat_skipped: u64,
+    /// Calls the kernel did not run a program for, because it (or another
+    /// BPF program) was already running on that CPU: the programs'
+    /// `recursion_misses`, summed. Set by the agent, not read from a map.
+    pub recursion_misses: u64,
+    /// Exits the kernel did not tell (the process had left its maps, or
+    /// their exit map was full) that a `/proc` sweep found: the process
+    /// gone, or its pid taken by another. Set by the agent.
+    pub exits_missed: u64,
 }
 
 impl ProbeErrors {
@@ -72,6 +85,10 @@ impl ProbeErrors {
             (ProbeErrorKind::ExitMapFull, self.exit_map_full),
             (ProbeErrorKind::ExecMapFull, self.exec_map_full),
             (ProbeErrorKind::RingIndexUnresolved, self.ring_index_unresolved),
+            (ProbeErrorKind::ArgsClamped, self.args_clamped),
+            (ProbeErrorKind::CompatSkipped, self.compat_skipped),
+            (ProbeErrorKind::RecursionMisses, self.recursion_misses),
+            (ProbeErrorKind::ExitsMissed, self.exits_missed),
         ]
     }
 }
@@ -354,6 +371,11 @@ impl Collector {
             exit_map_full: count(ProbeErrorKind::ExitMapFull)?,
             exec_map_full: count(ProbeErrorKind::ExecMapFull)?,
             ring_index_unresolved: count(ProbeErrorKind::RingIndexUnresolved)?,
+            args_clamped: count(ProbeErrorKind::ArgsClamped)?,
+            compat_skipped: count(ProbeErrorKind::CompatSkipped)?,
+            // The programs' own count, which the agent adds.
+            recursion_misses: 0,
+            exits_missed: 0,
         })
     }
 

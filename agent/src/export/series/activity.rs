@@ -152,7 +152,8 @@ impl Seen {
                     enters.submitted_hist = Default::default();
                     enters.submitted = 0;
                 } else {
-                    delta.avoidable_s += t.saving(enters.enters as f64, ops.sqes as f64);
+                    // Enters that only wait would not be fewer with bigger batches.
+                    delta.avoidable_s += t.saving(enters.submitting as f64, ops.sqes as f64);
                 }
                 activity.enters.add(&enters);
                 activity.ops.add(&ops);
@@ -167,11 +168,18 @@ impl Seen {
     }
 }
 
-/// `now - before`, or all of `now` if a counter went down (the model
-/// started the totals afresh).
+/// `now - before`, word by word, with nothing for a word that went down.
+///
+/// Exported counters are sums of these deltas, so they never go down. A
+/// model restart is told by the descriptor's file and the process's start
+/// time, never by a counter going down: taking that for a restart and
+/// re-emitting all of `now` would double every counter of the series.
 fn since<C: Counters>(now: &C, before: &C) -> C {
-    let restarted = now.words().iter().zip(before.words()).any(|(now, before)| now < before);
-    if restarted { *now } else { now.since(before) }
+    let mut delta = *now;
+    for (word, before) in delta.words_mut().iter_mut().zip(before.words()) {
+        *word = word.saturating_sub(*before);
+    }
+    delta
 }
 
 /// What a process shows now: its flags and how full its buffers are.

@@ -85,6 +85,7 @@ impl Emit<'_> {
         }
         self.counter(&catalog::WRITE_IO, group.to_vec(), Value::Int(w.bytes_written));
         self.counter(&catalog::WRITE_RECORDS, group.to_vec(), Value::Int(w.records));
+        self.counter(&catalog::WRITE_FAILED_REQUESTED, group.to_vec(), Value::Int(w.failed_bytes_requested));
         for outcome in Outcome::ALL.into_iter().filter(|&o| o != Outcome::Complete) {
             let count = Value::Int(w.outcomes[outcome as usize]);
             self.counter(&catalog::WRITE_DROPS, with(&catalog::WRITE_DROP_REASON, outcome.name()), count);

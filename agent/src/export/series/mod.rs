@@ -98,6 +98,8 @@ impl Collection {
 pub struct Observation<'a> {
     pub model: &'a Model,
     pub transition_cost_ns: f64,
+    /// When it was last measured; `None` when configured.
+    pub transition_measured_at: Option<SystemTime>,
     pub probe_errors: ProbeErrors,
     pub tracked_fds: usize,
     pub evicted_fds: usize,
@@ -111,6 +113,7 @@ impl<'a> Observation<'a> {
         Observation {
             model: agent.model(),
             transition_cost_ns: agent.node().transition_cost_ns,
+            transition_measured_at: agent.node().transition_measured_at,
             probe_errors: agent.probe_errors(),
             tracked_fds: agent.tracked_fds(),
             evicted_fds: agent.evicted_fds(),
@@ -349,6 +352,10 @@ impl SeriesSet {
         let mut emit =
             Emit { out: &mut points, subject: Arc::new([]), start: self.started, averages_only: self.averages_only };
         emit.gauge(&catalog::NODE_TRANSITION_COST, vec![], Value::Float(observation.transition_cost_ns * 1e-9));
+        if let Some(at) = observation.transition_measured_at {
+            let unix_s = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+            emit.gauge(&catalog::NODE_TRANSITION_MEASURED, vec![], Value::Float(unix_s));
+        }
         emit.gauge(&catalog::AGENT_DEGRADED, vec![], Value::Int(u64::from(self.averages_only)));
         emit.gauge(&catalog::FD_MAP_USAGE, vec![], Value::Int(observation.tracked_fds as u64));
         emit.gauge(&catalog::FD_MAP_LIMIT, vec![], Value::Int(u64::from(observation.max_fds)));

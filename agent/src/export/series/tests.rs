@@ -62,14 +62,8 @@ fn observe(model: &Model) -> Observation<'_> {
     Observation {
         model,
         transition_cost_ns: COST_NS,
-        probe_errors: ProbeErrors {
-            stats_map_full: 2,
-            args_unreadable: 0,
-            uring_map_full: 1,
-            exit_map_full: 0,
-            exec_map_full: 0,
-            ring_index_unresolved: 0,
-        },
+        transition_measured_at: Some(at(0)),
+        probe_errors: ProbeErrors { stats_map_full: 2, uring_map_full: 1, ..ProbeErrors::default() },
         tracked_fds: 12,
         evicted_fds: 4,
         max_fds: 16384,
@@ -138,6 +132,7 @@ fn one_writer_gets_exact_points() {
     assert_eq!(int(&s, &catalog::EXPORT_FOLDED, &[]), 0);
     assert_eq!(int(&s, &catalog::EXPORT_SERIES, &[]), s.points() as u64);
     assert_eq!(float(&s, &catalog::NODE_TRANSITION_COST, &[]), COST_NS * 1e-9);
+    assert_eq!(float(&s, &catalog::NODE_TRANSITION_MEASURED, &[]), 1_000_000.0, "when it was measured");
     assert_eq!(int(&s, &catalog::FD_MAP_USAGE, &[]), 12);
     assert_eq!(int(&s, &catalog::FD_MAP_EVICTIONS, &[]), 4);
     assert_eq!(int(&s, &catalog::PROBE_ERRORS, &[("batchwatch.probe.error", "uring_map_full")]), 1);
@@ -174,6 +169,26 @@ fn series_are_cumulative_across_collections() {
     assert_eq!(float(&s, &catalog::TRANSITION_TIME, &[PID_10]), 1500.0 * COST_NS * 1e-9);
     let (_, points) = &s.families[0];
     assert_eq!(points[0].start, Some(at(0)));
+}
+
+#[test]
+fn a_counter_that_goes_down_never_takes_the_series_down_or_doubles_it() {
+    let mut model = model();
+    let writer = process(10, 1, "writer");
+    let mut set = SeriesSet::new(limits(), at(0));
+    model.record(&writer, 3, Some(&pipe(7)), &writes(1000, 512, 1000));
+    model.close_interval(1.0);
+    let first = set.collect(&observe(&model), None, None, at(1));
+    assert_eq!(int(&first, &catalog::WRITE_IO, &[PID_10, PIPES]), 512_000);
+    // A kernel reading that went down by one byte (a wrapped counter) with
+    // 10 more calls: the model's total of bytes goes down.
+    let mut wrapped = writes(10, 0, 1000);
+    wrapped.bytes_written = u64::MAX;
+    model.record(&writer, 3, Some(&pipe(7)), &wrapped);
+    model.close_interval(1.0);
+    let s = set.collect(&observe(&model), None, None, at(2));
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &[PID_10, PIPES]), 1010, "not re-emitted as a restart");
+    assert_eq!(int(&s, &catalog::WRITE_IO, &[PID_10, PIPES]), 512_000, "never down, never doubled");
 }
 
 #[test]
@@ -218,10 +233,10 @@ fn the_cap_keeps_the_flagged_then_the_busiest() {
         model.record(writer, 3, Some(&pipe(n as u64)), &writes(100 * (n as u64 + 1), 8, 1000));
     }
     model.close_interval(1.0);
-    // The node has 13 points, `other` 13 (one kind of descriptor), a writer 15.
+    // The node has 16 points, `other` 14 (one kind of descriptor), a writer 15.
     // With room for two writers before `other` fills, the second is refused
     // once the folded ones give `other` its points.
-    for cap in [13 + 13 + 15, 13 + 15 + 15] {
+    for cap in [16 + 14 + 15, 16 + 15 + 15] {
         let mut set = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0));
         let s = set.collect(&observe(&model), None, None, at(1));
         assert!(s.points() <= cap, "{} points over {cap}", s.points());
@@ -246,7 +261,7 @@ fn a_flagged_process_keeps_its_series_under_the_cap() {
         model.record(&busy, 3, Some(&pipe(2)), &writes(900_000, 4096, 1000));
         model.close_interval(1.0);
     }
-    let cap = 13 + 13 + 15;
+    let cap = 16 + 14 + 15;
     let s = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0)).collect(&observe(&model), None, None, at(3));
     assert_eq!(int(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "hot_writer")]), 1);
     assert!(value(&s, &catalog::WRITE_CALLS, &[("process.pid", "20")]).is_none());

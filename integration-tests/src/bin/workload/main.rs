@@ -164,6 +164,10 @@ enum Pattern {
         /// then pass an index with `IORING_ENTER_REGISTERED_RING`.
         #[arg(long)]
         registered: bool,
+        /// Submit without waiting, then wait in an enter of its own that
+        /// submits nothing (two enters a round).
+        #[arg(long)]
+        wait_apart: bool,
     },
     /// io_uring NOPs overflowing a CQ of 8 entries that is never reaped.
     UringOverflow {
@@ -188,6 +192,23 @@ enum Pattern {
         #[arg(long)]
         second: u64,
         #[arg(long, value_parser = humantime::parse_duration)]
+        pause: Duration,
+        /// While the first child, done writing, waits: `flood` short-lived
+        /// writers, so that a small `maps.max_processes` forgets the first
+        /// child and the kernel cannot record its exit.
+        #[arg(long, default_value_t = 0)]
+        flood: u64,
+    },
+    /// Arguments no kernel accepts, between good writes of 100 bytes to an
+    /// unlinked file: `count` writes, `pause`, then `write(fd, NULL,
+    /// SIZE_MAX)` (EFAULT), a `writev` of 2^20 iovecs (EINVAL), a `writev`
+    /// of two iovecs of `SSIZE_MAX / 2` bytes at NULL (EFAULT), `pause`, and
+    /// `count` writes again. Then, on a UDP socket, a `sendmmsg` asking for
+    /// 2^31 messages, of which the kernel sends 1024 (UIO_MAXIOV).
+    BadArgs {
+        #[arg(long)]
+        count: u64,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
         pause: Duration,
     },
     /// One write to each of `fds` descriptors.
@@ -251,14 +272,15 @@ fn main() {
         Pattern::Eagain { eagain, hold } => eagain_pattern(eagain, hold),
         Pattern::Short { count } => short_pattern(count),
         Pattern::Epipe { count } => epipe_pattern(count),
-        Pattern::UringBatch { rounds, batch, sqpoll_idle, pause, registered } => {
-            uring::batches(&uring::Batches { rounds, batch, sqpoll_idle, pause, registered })
+        Pattern::UringBatch { rounds, batch, sqpoll_idle, pause, registered, wait_apart } => {
+            uring::batches(&uring::Batches { rounds, batch, sqpoll_idle, pause, registered, wait_apart })
         }
         Pattern::UringOverflow { rounds } => uring::overflow(rounds),
         Pattern::UringDenied => uring::denied(),
         Pattern::Forks { count, calls } => processes::forks(count, calls),
-        Pattern::Reuse { first, second, pause } => processes::reuse(first, second, pause),
+        Pattern::Reuse { first, second, pause, flood } => processes::reuse(first, second, pause, flood),
         Pattern::ManyFds { fds } => processes::many_fds(fds),
+        Pattern::BadArgs { count, pause } => bad_args(count, pause),
     };
     report.pid = std::process::id();
     let line = serde_json::to_string(&report).expect("report serialises");
@@ -298,21 +320,33 @@ fn writev(fd: RawFd, iov: &[libc::iovec]) -> isize {
     unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) }
 }
 
-fn sendmmsg_pattern(count: u64, messages: usize, size: usize) -> WorkloadReport {
+/// A UDP socket connected to a loopback one that never reads (returned
+/// too, to keep it open).
+fn udp_sender() -> (std::net::UdpSocket, std::net::UdpSocket) {
     let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
     sender.connect(receiver.local_addr().expect("addr")).expect("connect");
-    let buf = vec![b'x'; size];
-    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: size };
-    // SAFETY: an all-zero msghdr is valid; the iovec it points at lives on.
-    let mut msgs: Vec<libc::mmsghdr> = (0..messages)
+    (sender, receiver)
+}
+
+/// `messages` message headers, each sending the one buffer `iov` points at.
+fn mmsghdrs(iov: &mut libc::iovec, messages: usize) -> Vec<libc::mmsghdr> {
+    (0..messages)
         .map(|_| {
+            // SAFETY: an all-zero mmsghdr is valid; the iovec it points at lives on.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = &raw mut iov;
+            m.msg_hdr.msg_iov = iov;
             m.msg_hdr.msg_iovlen = 1;
             m
         })
-        .collect();
+        .collect()
+}
+
+fn sendmmsg_pattern(count: u64, messages: usize, size: usize) -> WorkloadReport {
+    let (sender, _receiver) = udp_sender();
+    let buf = vec![b'x'; size];
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: size };
+    let mut msgs = mmsghdrs(&mut iov, messages);
     let mut report = tally(sender.as_raw_fd(), count, 0);
     for _ in 0..count {
         // SAFETY: `msgs` holds `messages` valid headers.
@@ -458,4 +492,62 @@ fn short_pattern(count: u64) -> WorkloadReport {
         while unsafe { libc::read(reader, drain.as_mut_ptr().cast(), drain.len()) } > 0 {}
     }
     report
+}
+
+/// The bytes each good write of [`bad_args`] carries.
+pub const BAD_ARGS_GOOD_WRITE: usize = 100;
+
+fn bad_args(count: u64, pause: Duration) -> WorkloadReport {
+    let dir = std::env::temp_dir();
+    let file = tempfile_in(&dir);
+    let fd = file.as_raw_fd();
+    let good = [b'g'; BAD_ARGS_GOOD_WRITE];
+    paced(count, 0, |_| write(fd, &good));
+    thread::sleep(pause);
+    let expect_errno = |ret: isize, errno: i32, what: &str| {
+        assert_eq!(ret, -1, "{what} should fail");
+        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(errno), "{what}");
+    };
+    // SAFETY: the kernel refuses the NULL buffer before reading it.
+    expect_errno(unsafe { libc::write(fd, std::ptr::null(), usize::MAX) }, libc::EFAULT, "write(NULL, SIZE_MAX)");
+    let iov = vec![libc::iovec { iov_base: good.as_ptr() as *mut _, iov_len: good.len() }; 1 << 20];
+    // SAFETY: every iovec points into `good`; the kernel refuses the count.
+    expect_errno(unsafe { libc::writev(fd, iov.as_ptr(), 1 << 20) }, libc::EINVAL, "writev of 2^20 iovecs");
+    let huge = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: isize::MAX as usize / 2 }; 2];
+    // SAFETY: the kernel refuses the NULL buffers before reading them.
+    expect_errno(unsafe { libc::writev(fd, huge.as_ptr(), 2) }, libc::EFAULT, "writev of SSIZE_MAX bytes at NULL");
+    thread::sleep(pause);
+    paced(count, 0, |_| write(fd, &good));
+    let mut report = tally(fd, 2 * count + 3, 2 * count as i64 * BAD_ARGS_GOOD_WRITE as i64);
+    report.children.push(huge_vlen_sendmmsg());
+    report
+}
+
+/// An unlinked file in `dir`, open for writing.
+fn tempfile_in(dir: &std::path::Path) -> std::fs::File {
+    let path = dir.join(format!("batchwatch-badargs-{}", std::process::id()));
+    let file = std::fs::File::create(&path).expect("create a temporary file");
+    std::fs::remove_file(&path).expect("unlink it");
+    file
+}
+
+/// One `sendmmsg` asking for 2^31 messages on a UDP socket: the kernel cuts
+/// `vlen` to 1024 and sends those. Reported as a "child" of this process:
+/// the socket, one call, and the bytes sent.
+fn huge_vlen_sendmmsg() -> integration_tests::Child {
+    const SENT: usize = 1024;
+    const SIZE: usize = 10;
+    let (sender, _receiver) = udp_sender();
+    let buf = [b'm'; SIZE];
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: SIZE };
+    let mut msgs = mmsghdrs(&mut iov, SENT);
+    // SAFETY: the kernel reads at most UIO_MAXIOV (1024) headers, all valid.
+    let sent = unsafe { libc::sendmmsg(sender.as_raw_fd(), msgs.as_mut_ptr(), 1 << 31, 0) };
+    assert_eq!(sent, SENT as i32, "sendmmsg: {}", std::io::Error::last_os_error());
+    integration_tests::Child {
+        pid: std::process::id(),
+        fd: sender.as_raw_fd(),
+        calls: 1,
+        bytes_written: (SENT * SIZE) as u64,
+    }
 }

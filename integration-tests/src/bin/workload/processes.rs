@@ -35,11 +35,13 @@ fn fork_writer(fd: i32, calls: u64) -> Child {
 
 /// A child writes `first` times and exits; after `pause`, a second child is
 /// forked with the same pid (through `ns_last_pid`) and writes `second`
-/// times, then lingers for `pause` so that the agent sees it alive.
-pub fn reuse(first: u64, second: u64, pause: Duration) -> WorkloadReport {
+/// times, then lingers for `pause` so that the agent sees it alive. With
+/// `flood`, the first child waits after its writes for `pause`, while
+/// `flood` other children write once each and exit, then exits.
+pub fn reuse(first: u64, second: u64, pause: Duration, flood: u64) -> WorkloadReport {
     let devnull = open_devnull();
     let fd = devnull.as_raw_fd();
-    let a = fork_writer(fd, first);
+    let a = if flood == 0 { fork_writer(fd, first) } else { flooded_writer(fd, first, pause, flood) };
     thread::sleep(pause);
     // Another process may take the pid first on a busy machine: try again.
     for _ in 0..100 {
@@ -66,6 +68,44 @@ pub fn reuse(first: u64, second: u64, pause: Duration) -> WorkloadReport {
         }
     }
     panic!("pid {} was never handed out again", a.pid);
+}
+
+/// A child that writes `calls` bytes to `fd` and waits; once `pause` has
+/// passed, `flood` other writers come and go, then the child exits.
+fn flooded_writer(fd: i32, calls: u64, pause: Duration, flood: u64) -> Child {
+    let mut go = [0; 2];
+    // SAFETY: `go` has room for two descriptors.
+    assert_eq!(unsafe { libc::pipe(go.as_mut_ptr()) }, 0);
+    // SAFETY: as in `fork_writer`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        for _ in 0..calls {
+            write(fd, b"c");
+        }
+        let mut byte = [0u8];
+        // SAFETY: our own copy of the write end goes first, so that the read
+        // ends (EOF) when the parent closes its copy.
+        unsafe {
+            libc::close(go[1]);
+            libc::read(go[0], byte.as_mut_ptr().cast(), 1);
+        }
+        // SAFETY: as in `fork_writer`.
+        unsafe { libc::_exit(0) };
+    }
+    thread::sleep(pause);
+    for _ in 0..flood {
+        fork_writer(fd, 1);
+    }
+    // SAFETY: our descriptors; closing the write end releases the child.
+    unsafe {
+        libc::close(go[0]);
+        libc::close(go[1]);
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    Child { pid: pid as u32, fd, calls, bytes_written: calls }
 }
 
 /// Writes once to each of `fds` new descriptors of /dev/null.

@@ -24,6 +24,8 @@ pub struct Batches {
     pub pause: Duration,
     /// Enter through the registered ring index, not the fd.
     pub registered: bool,
+    /// Submit, then wait for the batch in a second enter that only waits.
+    pub wait_apart: bool,
 }
 
 /// `rounds` rounds of `batch` 64-byte writes to /dev/null, each round
@@ -56,6 +58,11 @@ pub fn batches(how: &Batches) -> WorkloadReport {
         report.sqes += u64::from(how.batch);
         if how.sqpoll_idle.is_some() {
             submit_sqpoll(&mut ring, &mut report);
+        } else if how.wait_apart {
+            ring.submit().expect("io_uring_enter submitting");
+            // The SQ is empty now: this enter has nothing to submit.
+            ring.submit_and_wait(how.batch as usize).expect("io_uring_enter waiting");
+            report.enters += 2;
         } else {
             match registered {
                 Some(index) => enter_registered(index, how.batch),
