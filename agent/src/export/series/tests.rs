@@ -233,10 +233,10 @@ fn the_cap_keeps_the_flagged_then_the_busiest() {
         model.record(writer, 3, Some(&pipe(n as u64)), &writes(100 * (n as u64 + 1), 8, 1000));
     }
     model.close_interval(1.0);
-    // The node has 16 points, `other` 14 (one kind of descriptor), a writer 15.
+    // The node has 18 points, `other` 14 (one kind of descriptor), a writer 16.
     // With room for two writers before `other` fills, the second is refused
     // once the folded ones give `other` its points.
-    for cap in [16 + 14 + 15, 16 + 15 + 15] {
+    for cap in [18 + 14 + 16, 18 + 16 + 16] {
         let mut set = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0));
         let s = set.collect(&observe(&model), None, None, at(1));
         assert!(s.points() <= cap, "{} points over {cap}", s.points());
@@ -261,7 +261,7 @@ fn a_flagged_process_keeps_its_series_under_the_cap() {
         model.record(&busy, 3, Some(&pipe(2)), &writes(900_000, 4096, 1000));
         model.close_interval(1.0);
     }
-    let cap = 16 + 14 + 15;
+    let cap = 18 + 14 + 16;
     let s = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0)).collect(&observe(&model), None, None, at(3));
     assert_eq!(int(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "hot_writer")]), 1);
     assert!(value(&s, &catalog::WRITE_CALLS, &[("process.pid", "20")]).is_none());
