@@ -54,7 +54,12 @@ impl<'a> Log2Histogram<'a> {
         let count = self.count();
         let slot = self.quantile_slot(0.5)?;
         if self.slots[slot] == count {
-            return Some(sum as f64 / count as f64);
+            // Clamped to the bucket: the map is read while probes on other
+            // CPUs update it, so an interval's sum and its slots can be one
+            // call apart, and the mean of 1-record calls read as 1.00001.
+            let mean = sum as f64 / count as f64;
+            let upper = if slot == self.slots.len() - 1 { f64::INFINITY } else { slot_upper_bound(slot) as f64 };
+            return Some(mean.clamp(slot_lower_bound(slot) as f64, upper));
         }
         let below: u64 = self.slots[..slot].iter().sum();
         let lower = slot_lower_bound(slot) as f64;
@@ -149,6 +154,10 @@ mod tests {
         // 600 B calls sit in [512, 1024): the median is 600, not 512.
         let slots = hist_of(&[600; 10]);
         assert_eq!(Log2Histogram::new(&slots).median(6000), Some(600.0));
+        // A sum read one call ahead of the slots stays inside the bucket.
+        let mut ones = [0; 16];
+        ones[1] = 100_000;
+        assert_eq!(Log2Histogram::new(&ones).median(100_001), Some(1.0));
     }
 
     #[test]

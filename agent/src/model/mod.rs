@@ -565,13 +565,9 @@ fn hot_reason(what: &str, m: &BatchingMetrics, held: &str, rules: &Rules) -> Str
     let size = if rules.degraded {
         format!("{:.0} B per call on average", m.mean_bytes_per_call)
     } else {
-        let records = m.median_records_per_call.unwrap_or(0.0);
-        let plural = if records == 1.0 { "" } else { "s" };
-        format!(
-            "median {} record{plural} and {} B per call",
-            figure(records),
-            figure(m.median_bytes_per_call.unwrap_or(0.0))
-        )
+        let records = figure(m.median_records_per_call.unwrap_or(0.0));
+        let plural = if records == "1" { "" } else { "s" };
+        format!("median {records} record{plural} and {} B per call", figure(m.median_bytes_per_call.unwrap_or(0.0)))
     };
     format!(
         "{what}: {:.0} writes/s, {size}, {held}; batching to {} records per call would save {:.3} cores",
