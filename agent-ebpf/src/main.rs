@@ -4,6 +4,10 @@
 //! leaves the kernel. The agent reads the maps on an interval.
 #![no_std]
 #![no_main]
+// Atomic read-modify-write on shared map values (see `aggregate`): the BPF
+// target has no `core::sync::atomic` operations for them.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "core_intrinsics is the one way to BPF atomics from Rust")]
 
 #[macro_use]
 mod tracepoint;

@@ -14,6 +14,7 @@ use agent_common::{
     },
     key::FdKey,
     maps::ProbeErrorKind,
+    sync::SyncCall,
     tracepoints::{
         COMPLETE_RES, CREATE_CQ_ENTRIES, CREATE_CTX, CREATE_FD, CREATE_FLAGS, CREATE_SQ_ENTRIES, RING_CTX,
         SUBMIT_OPCODE, SUBMIT_SQ_THREAD,
@@ -25,6 +26,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
+use super::sync::record_uring_sync;
 use crate::{
     aggregate::{entry, hist_add},
     syscall_args::Args,
@@ -105,6 +107,9 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
         }
         ops.sqpoll_sqes += u64::from(by_sqpoll != 0);
     });
+    if let (Some(call), Some(tgid)) = (SyncCall::of_uring_op(opcode), traced_tgid()) {
+        record_uring_sync(call, tgid);
+    }
     0
 }
 

@@ -2,5 +2,6 @@
 
 mod exits;
 mod io_uring;
+mod sync;
 mod syscalls;
 mod write_family;
