@@ -9,6 +9,7 @@ pub mod histogram;
 pub mod human;
 pub mod io_uring;
 pub mod metrics;
+pub mod sync;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -16,18 +17,19 @@ use std::{
     time::Instant,
 };
 
-use agent_common::{counters::Counters as _, write::WriteStats};
+use agent_common::{counters::Counters as _, sync::SyncStats, write::WriteStats};
 
 use self::{
     classify::{TimerFlush, is_hot_by_averages, is_hot_unbatched, is_sqpoll_trickle, is_unbatched_ring},
     flag::Flag,
     io_uring::{RingState, UringState},
     metrics::{BatchingMetrics, Transition},
+    sync::{SyncMetrics, SyncState},
 };
 use crate::{
     attribution::fds::{FdInfo, FdKind},
     attribution::identity::Identity,
-    config::{Config, HotWriterRule, IoUringRule, TimerFlushRule},
+    config::{Config, HotWriterRule, IoUringRule, SyncRule, TimerFlushRule},
     depth::Depth,
     depth::fdinfo::RingFdinfo,
 };
@@ -38,6 +40,7 @@ pub struct Rules {
     pub hot_writer: HotWriterRule,
     pub timer_flush: TimerFlushRule,
     pub io_uring: IoUringRule,
+    pub sync: SyncRule,
     pub transition: Transition,
     /// Only averages per process are known (the degraded `/proc` mode).
     pub degraded: bool,
@@ -51,6 +54,7 @@ impl Rules {
             hot_writer: config.hot_writer.clone(),
             timer_flush: config.timer_flush.clone(),
             io_uring: config.io_uring.clone(),
+            sync: config.sync.clone(),
             transition: Transition { cost_ns, batch_target: config.hot_writer.batch_target },
             degraded,
         }
@@ -127,6 +131,18 @@ pub struct ProcessState {
     /// io_uring use, once the process set up or used a ring (boxed: most
     /// processes never do).
     pub io_uring: Option<Box<UringState>>,
+    /// Syncs per descriptor (and pseudo-descriptor, see `agent_common::sync`),
+    /// once the process synced or wrote to an `O_SYNC`/`O_DSYNC` descriptor.
+    pub syncs: BTreeMap<i32, Box<SyncState>>,
+    /// Sync metrics of the last interval, all descriptors together.
+    pub sync_metrics: SyncMetrics,
+    /// A descriptor of it makes each write durable on its own, now and at
+    /// any time.
+    pub sync_per_write: bool,
+    pub ever_sync_per_write: bool,
+    /// What to do about the verdicts raised now, and the last advice given.
+    pub advice: Vec<String>,
+    pub last_advice: Vec<String>,
     /// When it was first seen.
     pub first_seen: Instant,
     pub exited: Option<Instant>,
@@ -165,6 +181,14 @@ impl ProcessState {
     /// Descriptors flagged as un-batched hot writers.
     pub fn hot_fds(&self) -> impl Iterator<Item = (&i32, &FdState)> {
         self.fds.iter().filter(|(_, fd)| fd.flag.is_raised()).map(|(fd, state)| (fd, &**state))
+    }
+
+    /// Everything the process synced since it was first seen.
+    pub fn sync_total(&self) -> SyncStats {
+        self.syncs.values().fold(SyncStats::ZERO, |mut sum, state| {
+            sum.add(&state.total);
+            sum
+        })
     }
 
     /// Cores spent crossing into the kernel in the last interval: write-family
@@ -218,6 +242,27 @@ impl Model {
         state.last_write = Instant::now();
         state.interval = mem::take(&mut state.interval).after(delta, &state.total);
         state.total.add(delta);
+        if let Some(info) = state.info.as_ref().filter(|info| info.synced_writes) {
+            let info = info.clone();
+            Self::sync_entry(process, fd, Some(&info)).record(&sync::synced_writes(delta));
+        }
+    }
+
+    /// Adds what `fd` of `identity` synced since the last reading (`fd` may
+    /// be a pseudo-descriptor, see `agent_common::sync`).
+    pub fn record_sync(&mut self, identity: &Identity, fd: i32, info: Option<&FdInfo>, delta: &SyncStats) {
+        let process = self.process_entry(identity);
+        Self::sync_entry(process, fd, info).record(delta);
+    }
+
+    fn sync_entry<'a>(process: &'a mut ProcessState, fd: i32, info: Option<&FdInfo>) -> &'a mut SyncState {
+        let target = |info: Option<&FdInfo>| info.map(|info| info.target.clone());
+        let state = process.syncs.entry(fd).or_insert_with(|| Box::new(SyncState::new(info.cloned())));
+        if info.is_some() && target(state.info.as_ref()) != target(info) {
+            // The fd number now names another file: start its history afresh.
+            **state = SyncState::new(info.cloned());
+        }
+        state
     }
 
     /// The io_uring state of `identity`, for the collector's io_uring deltas.
@@ -232,6 +277,12 @@ impl Model {
                 fds: BTreeMap::new(),
                 metrics: BatchingMetrics::default(),
                 io_uring: None,
+                syncs: BTreeMap::new(),
+                sync_metrics: SyncMetrics::default(),
+                sync_per_write: false,
+                ever_sync_per_write: false,
+                advice: Vec::new(),
+                last_advice: Vec::new(),
                 first_seen: Instant::now(),
                 exited: None,
                 unbatched: false,
@@ -323,7 +374,9 @@ impl Model {
 /// Computes the metrics of the interval that just ended and updates verdicts.
 fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
     process.reasons.clear();
+    process.advice.clear();
     judge_fds(process, seconds, rules);
+    judge_syncs(process, seconds, rules);
     if let Some(uring) = &mut process.io_uring {
         uring.close_interval(seconds, &rules.transition);
         for ring in &mut uring.rings {
@@ -335,6 +388,37 @@ fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
         process.ever_unbatched = true;
         process.last_reasons.clone_from(&process.reasons);
     }
+    if process.sync_per_write {
+        process.ever_sync_per_write = true;
+        process.last_advice.clone_from(&process.advice);
+    }
+}
+
+/// The sync-per-write verdict of each descriptor that syncs (not in the
+/// degraded mode, which sees no syncs).
+fn judge_syncs(process: &mut ProcessState, seconds: f64, rules: &Rules) {
+    let mut all = SyncStats::ZERO;
+    process.sync_per_write = false;
+    for (&fd, state) in &mut process.syncs {
+        let interval = state.close();
+        all.add(&interval);
+        state.metrics = SyncMetrics::of(&interval, seconds);
+        let metrics = &state.metrics;
+        let what = state.describe(fd);
+        let hot = sync::is_sync_per_write(metrics, &rules.sync);
+        state.flag.update(hot, rules.hot_writer.sustain_intervals, |hot_for| {
+            sync::reason(&what, metrics, seconds * f64::from(hot_for))
+        });
+        if let Some(reason) = state.flag.reason() {
+            process.sync_per_write = true;
+            process.reasons.push(reason.to_owned());
+            let advice = sync::advice(&process.identity, state.info.as_ref());
+            if !process.advice.contains(&advice) {
+                process.advice.push(advice);
+            }
+        }
+    }
+    process.sync_metrics = SyncMetrics::of(&all, seconds);
 }
 
 fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
@@ -430,7 +514,7 @@ mod tests {
     #[test]
     fn intervals_add_up_whether_the_descriptor_is_new_idle_or_busy() {
         let identity = Identity { pid: 10, start_ticks: 1, comm: "w".into(), command: "w".into(), container: None };
-        let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[1]".into() };
+        let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[1]".into(), synced_writes: false };
         let mut model = model();
         let record = |model: &mut Model, n| model.record(&identity, 3, Some(&pipe), &writes(n));
 

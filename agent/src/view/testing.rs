@@ -41,7 +41,13 @@ pub fn node() -> NodeFacts {
         probes_attached: 16,
         probes_failed: vec!["sys_exit_pwritev2".to_owned()],
         tracked_fds: 3,
-        errors: ProbeErrors { stats_map_full: 2, args_unreadable: 5, uring_map_full: 1, exit_map_full: 0 },
+        errors: ProbeErrors {
+            stats_map_full: 2,
+            args_unreadable: 5,
+            uring_map_full: 1,
+            exit_map_full: 0,
+            sync_map_full: 0,
+        },
         attach_mode: Some("tracepoint"),
         degraded: None,
     }
@@ -58,7 +64,7 @@ pub fn identity(pid: u32, comm: &str) -> Identity {
 }
 
 pub fn socket(inode: u64) -> FdInfo {
-    FdInfo { kind: FdKind::Tcp, target: format!("socket:[{inode}]") }
+    FdInfo { kind: FdKind::Tcp, target: format!("socket:[{inode}]"), synced_writes: false }
 }
 
 /// Three one-second intervals of three writers, and the snapshot the view
@@ -71,8 +77,8 @@ pub fn socket(inode: u64) -> FdInfo {
 pub fn three_writers() -> (Model, Snapshot) {
     let mut model = model();
     let mut shown = Snapshot::empty(node());
-    let file = FdInfo { kind: FdKind::File, target: "/var/log/batch.log".to_owned() };
-    let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[9]".to_owned() };
+    let file = FdInfo { kind: FdKind::File, target: "/var/log/batch.log".to_owned(), synced_writes: false };
+    let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[9]".to_owned(), synced_writes: false };
     let batched = Write { calls: 2000, records: 16, bytes: 8192, gap_ns: 500_000, eagain: 0 };
     let dropping = Write { calls: 1200, records: 1, bytes: 4096, gap_ns: 800_000, eagain: 300 };
     for _ in 0..3 {
@@ -89,7 +95,7 @@ pub fn three_writers() -> (Model, Snapshot) {
 /// apart, most of 200 B and a few of 6400 B.
 pub fn add_ticker(model: &mut Model) {
     let ticker = identity(400, "ticker");
-    let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[12]".to_owned() };
+    let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[12]".to_owned(), synced_writes: false };
     for (calls, bytes) in [(45, 200), (5, 6400)] {
         model.record(
             &ticker,
@@ -182,7 +188,7 @@ pub fn uring_users() -> (Model, Snapshot) {
     let batch32 = ring_setup(600, 8, 32, 0);
     let sqpoll = ring_setup(700, 9, 16, SETUP_SQPOLL);
     let trickle = ring_setup(750, 10, 16, SETUP_SQPOLL);
-    let file = FdInfo { kind: FdKind::File, target: "/var/log/fallback.log".to_owned() };
+    let file = FdInfo { kind: FdKind::File, target: "/var/log/fallback.log".to_owned(), synced_writes: false };
     let fallback = Write { calls: 10, records: 1, bytes: 300, gap_ns: 100_000_000, eagain: 0 };
     for round in 0..3 {
         let uring = model.io_uring(&identity(500, "submit1"));

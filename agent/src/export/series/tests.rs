@@ -31,11 +31,11 @@ fn process(pid: u32, start_ticks: u64, comm: &str) -> Identity {
 }
 
 fn pipe(inode: u64) -> FdInfo {
-    FdInfo { kind: FdKind::Pipe, target: format!("pipe:[{inode}]") }
+    FdInfo { kind: FdKind::Pipe, target: format!("pipe:[{inode}]"), synced_writes: false }
 }
 
 fn file(path: &str) -> FdInfo {
-    FdInfo { kind: FdKind::File, target: path.to_owned() }
+    FdInfo { kind: FdKind::File, target: path.to_owned(), synced_writes: false }
 }
 
 /// `calls` write()s of `bytes` each, `gap_ns` apart.
@@ -55,7 +55,13 @@ fn observe(model: &Model) -> Observation<'_> {
     Observation {
         model,
         transition_cost_ns: COST_NS,
-        probe_errors: ProbeErrors { stats_map_full: 2, args_unreadable: 0, uring_map_full: 1, exit_map_full: 0 },
+        probe_errors: ProbeErrors {
+            stats_map_full: 2,
+            args_unreadable: 0,
+            uring_map_full: 1,
+            exit_map_full: 0,
+            sync_map_full: 0,
+        },
         tracked_fds: 12,
         evicted_fds: 4,
         max_fds: 16384,
