@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use agent_common::write::{WriteStats, WriteSyscall};
+use agent_common::{
+    sync::{SyncCall, SyncStats},
+    write::{WriteStats, WriteSyscall},
+};
 use serde::Serialize;
 
 use crate::{
@@ -15,6 +18,7 @@ use crate::{
         classify::TimerFlush,
         io_uring::{RingMetrics, RingState, UringState},
         metrics::{BatchingMetrics, Drops, Quantiles, Transition},
+        sync::{SyncErrors, SyncMetrics, SyncState},
     },
 };
 
@@ -51,6 +55,8 @@ pub struct NodeReport {
     pub uring_map_full: u64,
     /// Exits the kernel could not record (found later by a `/proc` sweep).
     pub exit_map_full: u64,
+    /// Syncs (or sync durations) the kernel could not record: a sync map was full.
+    pub sync_map_full: u64,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -85,6 +91,13 @@ pub struct ProcessReport {
     pub saving_cores: f64,
     pub unbatched: bool,
     pub reasons: Vec<String>,
+    /// Present once the process synced (or wrote to an `O_SYNC`/`O_DSYNC` file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncReport>,
+    /// One of its descriptors made each write durable on its own.
+    pub sync_per_write: bool,
+    /// What to do about the verdicts, in words.
+    pub advice: Vec<String>,
     pub fds: Vec<FdReport>,
     /// Present once the process set up or used io_uring.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +159,31 @@ pub struct FdReport {
     pub drops: DropReport,
     pub unbatched: bool,
     pub timer_flush: Option<TimerFlush>,
+    /// Present once the descriptor synced (or, opened `O_SYNC`/`O_DSYNC`, wrote).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncReport>,
+    pub sync_per_write: bool,
+}
+
+/// What a process's or a descriptor's syncs made durable, how long they
+/// took, and which failed.
+#[derive(Debug, Serialize)]
+pub struct SyncReport {
+    pub calls: u64,
+    pub calls_by_syscall: BTreeMap<&'static str, u64>,
+    pub calls_per_sec: f64,
+    /// Writes and bytes made durable: the descriptor's writes since its previous sync.
+    pub writes: u64,
+    pub bytes: u64,
+    pub writes_per_sync: Distribution,
+    pub bytes_per_sync: Distribution,
+    /// Each sync's duration, entry to exit.
+    pub latency_ns: Distribution,
+    /// Time between syncs of a descriptor.
+    pub gap_ns: Distribution,
+    /// Time spent in syncs per second of the window.
+    pub wait_share: f64,
+    pub errors: SyncErrors,
 }
 
 #[derive(Debug, Serialize)]
@@ -207,6 +245,7 @@ impl Report {
                 args_unreadable: errors.args_unreadable,
                 uring_map_full: errors.uring_map_full,
                 exit_map_full: errors.exit_map_full,
+                sync_map_full: errors.sync_map_full,
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",
@@ -239,7 +278,10 @@ impl ProcessReport {
             saving_cores: metrics.saving_cores + uring_saving,
             unbatched: process.ever_unbatched,
             reasons: process.last_reasons.clone(),
-            fds: process.fds.iter().map(|(&fd, state)| FdReport::build(fd, state, seconds, agent)).collect(),
+            sync: (!process.syncs.is_empty()).then(|| SyncReport::build(&process.sync_total(), seconds)),
+            sync_per_write: process.ever_sync_per_write,
+            advice: process.last_advice.clone(),
+            fds: FdReport::all(process, seconds, agent),
             io_uring,
         }
     }
@@ -317,16 +359,68 @@ fn errno_name(errno: u32) -> String {
 }
 
 impl FdReport {
-    fn build(fd: i32, state: &FdState, seconds: f64, agent: &Agent) -> FdReport {
-        let metrics = BatchingMetrics::of(&state.total, seconds, &agent.model().rules().transition);
+    /// Every descriptor that wrote or synced, in fd order; the pseudo-
+    /// descriptors of process-wide syncs (negative) come first.
+    fn all(process: &ProcessState, seconds: f64, agent: &Agent) -> Vec<FdReport> {
+        let fds: std::collections::BTreeSet<i32> = process.fds.keys().chain(process.syncs.keys()).copied().collect();
+        fds.into_iter()
+            .map(|fd| {
+                FdReport::build(
+                    fd,
+                    process.fds.get(&fd).map(|b| &**b),
+                    process.syncs.get(&fd).map(|b| &**b),
+                    seconds,
+                    agent,
+                )
+            })
+            .collect()
+    }
+
+    fn build(fd: i32, state: Option<&FdState>, sync: Option<&SyncState>, seconds: f64, agent: &Agent) -> FdReport {
+        let total = state.map_or(WriteStats::ZERO, |state| state.total);
+        let metrics = BatchingMetrics::of(&total, seconds, &agent.model().rules().transition);
+        let info = state.and_then(|state| state.info.as_ref()).or_else(|| sync.and_then(|s| s.info.as_ref()));
         FdReport {
             fd,
-            kind: state.info.as_ref().map(|info| info.kind.name()),
-            target: state.info.as_ref().map(|info| info.target.clone()),
-            write: WriteReport::build(&state.total, &metrics),
+            kind: match info {
+                Some(info) => Some(info.kind.name()),
+                None if fd < 0 => Some("process-wide"),
+                None => None,
+            },
+            target: match (info, sync) {
+                (Some(info), _) => Some(info.target.clone()),
+                (None, Some(sync)) if fd < 0 => Some(sync.describe(fd)),
+                _ => None,
+            },
+            write: WriteReport::build(&total, &metrics),
             drops: DropReport::build(&metrics),
-            unbatched: state.flag.is_raised(),
-            timer_flush: state.timer,
+            unbatched: state.is_some_and(|state| state.flag.is_raised()),
+            timer_flush: state.and_then(|state| state.timer),
+            sync: sync.map(|sync| SyncReport::build(&sync.total, seconds)),
+            sync_per_write: sync.is_some_and(|sync| sync.flag.is_raised()),
+        }
+    }
+}
+
+impl SyncReport {
+    fn build(stats: &SyncStats, seconds: f64) -> SyncReport {
+        let m = SyncMetrics::of(stats, seconds);
+        SyncReport {
+            calls: m.calls,
+            calls_by_syscall: SyncCall::ALL
+                .iter()
+                .map(|&c| (c.name(), stats.calls[c as usize]))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+            calls_per_sec: m.calls_per_sec,
+            writes: m.writes,
+            bytes: m.bytes,
+            writes_per_sync: Distribution::of(m.writes_per_sync, m.mean_writes_per_sync),
+            bytes_per_sync: Distribution::of(m.bytes_per_sync, m.mean_bytes_per_sync),
+            latency_ns: Distribution::of(m.latency_ns, m.mean_latency_ns),
+            gap_ns: Distribution::of(m.gap_ns, None),
+            wait_share: m.wait_share,
+            errors: m.errors,
         }
     }
 }
