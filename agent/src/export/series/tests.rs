@@ -210,10 +210,10 @@ fn the_cap_keeps_the_flagged_then_the_busiest() {
         model.record(writer, 3, Some(&pipe(n as u64)), &writes(100 * (n as u64 + 1), 8, 1000));
     }
     model.close_interval(1.0);
-    // The node has 11 points, `other` 13 (one kind of descriptor), a writer 14.
+    // The node has 12 points (one per probe error kind among them), `other` 13 (one kind of descriptor), a writer 14.
     // With room for two writers before `other` fills, the second is refused
     // once the folded ones give `other` its points.
-    for cap in [11 + 13 + 14, 11 + 14 + 14] {
+    for cap in [12 + 13 + 14, 12 + 14 + 14] {
         let mut set = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0));
         let s = set.collect(&observe(&model), None, None, at(1));
         assert!(s.points() <= cap, "{} points over {cap}", s.points());
@@ -238,7 +238,7 @@ fn a_flagged_process_keeps_its_series_under_the_cap() {
         model.record(&busy, 3, Some(&pipe(2)), &writes(900_000, 4096, 1000));
         model.close_interval(1.0);
     }
-    let cap = 11 + 13 + 14;
+    let cap = 12 + 13 + 14;
     let s = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0)).collect(&observe(&model), None, None, at(3));
     assert_eq!(int(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "hot_writer")]), 1);
     assert!(value(&s, &catalog::WRITE_CALLS, &[("process.pid", "20")]).is_none());
