@@ -157,6 +157,13 @@ impl SyncStats {
     }
 }
 
+// Not derived: arrays of more than 32 words have no `Default`.
+impl Default for SyncStats {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
 /// Where a descriptor's previous sync left it: not counters, so kept apart
 /// from [`SyncStats`], under the same keys.
 #[repr(C)]
