@@ -66,6 +66,8 @@ pub struct NodeReport {
 pub struct DegradedReport {
     pub reason: String,
     pub needs: &'static str,
+    /// What this mode cannot see (syncs among it).
+    pub cannot_see: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -233,7 +235,11 @@ impl Report {
                 transition_cost_ns: node.transition_cost_ns,
                 transition_cost_source: if node.transition_cost_measured { "measured" } else { "config" },
                 attach_mode: node.attach_mode.map(AttachMode::name),
-                degraded: node.degraded.as_ref().map(|d| DegradedReport { reason: d.reason.clone(), needs: d.needs }),
+                degraded: node.degraded.as_ref().map(|d| DegradedReport {
+                    reason: d.reason.clone(),
+                    needs: d.needs,
+                    cannot_see: crate::degraded::CANNOT_SEE,
+                }),
                 attach_fallback: node.attach_fallback.clone(),
                 probes_attached: node.attached.clone(),
                 probes_failed: node

@@ -80,9 +80,9 @@ fn header_lines(snapshot: &Snapshot, paused: bool) -> Vec<Line<'static>> {
 /// The node line; in the degraded mode, what is missing instead.
 fn node_facts(node: &NodeFacts) -> Line<'static> {
     match &node.degraded {
-        Some(reason) => {
-            Line::from(format!("DEGRADED: /proc/PID/io averages per process only, no BPF ({reason})").white().on_red())
-        }
+        Some(reason) => Line::from(
+            format!("DEGRADED: /proc/PID/io averages per process only, no BPF, no syncs ({reason})").white().on_red(),
+        ),
         None => Line::from(probe_facts(node)),
     }
 }
@@ -228,7 +228,7 @@ mod tests {
         let screen = lines(&testing::draw(&shown, &ViewState::default(), 200, 30));
         assert_eq!(
             screen[1],
-            "DEGRADED: /proc/PID/io averages per process only, no BPF (bpf(): Operation not permitted)"
+            "DEGRADED: /proc/PID/io averages per process only, no BPF, no syncs (bpf(): Operation not permitted)"
         );
     }
 
