@@ -18,6 +18,7 @@ use super::{
     detail::Detail,
     format,
     snapshot::{NodeFacts, Snapshot, process_drops_per_sec},
+    sync::{self, SYNC, sync_per_write_flag},
     uring::{self, IO_URING, trickle_flag},
 };
 use crate::model::ProcessState;
@@ -122,7 +123,7 @@ fn draw_processes(
     interval: Duration,
 ) {
     let columns: Vec<&Column> =
-        [&PID, &COMMAND].into_iter().chain(&METRIC_COLUMNS).chain([&DEPTH, &IO_URING, &CORES, &FLAG]).collect();
+        [&PID, &COMMAND].into_iter().chain(&METRIC_COLUMNS).chain([&DEPTH, &IO_URING, &SYNC, &CORES, &FLAG]).collect();
     let table_rows = rows.iter().map(|p| process_row(p, &columns, interval));
     let table = table(table_rows, &columns, Some((state.sort, state.reversed)));
     frame.render_stateful_widget(table, area, &mut TableState::new().with_selected(selected));
@@ -145,6 +146,7 @@ fn process_row<'a>(p: &ProcessState, columns: &[&Column], interval: Duration) ->
     let mut cells = text_cells(texts, columns);
     cells.push(depth_cell(p.depth_percent().map(|percent| (percent, format::percent(percent))), &DEPTH));
     cells.push(cell(uring::summary(p), &IO_URING));
+    cells.push(cell(sync::summary(p), &SYNC));
     cells.push(cell(format::cores(p.transition_cores()), &CORES));
     cells.push(Cell::from(process_flags(p)));
     // An exited process lingers a few seconds, dimmed, before it goes.
@@ -160,6 +162,7 @@ fn process_flags(p: &ProcessState) -> Line<'static> {
     let flags = [
         unbatched.then(unbatched_flag),
         trickle.then(trickle_flag),
+        p.sync_per_write.then(sync_per_write_flag),
         p.fds.values().any(|fd| fd.timer.is_some()).then(|| "timer flush".yellow()),
         p.exited.is_some().then(|| "exited".into()),
     ];
@@ -252,6 +255,8 @@ mod tests {
                 "DROPS/S",
                 "DEPTH%",
                 "IO_URING",
+                "SYNCS/S",
+                "×W",
                 "EST.CORES",
                 "▼",
                 "FLAG"
@@ -275,6 +280,21 @@ mod tests {
         );
         let flag_x = logger_line.find("UNBATCHED").map(|byte| logger_line[..byte].chars().count()).unwrap();
         assert_eq!(buffer[(flag_x as u16, logger)].fg, Color::Red, "the flag stands out");
+    }
+
+    #[test]
+    fn sync_column_tells_syncs_a_second_and_writes_per_sync() {
+        let (_, shown) = testing::with_syncer();
+        let buffer = testing::draw(&shown, &ViewState::default(), 200, 30);
+        let screen = lines(&buffer);
+        let (_, titles) = line_with(&screen, "COMMAND");
+        let x = x_of(titles, "SYNCS/S");
+        let (y, journal) = line_with(&screen, "journal");
+        assert_eq!(cells(journal, x, 12), "120 ×1");
+        assert_eq!(buffer[(x, y)].fg, Color::Red, "flagged sync per write");
+        assert!(journal.ends_with(" SYNC/WRITE") && !journal.contains("UNBATCHED"), "{journal}");
+        let (_, logger) = line_with(&screen, "logger");
+        assert_eq!(cells(logger, x, 12), "", "never synced");
     }
 
     #[test]

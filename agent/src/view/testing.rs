@@ -271,3 +271,32 @@ pub fn x_of(line: &str, text: &str) -> u16 {
 pub fn cells(line: &str, x: u16, width: u16) -> String {
     line.chars().skip(x.into()).take(width.into()).collect::<String>().trim().to_owned()
 }
+
+/// [`three_writers`] and `journal` (pid 500), which writes `/var/lib/journal`
+/// (fd 4) and fsyncs it after every write, 120 times a second, 2 ms each,
+/// for three intervals: flagged sync per write.
+pub fn with_syncer() -> (Model, Snapshot) {
+    use agent_common::{
+        hist::log2_slot,
+        sync::{SyncCall, SyncOutcome, SyncStats},
+    };
+    let (mut model, mut shown) = three_writers();
+    let journal = identity(500, "journal");
+    let file = FdInfo { kind: FdKind::File, target: "/var/lib/journal".to_owned(), synced_writes: false };
+    let mut syncs = SyncStats::ZERO;
+    syncs.calls[SyncCall::Fsync as usize] = 120;
+    syncs.outcomes[SyncOutcome::Ok as usize] = 120;
+    (syncs.writes, syncs.bytes) = (120, 120 * 200);
+    syncs.writes_hist[log2_slot(1, syncs.writes_hist.len())] = 120;
+    syncs.bytes_hist[log2_slot(200, syncs.bytes_hist.len())] = 120;
+    (syncs.timed, syncs.latency_ns_total) = (120, 120 * 2_000_000);
+    syncs.latency_hist[log2_slot(2_000_000, syncs.latency_hist.len())] = 120;
+    for _ in 0..3 {
+        let writes = Write { calls: 120, records: 1, bytes: 200, gap_ns: 8_000_000, eagain: 0 }.stats();
+        model.record(&journal, 4, Some(&file), &writes);
+        model.record_sync(&journal, 4, Some(&file), &syncs);
+        model.close_interval(1.0);
+        shown = Snapshot::capture(&model, node(), &shown);
+    }
+    (model, shown)
+}
