@@ -18,7 +18,7 @@ use agent_common::{
     sync::{IO_URING_FD, SyncCall, SyncOutcome, SyncStats},
 };
 use batchwatch::{agent::Agent, model::ProcessState};
-use common::{Observed, observe, observe_while_ticking, require_tool, start_agent};
+use common::{Observed, observe, observe_while_ticking, require_tool, start_agent, strace_calls};
 
 /// The sync statistics of descriptor `fd` of the workload.
 fn syncs_of(process: &ProcessState, fd: i32) -> SyncStats {
@@ -107,15 +107,34 @@ fn a_failed_sync_is_a_drop() {
     assert_eq!((s.errors(), s.writes_hist.iter().sum::<u64>()), (50, 0), "a failed sync makes nothing durable");
 }
 
+/// What `sqlite` ran and saw.
+struct Sqlite {
+    agent: Agent,
+    pid: u32,
+    /// `strace -c`'s summary of the syncs, when run under strace.
+    strace: Option<String>,
+}
+
 /// Runs `sqlite3` on a fresh database, feeding it `before`, then `rows`
 /// INSERTs at 50 a second, then `after`, under an agent ticking every
-/// second as the live one does. Paced so that an autocommit run keeps
-/// syncing for the intervals the flag needs, whatever the disk's speed.
-fn sqlite(before: &str, rows: usize, after: &str) -> (Agent, u32) {
+/// second as the live one does; with `strace`, under `strace -f -c` counting
+/// its syncs. Paced so that an autocommit run keeps syncing for the
+/// intervals the flag needs, whatever the disk's speed.
+fn sqlite(before: &str, rows: usize, after: &str, strace: bool) -> Sqlite {
     let sqlite3 = require_tool("sqlite3", "sqlite3");
     let mut agent = start_agent();
-    let db = std::env::temp_dir().join(format!("batchwatch-sqlite-{}-{}.db", std::process::id(), before.len()));
-    let mut child = Command::new(sqlite3).arg(&db).stdin(Stdio::piped()).spawn().expect("sqlite3 starts");
+    let name = format!("batchwatch-sqlite-{}-{}", std::process::id(), before.len());
+    let db = std::env::temp_dir().join(format!("{name}.db"));
+    let summary = std::env::temp_dir().join(format!("{name}.strace"));
+    let mut command = if strace {
+        let mut command = Command::new(require_tool("strace", "strace"));
+        command.args(["-f", "-qq", "-c", "-e", "trace=fsync,fdatasync,sync_file_range,msync,syncfs,sync", "-o"]);
+        command.arg(&summary).arg(sqlite3);
+        command
+    } else {
+        Command::new(sqlite3)
+    };
+    let mut child = command.arg(&db).stdin(Stdio::piped()).spawn().expect("sqlite3 starts");
     let mut stdin = child.stdin.take().expect("piped stdin");
     let (before, after) = (before.to_owned(), after.to_owned());
     let feeder = thread::spawn(move || {
@@ -126,7 +145,7 @@ fn sqlite(before: &str, rows: usize, after: &str) -> (Agent, u32) {
         }
         stdin.write_all(after.as_bytes()).expect("script");
     });
-    let pid = child.id();
+    let pid = if strace { traced_child(child.id()) } else { child.id() };
     while child.try_wait().expect("wait").is_none() {
         thread::sleep(Duration::from_secs(1));
         agent.tick().expect("reading the maps");
@@ -136,24 +155,63 @@ fn sqlite(before: &str, rows: usize, after: &str) -> (Agent, u32) {
     for suffix in ["", "-journal"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    (agent, pid)
+    let strace = strace.then(|| std::fs::read_to_string(&summary).expect("strace's summary"));
+    let _ = std::fs::remove_file(&summary);
+    Sqlite { agent, pid, strace }
+}
+
+/// The pid of the `sqlite3` that `strace` (pid `tracer`) started, once it
+/// has executed it.
+fn traced_child(tracer: u32) -> u32 {
+    let children = format!("/proc/{tracer}/task/{tracer}/children");
+    for _ in 0..500 {
+        let pids = std::fs::read_to_string(&children).unwrap_or_default();
+        let sqlite3 = pids.split_whitespace().filter_map(|pid| pid.parse::<u32>().ok()).find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "sqlite3")
+        });
+        if let Some(pid) = sqlite3 {
+            return pid;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!("strace started no sqlite3");
+}
+
+/// Calls of `syscall` in an `strace -c` summary; 0 when it has no row.
+fn strace_count(summary: &str, syscall: &str) -> u64 {
+    if summary.lines().any(|line| line.split_whitespace().last() == Some(syscall)) {
+        strace_calls(summary, syscall)
+    } else {
+        0
+    }
 }
 
 #[test]
 fn sqlite_autocommit_syncs_per_insert_and_one_transaction_does_not() {
     const ROWS: usize = 250;
-    let (agent, pid) = sqlite("", ROWS, "");
-    let process = agent.model().process(pid).expect("sqlite3 seen");
+    let run = sqlite("", ROWS, "", true);
+    let process = run.agent.model().process(run.pid).expect("sqlite3 seen");
     let total = process.sync_total();
     // Each autocommit INSERT syncs its rollback journal and the database.
     assert!(total.total_calls() >= 2 * ROWS as u64, "{} syncs for {ROWS} commits", total.total_calls());
+    // Exactly what strace counted, call by call.
+    let summary = run.strace.expect("traced");
+    for call in [SyncCall::Fsync, SyncCall::Fdatasync, SyncCall::SyncFileRange, SyncCall::Msync, SyncCall::Syncfs] {
+        assert_eq!(total.calls[call as usize], strace_count(&summary, call.name()), "{}:\n{summary}", call.name());
+    }
     assert_eq!(total.errors(), 0);
+    eprintln!(
+        "sqlite3 autocommit, {ROWS} inserts: {} syncs ({} fdatasync), as strace counted",
+        total.total_calls(),
+        total.calls[SyncCall::Fdatasync as usize]
+    );
     assert!(process.ever_sync_per_write, "{:?}", process.last_reasons);
     assert!(process.last_advice.iter().any(|a| a.contains("SQLite")), "{:?}", process.last_advice);
 
-    let (agent, pid) = sqlite("BEGIN;\n", ROWS, "COMMIT;\n");
-    let process = agent.model().process(pid).expect("sqlite3 seen");
+    let run = sqlite("BEGIN;\n", ROWS, "COMMIT;\n", false);
+    let process = run.agent.model().process(run.pid).expect("sqlite3 seen");
     let batched = process.sync_total();
     assert!(batched.total_calls() < 20, "{} syncs for one transaction", batched.total_calls());
+    eprintln!("sqlite3, the same inserts in one transaction: {} syncs", batched.total_calls());
     assert!(!process.ever_sync_per_write, "{:?}", process.last_reasons);
 }

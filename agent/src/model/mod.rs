@@ -255,12 +255,16 @@ impl Model {
         Self::sync_entry(process, fd, info).record(delta);
     }
 
+    /// The syncs of `fd`. When the number comes to name another file, its
+    /// history goes on under the new name: unlike a write stream, a
+    /// descriptor slot that syncs per write keeps doing so whatever file it
+    /// names (SQLite creates its journal afresh for each transaction, on the
+    /// same number), and starting afresh would lose the syncs of the
+    /// interval under way.
     fn sync_entry<'a>(process: &'a mut ProcessState, fd: i32, info: Option<&FdInfo>) -> &'a mut SyncState {
-        let target = |info: Option<&FdInfo>| info.map(|info| info.target.clone());
         let state = process.syncs.entry(fd).or_insert_with(|| Box::new(SyncState::new(info.cloned())));
-        if info.is_some() && target(state.info.as_ref()) != target(info) {
-            // The fd number now names another file: start its history afresh.
-            **state = SyncState::new(info.cloned());
+        if let Some(info) = info {
+            state.info = Some(info.clone());
         }
         state
     }
@@ -509,6 +513,23 @@ mod tests {
     fn calls(model: &Model) -> (u64, u64) {
         let fd = &model.process(10).unwrap().fds[&3];
         (fd.metrics.calls, fd.total.total_calls())
+    }
+
+    #[test]
+    fn syncs_go_on_when_the_descriptor_names_another_file() {
+        use agent_common::sync::SyncCall;
+        let identity = Identity { pid: 10, start_ticks: 1, comm: "db".into(), command: "db".into(), container: None };
+        let journal = |n: u32| FdInfo { kind: FdKind::File, target: format!("/db-journal{n}"), synced_writes: false };
+        let mut syncs = SyncStats::ZERO;
+        syncs.calls[SyncCall::Fdatasync as usize] = 2;
+        let mut model = model();
+        for n in 0..3 {
+            model.record_sync(&identity, 4, Some(&journal(n)), &syncs);
+        }
+        model.close_interval(1.0);
+        let process = model.process(10).unwrap();
+        assert_eq!((process.syncs[&4].total.total_calls(), process.sync_metrics.calls), (6, 6));
+        assert_eq!(process.syncs[&4].info, Some(journal(2)), "named after its latest file");
     }
 
     #[test]
