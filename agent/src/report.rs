@@ -413,11 +413,7 @@ impl SyncReport {
         let m = SyncMetrics::of(stats, seconds);
         SyncReport {
             calls: m.calls,
-            calls_by_syscall: SyncCall::ALL
-                .iter()
-                .map(|&c| (c.name(), stats.calls[c as usize]))
-                .filter(|&(_, n)| n > 0)
-                .collect(),
+            calls_by_syscall: nonzero(SyncCall::ALL, SyncCall::name, |c| stats.calls[c as usize]),
             calls_per_sec: m.calls_per_sec,
             writes: m.writes,
             bytes: m.bytes,
@@ -431,6 +427,15 @@ impl SyncReport {
     }
 }
 
+/// The nonzero counts of `all`, by name: calls by syscall.
+fn nonzero<T: Copy>(
+    all: impl IntoIterator<Item = T>,
+    name: fn(T) -> &'static str,
+    count: impl Fn(T) -> u64,
+) -> BTreeMap<&'static str, u64> {
+    all.into_iter().map(|t| (name(t), count(t))).filter(|&(_, n)| n > 0).collect()
+}
+
 impl Distribution {
     fn of(quantiles: Option<Quantiles>, mean: Option<f64>) -> Distribution {
         Distribution { p50: quantiles.map(|q| q.p50), p99: quantiles.map(|q| q.p99), mean }
@@ -442,11 +447,7 @@ impl WriteReport {
         let dist = |q: Option<Quantiles>, mean: f64| Distribution::of(q, (m.calls > 0).then_some(mean));
         WriteReport {
             calls: m.calls,
-            calls_by_syscall: WriteSyscall::ALL
-                .iter()
-                .map(|&s| (s.name(), stats.calls[s as usize]))
-                .filter(|&(_, n)| n > 0)
-                .collect(),
+            calls_by_syscall: nonzero(WriteSyscall::ALL, WriteSyscall::name, |s| stats.calls[s as usize]),
             calls_per_sec: m.calls_per_sec,
             bytes: m.bytes,
             bytes_requested: m.bytes_requested,
