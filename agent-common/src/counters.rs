@@ -62,7 +62,8 @@ counters!(
     crate::write::WriteStats,
     crate::io_uring::EnterStats,
     crate::io_uring::RingOpStats,
-    crate::io_uring::SetupStats
+    crate::io_uring::SetupStats,
+    crate::sync::SyncStats
 );
 
 #[cfg(test)]

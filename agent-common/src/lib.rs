@@ -13,5 +13,6 @@ pub mod hist;
 pub mod io_uring;
 pub mod key;
 pub mod maps;
+pub mod sync;
 pub mod tracepoints;
 pub mod write;

@@ -2,13 +2,21 @@
 
 /// Per-CPU write statistics keyed by [`crate::key::FdKey`].
 pub const WRITE_STATS: &str = "WRITE_STATS";
-/// Time of the last write call per (tgid, fd), shared by all CPUs.
+/// The last write call per (tgid, fd), with running call and byte counts,
+/// shared by all CPUs ([`crate::write::LastWrite`]).
 pub const LAST_WRITE: &str = "LAST_WRITE";
 /// Command name of each process the first time one of its fds is tracked.
 pub const PROCESS_COMMS: &str = "PROCESS_COMMS";
 /// Per-CPU counters of what the kernel side could not record, indexed by
 /// [`ProbeErrorKind`].
 pub const PROBE_ERRORS: &str = "PROBE_ERRORS";
+
+/// Sync statistics per (tgid, fd), shared by all CPUs ([`crate::sync::SyncStats`]).
+pub const SYNC_STATS: &str = "SYNC_STATS";
+/// Where each (tgid, fd)'s previous sync left it ([`crate::sync::SyncMark`]).
+pub const SYNC_MARKS: &str = "SYNC_MARKS";
+/// Entry time of each thread's sync call under way, by thread id.
+pub const SYNC_STARTS: &str = "SYNC_STARTS";
 
 /// io_uring_enter calls per (tgid, ring fd).
 pub const URING_ENTERS: &str = "URING_ENTERS";
@@ -72,5 +80,8 @@ indexed_enum! {
         /// gone, or its pid taken by another (this kind's `PROBE_ERRORS` slot
         /// is never written).
         ExitsMissed = 9 => "exits_missed",
+        /// A sync could not be recorded: `SYNC_STATS` or `SYNC_MARKS` is full,
+        /// or (its duration only) `SYNC_STARTS` was full at its entry.
+        SyncMapFull = 10 => "sync_map_full",
     }
 }

@@ -132,12 +132,28 @@ impl WriteStats {
     };
 }
 
+/// The last write of a (process, fd), and running totals that a sync on the
+/// descriptor compares with those at its previous sync (see
+/// [`crate::sync::SyncMark`]). Shared by all CPUs: the probe already writes
+/// the stamp on every call, so the two atomic adds share its cache line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LastWrite {
+    /// When the last call was made (kernel monotonic ns).
+    pub at_ns: u64,
+    /// Calls since the entry was created.
+    pub calls: u64,
+    /// Bytes written since the entry was created.
+    pub bytes: u64,
+}
+
 #[cfg(feature = "user")]
 mod user {
-    use super::{Outcome, WriteStats};
+    use super::{LastWrite, Outcome, WriteStats};
 
     // SAFETY: `#[repr(C)]`, `Copy`, and valid for any bit pattern.
     unsafe impl aya::Pod for WriteStats {}
+    unsafe impl aya::Pod for LastWrite {}
 
     impl WriteStats {
         /// All calls, whatever the syscall.

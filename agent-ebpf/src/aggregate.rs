@@ -11,14 +11,14 @@
 //! `recursion_misses`), so state only one program uses, such as the
 //! `sendmmsg` scratch, needs no atomics.
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xchg};
 
 use agent_common::{hist::log2_slot, maps::ProbeErrorKind};
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::bpf_get_current_comm,
     macros::map,
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 
 /// Default capacity of the maps keyed per process; the agent sets the
@@ -76,6 +76,14 @@ pub fn hist_add<const N: usize>(hist: &mut [u64; N], value: u64) {
     }
 }
 
+/// Stores `value` in a word that other CPUs update too and returns what it
+/// held: one BPF atomic exchange, so each old value goes to exactly one caller.
+#[inline(always)]
+pub fn swap(word: &mut u64, value: u64) -> u64 {
+    // SAFETY: a valid, aligned map value word; only ever updated atomically.
+    unsafe { atomic_xchg::<u64, { AtomicOrdering::Relaxed }>(word, value) }
+}
+
 /// Counts something the probes could not record.
 #[inline(always)]
 pub fn count_probe_error(kind: ProbeErrorKind) {
@@ -85,11 +93,37 @@ pub fn count_probe_error(kind: ProbeErrorKind) {
     }
 }
 
-/// This CPU's value for `key` in `map`, created from `zero` on first use
-/// (and the process's name remembered then). A full map is counted as `full`.
+/// The hash maps [`entry`] works on: per-CPU ones, whose value is this
+/// CPU's copy, and shared ones.
+pub trait Entries<K, V> {
+    fn lookup(&self, key: &K) -> Option<*mut V>;
+    fn insert(&self, key: &K, value: &V, flags: u64) -> Result<(), i32>;
+}
+
+macro_rules! entries {
+    ($($map:ident),*) => {$(
+        impl<K, V> Entries<K, V> for $map<K, V> {
+            #[inline(always)]
+            fn lookup(&self, key: &K) -> Option<*mut V> {
+                self.get_ptr_mut(key)
+            }
+
+            #[inline(always)]
+            fn insert(&self, key: &K, value: &V, flags: u64) -> Result<(), i32> {
+                $map::insert(self, key, value, flags)
+            }
+        }
+    )*};
+}
+
+entries!(PerCpuHashMap, HashMap);
+
+/// The value for `key` in `map` (this CPU's copy, for a per-CPU map),
+/// created from `zero` on first use (and the process's name remembered
+/// then). A full map is counted as `full`.
 #[inline(always)]
-pub fn entry<K, V>(map: &PerCpuHashMap<K, V>, key: &K, zero: &V, tgid: u32, full: ProbeErrorKind) -> Option<*mut V> {
-    if let Some(value) = map.get_ptr_mut(key) {
+pub fn entry<K, V>(map: &impl Entries<K, V>, key: &K, zero: &V, tgid: u32, full: ProbeErrorKind) -> Option<*mut V> {
+    if let Some(value) = map.lookup(key) {
         return Some(value);
     }
     if map.insert(key, zero, BPF_NOEXIST as u64).is_ok()
@@ -97,7 +131,7 @@ pub fn entry<K, V>(map: &PerCpuHashMap<K, V>, key: &K, zero: &V, tgid: u32, full
     {
         let _ = PROCESS_COMMS.insert(tgid, comm, 0);
     }
-    let value = map.get_ptr_mut(key);
+    let value = map.lookup(key);
     // Another CPU may have created it in between: only a real miss is "full".
     if value.is_none() {
         count_probe_error(full);

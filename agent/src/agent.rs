@@ -397,6 +397,15 @@ impl Agent {
             let info = if running { self.fds.resolve(key.tgid, key.fd) } else { self.fds.cached(key.tgid, key.fd) };
             self.model.record(&self.identities[&key.tgid], key.fd, info, delta);
         }
+        for (key, delta) in &reading.syncs {
+            let running = self.resolve_once(key.tgid, tick);
+            let info = match key.fd {
+                ..0 => None,
+                fd if running => self.fds.resolve(key.tgid, fd),
+                fd => self.fds.cached(key.tgid, fd),
+            };
+            self.model.record_sync(&self.identities[&key.tgid], key.fd, info, delta);
+        }
         for (key, delta) in &reading.uring_setups {
             self.uring_of(*key, tick).record_setups(delta);
         }

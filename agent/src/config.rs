@@ -49,6 +49,10 @@ pub struct Settings {
     #[serde(default)]
     pub io_uring: IoUringSettings,
 
+    #[command(flatten, next_help_heading = "Sync per write (durability)")]
+    #[serde(default)]
+    pub sync: SyncSettings,
+
     #[command(flatten, next_help_heading = "Kernel maps")]
     #[serde(default)]
     pub maps: MapSettings,
@@ -106,6 +110,15 @@ pub struct IoUringSettings {
     /// that SQPOLL does not suit [default: 10].
     #[arg(long, global = true, env = "BATCHWATCH_MIN_WAKEUPS_PER_SEC")]
     pub min_wakeups_per_sec: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    /// Syncs per second on one fd from which one or two writes per sync
+    /// count as sync per write [default: 10].
+    #[arg(long, global = true, env = "BATCHWATCH_MIN_PER_SEC")]
+    pub min_per_sec: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
@@ -265,6 +278,7 @@ impl Settings {
             io_uring: IoUringSettings {
                 min_wakeups_per_sec: over.io_uring.min_wakeups_per_sec.or(self.io_uring.min_wakeups_per_sec),
             },
+            sync: SyncSettings { min_per_sec: over.sync.min_per_sec.or(self.sync.min_per_sec) },
             maps: MapSettings {
                 max_fds: over.maps.max_fds.or(self.maps.max_fds),
                 max_processes: over.maps.max_processes.or(self.maps.max_processes),
@@ -285,6 +299,7 @@ pub struct Config {
     pub hot_writer: HotWriterRule,
     pub timer_flush: TimerFlushRule,
     pub io_uring: IoUringRule,
+    pub sync: SyncRule,
     pub maps: MapLimits,
     pub export: ExportConfig,
 }
@@ -313,6 +328,19 @@ pub struct HotWriterRule {
     pub sustain_intervals: u32,
     pub window_intervals: u32,
     pub batch_target: u64,
+}
+
+/// When a descriptor makes each write durable on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncRule {
+    /// Syncs per second from which the verdict may hold. The default, 10,
+    /// is where group commit starts to pay: a sync costs about 1-10 ms on
+    /// SATA SSDs and cloud block volumes (tens of µs only on NVMe with a
+    /// volatile cache), so 10 a second keep a thread 1-10% of its time
+    /// waiting on the disk, while a group-commit window of a few ms would
+    /// already gather more than one write per sync. Below it, a service
+    /// syncing each rare record loses little and may need the latency.
+    pub min_per_sec: f64,
 }
 
 /// When the gaps between flushes say a batcher flushes on a timer.
@@ -438,6 +466,7 @@ impl Config {
                     0.01..=1e6,
                 )?,
             },
+            sync: SyncRule { min_per_sec: check("sync.min_per_sec", s.sync.min_per_sec, 10.0, 0.1..=1e6)? },
             maps: MapLimits {
                 max_fds: check("maps.max_fds", s.maps.max_fds, default_max_fds(), 256..=1 << 20)?,
                 max_processes: check("maps.max_processes", s.maps.max_processes, 8192, 64..=1 << 20)?,
@@ -627,6 +656,20 @@ mod tests {
             "config key `hot_writer.min_calls_per_sec` (flag --min-calls-per-sec, env \
              BATCHWATCH_MIN_CALLS_PER_SEC) is 0: allowed 1 to 1000000000"
         );
+    }
+
+    #[test]
+    fn sync_rate_is_checked_and_set_from_a_file() {
+        let mut settings = Settings::default();
+        settings.sync.min_per_sec = Some(0.0);
+        let error = Config::resolve(settings).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "config key `sync.min_per_sec` (flag --min-per-sec, env BATCHWATCH_MIN_PER_SEC) is 0: allowed 0.1 to 1000000"
+        );
+        let settings = Settings::parse("[sync]\nmin_per_sec = 50\n", "test").unwrap();
+        assert_eq!(Config::resolve(settings).unwrap().sync.min_per_sec, 50.0);
+        assert_eq!(Config::default().sync.min_per_sec, 10.0);
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! container, seccomp, no CAP_BPF): polls `/proc/PID/io` for each process's
 //! write syscalls (`syscw`) and bytes written (`wchar`).
 //!
-//! What it cannot see, and so never reports: descriptors (everything is on
-//! one pseudo-fd, [`ALL_FDS`]), records per call (iovecs, messages),
-//! outcomes, histograms, io_uring. `send*` calls on sockets are not in
+//! What it cannot see, and so never reports ([`CANNOT_SEE`]): descriptors
+//! (everything is on one pseudo-fd, [`ALL_FDS`]), records per call (iovecs,
+//! messages), outcomes, histograms, io_uring, syncs. `send*` calls on sockets are not in
 //! `syscw` on Linux; writes to sockets through `write`/`writev` are.
 
 use std::collections::HashMap;
@@ -17,6 +17,10 @@ use procfs::{
 
 /// The descriptor the degraded mode attributes all of a process's writes to.
 pub const ALL_FDS: i32 = -1;
+
+/// What the degraded mode cannot see, said wherever it is shown.
+pub const CANNOT_SEE: &str = "no per-fd figures, histograms, outcomes, io_uring, or syncs (fsync, fdatasync, \
+    O_SYNC/O_DSYNC writes: sync per write cannot be told)";
 
 /// Why the agent runs degraded, and what full mode would need.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -174,8 +174,8 @@ fn announce(agent: &Agent) {
     if let Some(degraded) = &node.degraded {
         eprintln!("batchwatch: DEGRADED MODE: {}", degraded.reason);
         eprintln!(
-            "batchwatch: polling /proc/PID/io instead: write calls and bytes per process only, no per-fd \
-             figures, histograms, outcomes or io_uring; full mode needs {}",
+            "batchwatch: polling /proc/PID/io instead: write calls and bytes per process only, {}; full mode needs {}",
+            batchwatch::degraded::CANNOT_SEE,
             degraded.needs
         );
     }

@@ -4,11 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use agent_common::write::{WriteStats, WriteSyscall};
+use agent_common::{
+    sync::{SyncCall, SyncStats},
+    write::{WriteStats, WriteSyscall},
+};
 use serde::Serialize;
 
 use crate::{
     agent::Agent,
+    attribution::identity::Identity,
     bpf::probes::AttachMode,
     model::{
         FdState, ProcessState, advice,
@@ -16,6 +20,7 @@ use crate::{
         exchange::{Pattern, Peer},
         io_uring::{RingMetrics, RingState, UringState},
         metrics::{BatchingMetrics, Drops, Quantiles, Transition},
+        sync::{self, SyncErrors, SyncMetrics, SyncState},
     },
     runtime::Runtime,
 };
@@ -70,6 +75,8 @@ pub struct NodeReport {
     pub recursion_misses: u64,
     /// Exits the kernel did not tell, found by a `/proc` sweep.
     pub exits_missed: u64,
+    /// Syncs (or sync durations) the kernel could not record: a sync map was full.
+    pub sync_map_full: u64,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -79,6 +86,8 @@ pub struct NodeReport {
 pub struct DegradedReport {
     pub reason: String,
     pub needs: &'static str,
+    /// What this mode cannot see (syncs among it).
+    pub cannot_see: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,6 +117,11 @@ pub struct ProcessReport {
     pub round_trip_bound: bool,
     /// Its language runtime, from its executable and mapped libraries.
     pub runtime: Option<Runtime>,
+    /// Present once the process synced (or wrote to an `O_SYNC`/`O_DSYNC` file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncReport>,
+    /// One of its descriptors made each write durable on its own.
+    pub sync_per_write: bool,
     /// What to change, for each of its last reasons, in its runtime's terms.
     pub advice: Vec<String>,
     pub fds: Vec<FdReport>,
@@ -181,6 +195,31 @@ pub struct FdReport {
     pub round_trip_bound: bool,
     /// What to change, while the descriptor is flagged.
     pub advice: Vec<String>,
+    /// Present once the descriptor synced (or, opened `O_SYNC`/`O_DSYNC`, wrote).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncReport>,
+    pub sync_per_write: bool,
+}
+
+/// What a process's or a descriptor's syncs made durable, how long they
+/// took, and which failed.
+#[derive(Debug, Serialize)]
+pub struct SyncReport {
+    pub calls: u64,
+    pub calls_by_syscall: BTreeMap<&'static str, u64>,
+    pub calls_per_sec: f64,
+    /// Writes and bytes made durable: the descriptor's writes since its previous sync.
+    pub writes: u64,
+    pub bytes: u64,
+    pub writes_per_sync: Distribution,
+    pub bytes_per_sync: Distribution,
+    /// Each sync's duration, entry to exit.
+    pub latency_ns: Distribution,
+    /// Time between syncs of a descriptor.
+    pub gap_ns: Distribution,
+    /// Time spent in syncs per second of the window.
+    pub wait_share: f64,
+    pub errors: SyncErrors,
 }
 
 #[derive(Debug, Serialize)]
@@ -239,7 +278,11 @@ impl Report {
                     .map(|at| at.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()),
                 transition_cost_source: if node.transition_cost_measured { "measured" } else { "config" },
                 attach_mode: node.attach_mode.map(AttachMode::name),
-                degraded: node.degraded.as_ref().map(|d| DegradedReport { reason: d.reason.clone(), needs: d.needs }),
+                degraded: node.degraded.as_ref().map(|d| DegradedReport {
+                    reason: d.reason.clone(),
+                    needs: d.needs,
+                    cannot_see: crate::degraded::CANNOT_SEE,
+                }),
                 attach_fallback: node.attach_fallback.clone(),
                 probes_attached: node.attached.clone(),
                 probes_failed: node
@@ -257,6 +300,7 @@ impl Report {
                 compat_skipped: errors.compat_skipped,
                 recursion_misses: errors.recursion_misses,
                 exits_missed: errors.exits_missed,
+                sync_map_full: errors.sync_map_full,
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",
@@ -291,12 +335,10 @@ impl ProcessReport {
             reasons: process.last_reasons.clone(),
             round_trip_bound: process.ever_round_trip_bound,
             runtime: process.identity.runtime.clone(),
+            sync: (!process.syncs.is_empty()).then(|| SyncReport::build(&process.sync_total(), seconds)),
+            sync_per_write: process.ever_sync_per_write,
             advice: process.last_advice.clone(),
-            fds: process
-                .fds
-                .iter()
-                .map(|(&fd, state)| FdReport::build(fd, state, process.identity.runtime.as_ref(), seconds, agent))
-                .collect(),
+            fds: FdReport::all(process, seconds, agent),
             io_uring,
         }
     }
@@ -376,22 +418,96 @@ fn errno_name(errno: u32) -> String {
 }
 
 impl FdReport {
-    fn build(fd: i32, state: &FdState, runtime: Option<&Runtime>, seconds: f64, agent: &Agent) -> FdReport {
-        let metrics = BatchingMetrics::of(&state.total, seconds, &agent.model().rules().transition);
+    /// Every descriptor that wrote or synced, in fd order; the pseudo-
+    /// descriptors of process-wide syncs (negative) come first.
+    fn all(process: &ProcessState, seconds: f64, agent: &Agent) -> Vec<FdReport> {
+        let fds: std::collections::BTreeSet<i32> = process.fds.keys().chain(process.syncs.keys()).copied().collect();
+        fds.into_iter()
+            .map(|fd| {
+                FdReport::build(
+                    fd,
+                    process.fds.get(&fd).map(|b| &**b),
+                    process.syncs.get(&fd).map(|b| &**b),
+                    &process.identity,
+                    seconds,
+                    agent,
+                )
+            })
+            .collect()
+    }
+
+    fn build(
+        fd: i32,
+        state: Option<&FdState>,
+        sync: Option<&SyncState>,
+        identity: &Identity,
+        seconds: f64,
+        agent: &Agent,
+    ) -> FdReport {
+        let total = state.map_or(WriteStats::ZERO, |state| state.total);
+        let metrics = BatchingMetrics::of(&total, seconds, &agent.model().rules().transition);
+        let info = state.and_then(|state| state.info.as_ref()).or_else(|| sync.and_then(|s| s.info.as_ref()));
         FdReport {
             fd,
-            kind: state.info.as_ref().map(|info| info.kind.name()),
-            target: state.info.as_ref().map(|info| info.target.clone()),
-            write: WriteReport::build(&state.total, &metrics),
+            kind: match info {
+                Some(info) => Some(info.kind.name()),
+                None if fd < 0 => Some("process-wide"),
+                None => None,
+            },
+            target: match (info, sync) {
+                (Some(info), _) => Some(info.target.clone()),
+                (None, Some(sync)) if fd < 0 => Some(sync.describe(fd)),
+                _ => None,
+            },
+            write: WriteReport::build(&total, &metrics),
             drops: DropReport::build(&metrics),
-            unbatched: state.flag.is_raised(),
-            timer_flush: state.timer,
-            pattern: state.pattern(),
-            peer: state.peer().cloned(),
-            round_trip_bound: state.round_trip.is_raised(),
-            advice: advice::of_fd(runtime, fd, state),
+            unbatched: state.is_some_and(|state| state.flag.is_raised()),
+            timer_flush: state.and_then(|state| state.timer),
+            pattern: state.and_then(FdState::pattern),
+            peer: state.and_then(|state| state.peer().cloned()),
+            round_trip_bound: state.is_some_and(|state| state.round_trip.is_raised()),
+            advice: fd_advice(fd, state, sync, identity),
+            sync: sync.map(|sync| SyncReport::build(&sync.total, seconds)),
+            sync_per_write: sync.is_some_and(|sync| sync.flag.is_raised()),
         }
     }
+}
+
+impl SyncReport {
+    fn build(stats: &SyncStats, seconds: f64) -> SyncReport {
+        let m = SyncMetrics::of(stats, seconds);
+        SyncReport {
+            calls: m.calls,
+            calls_by_syscall: nonzero(SyncCall::ALL, SyncCall::name, |c| stats.calls[c as usize]),
+            calls_per_sec: m.calls_per_sec,
+            writes: m.writes,
+            bytes: m.bytes,
+            writes_per_sync: Distribution::of(m.writes_per_sync, m.mean_writes_per_sync),
+            bytes_per_sync: Distribution::of(m.bytes_per_sync, m.mean_bytes_per_sync),
+            latency_ns: Distribution::of(m.latency_ns, m.mean_latency_ns),
+            gap_ns: Distribution::of(m.gap_ns, None),
+            wait_share: m.wait_share,
+            errors: m.errors,
+        }
+    }
+}
+
+/// What to change about a descriptor, for each of its raised flags.
+fn fd_advice(fd: i32, state: Option<&FdState>, sync: Option<&SyncState>, identity: &Identity) -> Vec<String> {
+    let mut advice = state.map_or_else(Vec::new, |state| advice::of_fd(identity.runtime.as_ref(), fd, state));
+    if let Some(sync) = sync.filter(|sync| sync.flag.is_raised()) {
+        advice.push(sync::advice(identity, sync.info.as_ref()));
+    }
+    advice
+}
+
+/// The nonzero counts of `all`, by name: calls by syscall.
+fn nonzero<T: Copy>(
+    all: impl IntoIterator<Item = T>,
+    name: fn(T) -> &'static str,
+    count: impl Fn(T) -> u64,
+) -> BTreeMap<&'static str, u64> {
+    all.into_iter().map(|t| (name(t), count(t))).filter(|&(_, n)| n > 0).collect()
 }
 
 impl Distribution {
@@ -409,11 +525,7 @@ impl WriteReport {
         let dist = |q: Option<Quantiles>, mean: f64| Distribution::of(q, (m.calls > 0).then_some(mean));
         WriteReport {
             calls: m.calls,
-            calls_by_syscall: WriteSyscall::ALL
-                .iter()
-                .map(|&s| (s.name(), stats.calls[s as usize]))
-                .filter(|&(_, n)| n > 0)
-                .collect(),
+            calls_by_syscall: nonzero(WriteSyscall::ALL, WriteSyscall::name, |s| stats.calls[s as usize]),
             calls_per_sec: m.calls_per_sec,
             bytes: m.bytes,
             bytes_requested: m.bytes_requested,

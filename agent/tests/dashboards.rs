@@ -112,10 +112,11 @@ fn every_dashboard_query_and_alert_sees_a_live_workload() {
         &[("rules.yaml", &rules)],
     );
 
-    // The flags need 3 s of sustained writing; the rates want 15 s of samples.
+    // The flags (hot_writer, io_uring_unbatched, sqpoll_trickle,
+    // sync_per_write) need 3 s of sustained writing; the rates want 15 s of samples.
     for prometheus in [&plain, &labelled] {
         let flags = format!("batchwatch_process_unbatched{{process_pid=\"{pid}\"}} == 1");
-        prometheus.wait_until(&flags, Duration::from_secs(60), |samples| samples.len() == 3);
+        prometheus.wait_until(&flags, Duration::from_secs(60), |samples| samples.len() == 4);
         let history = format!("count_over_time(batchwatch_write_calls_total{{process_pid=\"{pid}\"}}[1m]) >= 15");
         prometheus.wait_until(&history, Duration::from_secs(60), |samples| !samples.is_empty());
         prometheus.wait_until("batchwatch_export_batch_size_count > 0", Duration::from_secs(30), |s| !s.is_empty());
@@ -150,6 +151,8 @@ fn every_dashboard_query_and_alert_sees_a_live_workload() {
         ("BatchwatchBufferNearlyFull", "pending"),
         ("BatchwatchIoUringCqOverflow", "firing"),
         ("BatchwatchIoUringSetupDenied", "firing"),
+        ("BatchwatchSyncPerWrite", "pending"),
+        ("BatchwatchSyncFailed", "firing"),
     ];
     for (server, prometheus) in [("plain", &plain), ("labelled", &labelled)] {
         let mut expected: Vec<(&str, &str)> = workload_alerts.to_vec();

@@ -67,7 +67,7 @@ proptest! {
     #[test]
     fn fd_links(target in text_like(&["socket:[", "pipe:[", "anon_inode:[io_uring]", "/dev/pts/", "]", "18446744073709551616"])) {
         let kind = classify(&target, std::path::Path::new("/nonexistent"));
-        let _ = FdInfo { kind, target: target.clone() }.inode();
+        let _ = FdInfo { kind, target: target.clone(), synced_writes: false }.inode();
         prop_assert!(kind != FdKind::File, "nothing at a path that does not exist is a file");
     }
 

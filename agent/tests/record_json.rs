@@ -61,6 +61,41 @@ fn report_holds_documented_fields_and_exact_counts() {
 }
 
 #[test]
+fn report_holds_the_syncs_of_dd() {
+    const SYNCED_BLOCKS: u64 = 1000;
+    let (agent, stderr) = start_recording();
+    let file = std::env::temp_dir().join(format!("bw-record-dd-sync-{}", std::process::id()));
+    // `conv=fdatasync`: one fdatasync of the output once every block is written.
+    let dd = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", file.display()), "bs=512", &format!("count={SYNCED_BLOCKS}")])
+        .arg("conv=fdatasync")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dd");
+    let dd_pid = dd.id();
+    assert!(dd.wait_with_output().expect("dd").status.success());
+    std::fs::remove_file(&file).ok();
+    let report = finish_recording(agent, stderr);
+
+    let dd = process(&report, dd_pid);
+    let out = dd["fds"].as_array().unwrap().iter().find(|fd| fd["fd"] == 1).expect("fd 1 of dd");
+    let sync = &out["sync"];
+    assert_eq!(sync["calls"], 1);
+    assert_eq!(sync["calls_by_syscall"]["fdatasync"], 1);
+    assert_eq!(sync["writes"], SYNCED_BLOCKS, "the one sync made every block durable");
+    assert_eq!(sync["bytes"], SYNCED_BLOCKS * 512);
+    assert_eq!(sync["writes_per_sync"]["p50"], 512, "1000 lies in the bucket [512, 1024)");
+    assert_eq!(sync["writes_per_sync"]["mean"], SYNCED_BLOCKS as f64);
+    assert!(sync["latency_ns"]["p50"].as_u64().unwrap() > 0);
+    assert_eq!(sync["errors"]["total"], 0);
+    assert_eq!(out["sync_per_write"], false);
+    assert_eq!(dd["sync"]["calls"], 1);
+    assert_eq!(dd["sync_per_write"], false);
+    assert!(dd["advice"].is_array());
+    assert!(report["node"]["sync_map_full"].is_u64());
+}
+
+#[test]
 fn report_holds_io_uring_batches_of_fio() {
     let (agent, stderr) = start_recording();
     let file = std::env::temp_dir().join(format!("bw-record-fio-{}", std::process::id()));

@@ -29,6 +29,11 @@ pub struct WorkloadReport {
     pub wakeups: u64,
     #[serde(default)]
     pub cq_overflows: u64,
+    /// Syncs made (fsync calls, or io_uring FSYNC requests), and those that failed.
+    #[serde(default)]
+    pub syncs: u64,
+    #[serde(default)]
+    pub sync_errors: u64,
     /// `io_uring_setup` calls refused.
     #[serde(default)]
     pub denied_setups: u64,

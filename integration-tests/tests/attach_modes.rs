@@ -3,7 +3,7 @@
 
 mod common;
 
-use agent_common::write::WriteSyscall;
+use agent_common::{sync::SyncCall, write::WriteSyscall};
 use batchwatch::{
     bpf::probes::AttachMode,
     config::{AttachPreference, Config},
@@ -25,6 +25,10 @@ fn every_attach_mode_counts_exactly() {
         let uring = observe_with(&config(attach), &["uring-batch", "--rounds", "100", "--batch", "8"]);
         let ring = &uring.process().io_uring.as_ref().expect("io_uring seen").rings[0];
         assert_eq!((ring.total_enters.enters, ring.total_ops.sqes), (100, 800), "{attach:?}");
+        // Syncs are timed from their entry, hooked as the mode hooks entries.
+        let synced = observe_with(&config(attach), &["sync-every", "--count", "100", "--every", "1"]);
+        let syncs = &synced.process().syncs[&synced.report.fd].total;
+        assert_eq!((syncs.calls[SyncCall::Fsync as usize], syncs.timed, syncs.writes), (100, 100, 100), "{attach:?}");
     }
 }
 
@@ -37,8 +41,9 @@ fn auto_uses_fexit_or_says_why_not() {
         AttachMode::Tracepoint => {
             let why = node.attach_fallback.as_deref().expect("a reason for not using fexit");
             // The first syscall function the object lists (its sections are
-            // sorted by name), refused like all of them here.
-            assert!(why.starts_with("fexit refused (__x64_sys_io_uring_enter:"), "{why}");
+            // sorted by name: the syncs' fentry programs come first), refused
+            // like all of them here.
+            assert!(why.starts_with("fexit refused (fentry __x64_sys_fdatasync:"), "{why}");
             assert!(node.attached.iter().any(|p| p == "syscalls:sys_exit_write"));
         }
         AttachMode::RawTracepoint => panic!("auto never picks the raw tracepoint"),

@@ -49,6 +49,10 @@ fn bpf_refused_means_degraded_mode_that_still_counts_and_flags() {
     let degraded = agent.node().degraded.clone().expect("degraded mode");
     assert!(degraded.reason.contains("Operation not permitted"), "{degraded:?}");
     assert!(degraded.needs.contains("bpf()"), "{degraded:?}");
+    // The report says what this mode cannot see, syncs among it.
+    let report = serde_json::to_value(batchwatch::report::Report::build(&agent, 1.0)).expect("report");
+    let cannot_see = report["node"]["degraded"]["cannot_see"].as_str().expect("node.degraded.cannot_see");
+    assert!(cannot_see.contains("syncs"), "{cannot_see}");
     assert_eq!(agent.node().attach_mode, None);
 
     // Exact counts, for a process alive across polls.

@@ -22,6 +22,7 @@ use agent_common::{
     },
     key::FdKey,
     maps::ProbeErrorKind,
+    sync::SyncCall,
     tracepoints::{
         COMPLETE_RES, CREATE_CQ_ENTRIES, CREATE_CTX, CREATE_FD, CREATE_FLAGS, CREATE_SQ_ENTRIES, RING_CTX,
         SUBMIT_OPCODE, SUBMIT_SQ_THREAD,
@@ -34,6 +35,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
+use super::sync::record_uring_sync;
 use crate::{
     aggregate::{add, count_probe_error, entry, hist_add},
     syscall_args::Args,
@@ -145,6 +147,9 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
         }
         add(&mut ops.sqpoll_sqes, u64::from(by_sqpoll != 0));
     });
+    if let (Some(call), Some(tgid)) = (SyncCall::of_uring_op(opcode), traced_tgid()) {
+        record_uring_sync(call, tgid);
+    }
     0
 }
 

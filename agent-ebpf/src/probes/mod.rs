@@ -3,5 +3,6 @@
 mod execs;
 mod exits;
 mod io_uring;
+mod sync;
 mod syscalls;
 mod write_family;

@@ -1,5 +1,6 @@
-//! Where syscall exits are hooked. Each traced syscall has the same handler
-//! behind three attach types, and the agent loads one set:
+//! Where syscall exits (and the entries of syncs) are hooked. Each traced
+//! syscall has the same handler behind three attach types, and the agent
+//! loads one set:
 //! - fexit on the syscall's kernel function (`__x64_sys_<name>`): costs
 //!   untraced syscalls nothing, where the kernel allows fexit;
 //! - a classic tracepoint `syscalls:sys_exit_<name>`: works everywhere, but
@@ -8,6 +9,12 @@
 //! - one BTF tracepoint on `sys_exit` for all syscalls, dispatching on the
 //!   syscall number: runs for every syscall of every task.
 //!
+//! Syncs are also hooked at their entry (fentry, `sys_enter_<name>`, or a
+//! BTF tracepoint on `sys_enter`), to time them: a second probe per sync,
+//! which is negligible next to the sync itself. In the BTF tracepoint mode
+//! that second program runs on every syscall of every task, as the exit one
+//! does.
+//!
 //! Syscall numbers and kernel function names are x86-64 (checked on 6.18).
 //! 32-bit (ia32) syscalls of compat processes are not counted: the kernel
 //! runs neither the `__x64_sys_*` functions nor the `syscalls:*` tracepoints
@@ -15,15 +22,16 @@
 //! registers, so the BTF tracepoint skips them and counts the traced ones it
 //! skipped.
 
-use agent_common::{maps::ProbeErrorKind, write::WriteSyscall};
+use agent_common::{maps::ProbeErrorKind, sync::SyncCall, write::WriteSyscall};
 use aya_ebpf::{
     bindings::pt_regs,
-    macros::{btf_tracepoint, fexit, tracepoint},
-    programs::{BtfTracePointContext, FExitContext, TracePointContext},
+    macros::{btf_tracepoint, fentry, fexit, tracepoint},
+    programs::{BtfTracePointContext, FEntryContext, FExitContext, TracePointContext},
 };
 
 use super::{
     io_uring::{record_enter, record_setup},
+    sync::{record_sync, record_sync_entry},
     write_family::record_write,
 };
 use crate::{
@@ -77,6 +85,59 @@ syscall_exits! {
     307 => |a: &Args, r| record_write(WriteSyscall::Sendmmsg, a, r), sys_exit_sendmmsg = "sys_exit_sendmmsg", fexit_sendmmsg = "__x64_sys_sendmmsg";
     426 => |a: &Args, r| record_enter(a, r), sys_exit_io_uring_enter = "sys_exit_io_uring_enter", fexit_io_uring_enter = "__x64_sys_io_uring_enter";
     425 => |_: &Args, r| record_setup(r), sys_exit_io_uring_setup = "sys_exit_io_uring_setup", fexit_io_uring_setup = "__x64_sys_io_uring_setup";
+    74 => |a: &Args, r| record_sync(SyncCall::Fsync, a, r), sys_exit_fsync = "sys_exit_fsync", fexit_fsync = "__x64_sys_fsync";
+    75 => |a: &Args, r| record_sync(SyncCall::Fdatasync, a, r), sys_exit_fdatasync = "sys_exit_fdatasync", fexit_fdatasync = "__x64_sys_fdatasync";
+    277 => |a: &Args, r| record_sync(SyncCall::SyncFileRange, a, r), sys_exit_sync_file_range = "sys_exit_sync_file_range", fexit_sync_file_range = "__x64_sys_sync_file_range";
+    26 => |a: &Args, r| record_sync(SyncCall::Msync, a, r), sys_exit_msync = "sys_exit_msync", fexit_msync = "__x64_sys_msync";
+    306 => |a: &Args, r| record_sync(SyncCall::Syncfs, a, r), sys_exit_syncfs = "sys_exit_syncfs", fexit_syncfs = "__x64_sys_syncfs";
+    162 => |a: &Args, r| record_sync(SyncCall::Sync, a, r), sys_exit_sync = "sys_exit_sync", fexit_sync = "__x64_sys_sync";
+}
+
+/// For each sync: its number, its `syscalls:sys_enter_*` tracepoint program
+/// and its fentry program with the kernel function it hooks. Each stamps the
+/// thread's entry time.
+macro_rules! sync_entries {
+    ($($nr:literal => $tracepoint:ident = $tp_name:literal, $fentry:ident = $function:literal;)*) => {
+        $(
+            #[tracepoint(category = "syscalls", name = $tp_name)]
+            pub fn $tracepoint(_ctx: TracePointContext) -> u32 {
+                record_sync_entry();
+                0
+            }
+
+            #[fentry(function = $function)]
+            pub fn $fentry(_ctx: FEntryContext) -> i32 {
+                record_sync_entry();
+                0
+            }
+        )*
+
+        /// Whether syscall `nr` is a sync, whose entry is stamped.
+        #[inline(always)]
+        fn is_sync(nr: u64) -> bool {
+            matches!(nr, $($nr)|*)
+        }
+    };
+}
+
+sync_entries! {
+    74 => sys_enter_fsync = "sys_enter_fsync", fentry_fsync = "__x64_sys_fsync";
+    75 => sys_enter_fdatasync = "sys_enter_fdatasync", fentry_fdatasync = "__x64_sys_fdatasync";
+    277 => sys_enter_sync_file_range = "sys_enter_sync_file_range", fentry_sync_file_range = "__x64_sys_sync_file_range";
+    26 => sys_enter_msync = "sys_enter_msync", fentry_msync = "__x64_sys_msync";
+    306 => sys_enter_syncfs = "sys_enter_syncfs", fentry_syncfs = "__x64_sys_syncfs";
+    162 => sys_enter_sync = "sys_enter_sync", fentry_sync = "__x64_sys_sync";
+}
+
+/// Every syscall's entry, for the BTF tracepoint attach type: stamps syncs.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn raw_sys_enter(ctx: BtfTracePointContext) -> u32 {
+    // `trace_sys_enter(struct pt_regs *regs, long id)`.
+    let nr: u64 = ctx.arg(1);
+    if is_sync(nr) {
+        record_sync_entry();
+    }
+    0
 }
 
 /// Every syscall's exit, for the BTF tracepoint attach type.

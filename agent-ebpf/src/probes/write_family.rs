@@ -7,7 +7,7 @@
 use agent_common::{
     key::FdKey,
     maps::ProbeErrorKind,
-    write::{MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, Outcome, WriteStats, WriteSyscall},
+    write::{LastWrite, MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, Outcome, WriteStats, WriteSyscall},
 };
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
@@ -36,9 +36,10 @@ static WRITE_STATS: PerCpuHashMap<FdKey, WriteStats> = PerCpuHashMap::with_max_e
 /// is right when a writer moves between CPUs. It has the keys of
 /// WRITE_STATS and no more (the agent deletes both together), so it never
 /// fills up, and it tells the agent which statistics changed since it last
-/// read them without copying every entry once per CPU.
+/// read them without copying every entry once per CPU. Its running call and
+/// byte counts tell a sync how many writes it made durable (see `sync`).
 #[map(name = "LAST_WRITE")]
-static LAST_WRITE: HashMap<FdKey, u64> = HashMap::with_max_entries(MAX_FDS, 0);
+static LAST_WRITE: HashMap<FdKey, LastWrite> = HashMap::with_max_entries(MAX_FDS, 0);
 
 /// Never written: the zeroed value a new entry starts from (too big for the stack).
 #[map(name = "ZERO_STATS")]
@@ -66,8 +67,14 @@ pub fn record_write(syscall: WriteSyscall, args: &Args, ret: i64) {
     let Some(stats) = entry(&WRITE_STATS, &key, unsafe { &*zero }, tgid, ProbeErrorKind::StatsMapFull) else {
         return;
     };
+    // sendmmsg returns messages sent; its bytes were summed from msg_len.
+    let written = match ret {
+        ..=0 => 0,
+        _ if syscall == WriteSyscall::Sendmmsg => request.bytes,
+        _ => ret as u64,
+    };
     // Only for tracked pairs, so LAST_WRITE's keys are WRITE_STATS's.
-    let gap = gap_since_last_write(&key);
+    let gap = stamp_last_write(&key, written);
     // SAFETY: this CPU's copy, a valid map value; updated with `add`.
     let stats = unsafe { &mut *stats };
     add(&mut stats.calls[syscall as usize], 1);
@@ -82,8 +89,7 @@ pub fn record_write(syscall: WriteSyscall, args: &Args, ret: i64) {
         add(&mut stats.records, request.records);
         hist_add(&mut stats.bytes_hist, request.bytes);
         hist_add(&mut stats.records_hist, request.records);
-        // sendmmsg returns messages sent; its bytes were summed from msg_len.
-        add(&mut stats.bytes_written, if syscall == WriteSyscall::Sendmmsg { request.bytes } else { ret as u64 });
+        add(&mut stats.bytes_written, written);
     }
     if let Some(gap) = gap {
         add(&mut stats.gap_ns_total, gap);
@@ -153,22 +159,36 @@ fn unreadable(ret: i64, records: u64) -> Request {
     Request { wanted: bytes, bytes, records }
 }
 
-/// Nanoseconds since the previous call on the same fd, and records this one.
+/// Nanoseconds since the previous call on the same fd, and records this
+/// one, which wrote `written` bytes.
 #[inline(always)]
-fn gap_since_last_write(key: &FdKey) -> Option<u64> {
+fn stamp_last_write(key: &FdKey, written: u64) -> Option<u64> {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     match LAST_WRITE.get_ptr_mut(key) {
         Some(last) => {
             // SAFETY: a valid map value; a racing writer on another CPU can
-            // at worst shift one gap sample.
-            let gap = now.saturating_sub(unsafe { *last });
-            unsafe { *last = now };
+            // at worst shift one gap sample; the counts are atomic.
+            let last = unsafe { &mut *last };
+            let gap = now.saturating_sub(last.at_ns);
+            last.at_ns = now;
+            add(&mut last.calls, 1);
+            add(&mut last.bytes, written);
             Some(gap)
         }
         None => {
-            let _ = LAST_WRITE.insert(key, now, 0);
+            let _ = LAST_WRITE.insert(key, LastWrite { at_ns: now, calls: 1, bytes: written }, 0);
             None
         }
     }
+}
+
+/// The write calls and bytes of `key` so far, as a sync compares them with
+/// those at its previous sync; `None` while it has not written (or its entry
+/// was evicted as idle).
+#[inline(always)]
+pub fn write_totals(key: &FdKey) -> Option<(u64, u64)> {
+    // SAFETY: a valid map value, read word by word.
+    let last = unsafe { &*LAST_WRITE.get_ptr(key)? };
+    Some((last.calls, last.bytes))
 }

@@ -50,6 +50,9 @@ pub struct FdInfo {
     pub kind: FdKind,
     /// The link target: a path, `socket:[INODE]`, `pipe:[INODE]`, ...
     pub target: String,
+    /// Opened `O_SYNC` or `O_DSYNC`: every write is made durable before it
+    /// returns, a sync of its own.
+    pub synced_writes: bool,
 }
 
 impl FdInfo {
@@ -85,6 +88,23 @@ pub fn classify(target: &str, path: &Path) -> FdKind {
     }
 }
 
+/// `O_DSYNC`, which `O_SYNC` includes (x86-64 `fcntl.h`).
+const O_DSYNC: u32 = 0o10000;
+
+/// Whether `fd` of `pid` was opened `O_SYNC` or `O_DSYNC`, from the `flags:`
+/// line (octal) of `/proc/PID/fdinfo/FD`. Read once per file the descriptor
+/// names: `fcntl(F_SETFL)` cannot change these flags.
+fn opened_synced(pid: u32, fd: i32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else { return false };
+    fdinfo_flags(&text).is_some_and(|flags| flags & O_DSYNC != 0)
+}
+
+/// The `flags:` of an fdinfo file.
+fn fdinfo_flags(text: &str) -> Option<u32> {
+    let line = text.lines().find_map(|line| line.strip_prefix("flags:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
 /// Resolves descriptors, re-reading the link each time (one `readlink`) but
 /// classifying a target only when it changed: an fd number can be closed and
 /// reused for another file.
@@ -114,10 +134,16 @@ impl FdResolver {
                 return None;
             }
         };
-        let cached =
-            self.cache.entry((pid, fd)).or_insert_with(|| FdInfo { kind: FdKind::Other, target: String::new() });
+        let cached = self.cache.entry((pid, fd)).or_insert_with(|| FdInfo {
+            kind: FdKind::Other,
+            target: String::new(),
+            synced_writes: false,
+        });
         if cached.target != target {
-            *cached = FdInfo { kind: classify(&target, Path::new(&link)), target };
+            let kind = classify(&target, Path::new(&link));
+            // Files and devices only: pipes and sockets ignore the flags.
+            let synced_writes = matches!(kind, FdKind::File | FdKind::Other) && opened_synced(pid, fd);
+            *cached = FdInfo { kind, target, synced_writes };
         }
         Some(cached)
     }
@@ -151,10 +177,25 @@ mod tests {
 
     #[test]
     fn inode_of_sockets_and_pipes() {
-        let info = |target: &str| FdInfo { kind: FdKind::Socket, target: target.to_owned() };
+        let info = |target: &str| FdInfo { kind: FdKind::Socket, target: target.to_owned(), synced_writes: false };
         assert_eq!(info("socket:[4242]").inode(), Some(4242));
         assert_eq!(info("pipe:[7]").inode(), Some(7));
         assert_eq!(info("/var/log/x").inode(), None);
+    }
+
+    #[test]
+    fn o_sync_and_o_dsync_descriptors_are_seen() {
+        use std::os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _};
+        assert_eq!(fdinfo_flags("pos:\t0\nflags:\t0104001\nmnt_id:\t1\n"), Some(0o104001));
+        let path = std::env::temp_dir().join(format!("batchwatch-dsync-{}", std::process::id()));
+        let mut resolver = FdResolver::default();
+        for (flags, synced) in [(libc::O_DSYNC, true), (libc::O_SYNC, true), (0, false)] {
+            let file = std::fs::OpenOptions::new().create(true).append(true).custom_flags(flags).open(&path).unwrap();
+            let info = resolver.resolve(std::process::id(), file.as_raw_fd()).unwrap().clone();
+            resolver.forget(std::process::id());
+            assert_eq!((info.kind, info.synced_writes), (FdKind::File, synced), "flags {flags:o}");
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

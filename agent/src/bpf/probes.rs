@@ -19,12 +19,13 @@ use agent_common::{
     io_uring::{CqeErrorKey, EnterStats, RingKey, RingOpStats, RingSetup, SetupStats},
     key::FdKey,
     maps,
-    write::WriteStats,
+    sync::{SyncMark, SyncStats},
+    write::{LastWrite, WriteStats},
 };
 use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
     maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap},
-    programs::{BtfTracePoint, FExit, Program, ProgramError, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, Program, ProgramError, TracePoint},
 };
 
 use super::{
@@ -90,7 +91,9 @@ pub struct Probes {
 /// The maps the probes fill, owned by the collector.
 pub struct Maps {
     pub write_stats: PerCpuHashMap<MapData, FdKey, WriteStats>,
-    pub last_write: HashMap<MapData, FdKey, u64>,
+    pub last_write: HashMap<MapData, FdKey, LastWrite>,
+    pub sync_stats: HashMap<MapData, FdKey, SyncStats>,
+    pub sync_marks: HashMap<MapData, FdKey, SyncMark>,
     pub comms: HashMap<MapData, u32, [u8; 16]>,
     pub probe_errors: PerCpuArray<MapData, u64>,
     pub uring_enters: PerCpuHashMap<MapData, FdKey, EnterStats>,
@@ -148,6 +151,10 @@ impl Probes {
             .map_max_entries(maps::URING_SUBMITTING, limits.max_rings)
             .map_max_entries(maps::EXITED, limits.max_processes)
             .map_max_entries(maps::EXECED, limits.max_processes)
+            .map_max_entries(maps::SYNC_STATS, limits.max_fds)
+            .map_max_entries(maps::SYNC_MARKS, limits.max_fds)
+            // One entry per thread inside a sync at once.
+            .map_max_entries(maps::SYNC_STARTS, limits.max_processes)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
         let programs = programs::programs(OBJECT).map_err(ProbeError::Object)?;
@@ -164,7 +171,7 @@ impl Probes {
                     reason: "the agent has no rule to attach this kind of program".to_owned(),
                 }),
                 // Syscall exits: one of the alternatives, hooked above.
-                Hook::Tracepoint { .. } | Hook::Fexit { .. } | Hook::BtfTracepoint { .. } => {}
+                Hook::Tracepoint { .. } | Hook::Fexit { .. } | Hook::Fentry { .. } | Hook::BtfTracepoint { .. } => {}
             }
         }
         if probes.attached.is_empty() {
@@ -193,52 +200,68 @@ impl Probes {
         Ok(())
     }
 
-    /// Hooks every syscall exit with the one BTF tracepoint on `sys_exit`.
+    /// Hooks every syscall exit with the one BTF tracepoint on `sys_exit`,
+    /// and sync entries with the one on `sys_enter`.
     fn attach_raw_sys_exit(&mut self, programs: &[ObjectProgram]) -> Result<(), String> {
-        let name = programs
-            .iter()
-            .find(|p| matches!(&p.hook, Hook::BtfTracepoint { event } if event == RAW_SYS_EXIT))
-            .map(|p| p.name.as_str())
-            .ok_or_else(|| format!("no tp_btf/{RAW_SYS_EXIT} program in the object"))?;
+        if !programs.iter().any(|p| matches!(&p.hook, Hook::BtfTracepoint { event } if event == RAW_SYS_EXIT)) {
+            return Err(format!("no tp_btf/{RAW_SYS_EXIT} program in the object"));
+        }
         let btf = Btf::from_sys_fs().map_err(|e| e.to_string())?;
-        let program: &mut BtfTracePoint = program(&mut self.ebpf, name)?;
-        program.load(RAW_SYS_EXIT, &btf).map_err(|e| describe(&e))?;
-        program.attach().map_err(|e| describe(&e))?;
+        for p in programs {
+            let Hook::BtfTracepoint { event } = &p.hook else { continue };
+            let program: &mut BtfTracePoint = program(&mut self.ebpf, &p.name)?;
+            program.load(event, &btf).map_err(|e| format!("{event}: {}", describe(&e)))?;
+            program.attach().map_err(|e| format!("{event}: {}", describe(&e)))?;
+            self.attached.push(format!("tp_btf:{event}"));
+        }
         self.mode = AttachMode::RawTracepoint;
-        self.attached.push(format!("tp_btf:{RAW_SYS_EXIT}"));
         Ok(())
     }
 
-    /// Hooks every syscall with fexit, or none: one refused means the
-    /// kernel refuses fexit, and the ones loaded so far are unloaded.
+    /// Hooks every syscall with fexit (and sync entries with fentry), or
+    /// none: one refused means the kernel refuses them, and the ones loaded
+    /// so far are unloaded.
     fn attach_fexit(&mut self, programs: &[ObjectProgram]) -> Result<(), String> {
-        let fexits: Vec<(&str, &str)> = programs
+        let trampolines: Vec<(&str, &str, &'static str)> = programs
             .iter()
             .filter_map(|p| match &p.hook {
-                Hook::Fexit { function } => Some((p.name.as_str(), function.as_str())),
+                Hook::Fexit { function } => Some((p.name.as_str(), function.as_str(), "fexit")),
+                Hook::Fentry { function } => Some((p.name.as_str(), function.as_str(), "fentry")),
                 _ => None,
             })
             .collect();
         let btf = Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
         let mut loaded = Vec::new();
-        let result = fexits.iter().try_for_each(|&(name, function)| {
-            let program: &mut FExit = program(&mut self.ebpf, name)?;
-            program.load(function, &btf).map_err(|e| format!("{function}: {}", describe(&e)))?;
-            loaded.push(name);
-            program.attach().map_err(|e| format!("{function}: {}", describe(&e)))?;
+        let result = trampolines.iter().try_for_each(|&(name, function, kind)| {
+            let failed = |e: ProgramError| format!("{kind} {function}: {}", describe(&e));
+            if kind == "fentry" {
+                let program: &mut FEntry = program(&mut self.ebpf, name)?;
+                program.load(function, &btf).map_err(failed)?;
+                loaded.push((name, kind));
+                program.attach().map_err(failed)?;
+            } else {
+                let program: &mut FExit = program(&mut self.ebpf, name)?;
+                program.load(function, &btf).map_err(failed)?;
+                loaded.push((name, kind));
+                program.attach().map_err(failed)?;
+            }
             Ok(())
         });
         if let Err(reason) = result {
-            for name in loaded {
-                if let Ok(program) = program::<FExit>(&mut self.ebpf, name) {
-                    // Unloading detaches it; failing to is harmless here.
+            // Unloading detaches them; failing to is harmless here.
+            for (name, kind) in loaded {
+                if kind == "fentry" {
+                    if let Ok(program) = program::<FEntry>(&mut self.ebpf, name) {
+                        let _ = program.unload();
+                    }
+                } else if let Ok(program) = program::<FExit>(&mut self.ebpf, name) {
                     let _ = program.unload();
                 }
             }
             return Err(reason);
         }
         self.mode = AttachMode::Fexit;
-        self.attached.extend(fexits.iter().map(|(_, function)| format!("fexit:{function}")));
+        self.attached.extend(trampolines.iter().map(|(_, function, kind)| format!("{kind}:{function}")));
         Ok(())
     }
 
@@ -294,6 +317,8 @@ impl Probes {
         Ok(Maps {
             write_stats: take(ebpf, maps::WRITE_STATS)?,
             last_write: take(ebpf, maps::LAST_WRITE)?,
+            sync_stats: take(ebpf, maps::SYNC_STATS)?,
+            sync_marks: take(ebpf, maps::SYNC_MARKS)?,
             comms: take(ebpf, maps::PROCESS_COMMS)?,
             probe_errors: take(ebpf, maps::PROBE_ERRORS)?,
             uring_enters: take(ebpf, maps::URING_ENTERS)?,
@@ -350,6 +375,7 @@ mod tests {
         match &program.hook {
             Hook::Tracepoint { category, name } => format!("{category}:{name}"),
             Hook::Fexit { function } => format!("fexit:{function}"),
+            Hook::Fentry { function } => format!("fentry:{function}"),
             Hook::BtfTracepoint { event } => format!("tp_btf:{event}"),
             Hook::Unknown { section } => {
                 panic!("{} is in section {section}, which the loader cannot attach", program.name)
@@ -363,7 +389,8 @@ mod tests {
         match (&program.hook, mode) {
             (Hook::Tracepoint { category, .. }, AttachMode::Tracepoint) if category == SYSCALLS => true,
             (Hook::Tracepoint { category, .. }, _) => category != SYSCALLS,
-            (Hook::Fexit { .. }, AttachMode::Fexit) | (Hook::BtfTracepoint { .. }, AttachMode::RawTracepoint) => true,
+            (Hook::Fexit { .. } | Hook::Fentry { .. }, AttachMode::Fexit)
+            | (Hook::BtfTracepoint { .. }, AttachMode::RawTracepoint) => true,
             _ => false,
         }
     }
@@ -401,10 +428,12 @@ mod tests {
             assert_eq!(probes.attached.len(), expected.len(), "each attached once, {mode:?}");
             attached_somewhere.extend(programs.iter().filter(|p| in_mode(p, mode)).map(|p| p.name.clone()));
         }
-        // fexit programs go unattached where the kernel refuses fexit.
+        // fexit and fentry programs go unattached where the kernel refuses them.
         let never: Vec<_> = programs
             .iter()
-            .filter(|p| !attached_somewhere.contains(&p.name) && !matches!(p.hook, Hook::Fexit { .. }))
+            .filter(|p| {
+                !attached_somewhere.contains(&p.name) && !matches!(p.hook, Hook::Fexit { .. } | Hook::Fentry { .. })
+            })
             .collect();
         assert!(never.is_empty(), "programs no attach mode attaches: {never:?}");
     }

@@ -14,6 +14,8 @@ pub enum Hook {
     Tracepoint { category: String, name: String },
     /// fexit on a kernel function.
     Fexit { function: String },
+    /// fentry on a kernel function.
+    Fentry { function: String },
     /// A BTF-typed tracepoint on a raw kernel event.
     BtfTracepoint { event: String },
     /// A section the loader has no rule for (a new program type): it is
@@ -46,6 +48,7 @@ impl Hook {
                 Hook::Tracepoint { category: category.to_owned(), name: name.to_owned() }
             }
             (Some("fexit"), Some(function), None) => Hook::Fexit { function: function.to_owned() },
+            (Some("fentry"), Some(function), None) => Hook::Fentry { function: function.to_owned() },
             (Some("tp_btf"), Some(event), None) => Hook::BtfTracepoint { event: event.to_owned() },
             _ => Hook::Unknown { section: section.to_owned() },
         }
@@ -82,6 +85,7 @@ mod tests {
             Hook::Tracepoint { category: "syscalls".into(), name: "sys_exit_write".into() }
         );
         assert_eq!(Hook::of_section("fexit/__x64_sys_write"), Hook::Fexit { function: "__x64_sys_write".into() });
+        assert_eq!(Hook::of_section("fentry/__x64_sys_fsync"), Hook::Fentry { function: "__x64_sys_fsync".into() });
         assert_eq!(Hook::of_section("tp_btf/sys_exit"), Hook::BtfTracepoint { event: "sys_exit".into() });
         assert_eq!(Hook::of_section("kprobe/vfs_write"), Hook::Unknown { section: "kprobe/vfs_write".into() });
     }

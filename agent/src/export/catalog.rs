@@ -10,6 +10,7 @@ use Instrument::{Counter, Gauge};
 use Subject::{Descriptor, Node, Process};
 use agent_common::{
     io_uring::SUBMIT_SLOTS,
+    sync,
     write::{BYTES_SLOTS, GAP_SLOTS, RECORDS_SLOTS},
 };
 
@@ -80,7 +81,18 @@ pub const WRITE_DROP_REASON: Attribute = Attribute {
 pub const UNBATCHED_REASON: Attribute = Attribute {
     key: "batchwatch.unbatched.reason",
     description: "`hot_writer` (a descriptor written at a high rate, one small record per call), `io_uring_unbatched` \
-                  (one SQE per `io_uring_enter` at a high rate), `sqpoll_trickle` (an SQPOLL poller woken over and over).",
+                  (one SQE per `io_uring_enter` at a high rate), `sqpoll_trickle` (an SQPOLL poller woken over and over), \
+                  `sync_per_write` (a descriptor syncing often, one or two writes per sync).",
+};
+pub const SYNC_CALL: Attribute = Attribute {
+    key: "batchwatch.sync.call",
+    description: "`fsync`, `fdatasync`, `sync_file_range`, `msync`, `syncfs`, `sync`, `io_uring_fsync`, \
+                  `io_uring_sync_file_range`, or `o_dsync_write` (a write to a descriptor opened O_SYNC/O_DSYNC).",
+};
+pub const SYNC_DROP_REASON: Attribute = Attribute {
+    key: "batchwatch.sync.error",
+    description: "Why a sync failed: `eio` (write-back failed: data may be lost), `einval` (the descriptor cannot be \
+                  synced), `enospc` (ENOSPC or EDQUOT), `other_error`.",
 };
 pub const IO_URING_OP: Attribute =
     Attribute { key: "batchwatch.io_uring.op", description: "Class of the SQE's opcode: `write`, `read`, `other`." };
@@ -99,7 +111,8 @@ pub const PROBE_ERROR: Attribute = Attribute {
                   `compat_skipped` (a 32-bit call of a traced syscall, skipped by the raw-tracepoint mode), \
                   `recursion_misses` (calls the kernel ran no program for, because one was already running on that \
                   CPU: the programs' own count), `exits_missed` (an exit the kernel did not tell, found by a /proc \
-                  sweep: the process gone, or its pid reused).",
+                  sweep: the process gone, or its pid reused), `sync_map_full` (a sync, or its duration, could not be \
+                  recorded).",
 };
 pub const ENDPOINT_ERROR: Attribute = Attribute {
     key: "batchwatch.endpoint.error",
@@ -127,13 +140,15 @@ pub const PROCESS_ATTRIBUTES: [&Attribute; 10] = [
 ];
 
 /// The attributes that tell a process's series apart, beyond the process.
-pub const METRIC_ATTRIBUTES: [&Attribute; 11] = [
+pub const METRIC_ATTRIBUTES: [&Attribute; 13] = [
     &FD_KIND,
     &FD,
     &FD_TARGET,
     &SYSCALL,
     &WRITE_DROP_REASON,
     &UNBATCHED_REASON,
+    &SYNC_CALL,
+    &SYNC_DROP_REASON,
     &IO_URING_OP,
     &IO_URING_QUEUE,
     &PROBE_ERROR,
@@ -339,6 +354,49 @@ pub const ROUND_TRIP_BOUND: Metric = Metric {
                   message per call, but request/response (about one data segment in for each one out), so the peer \
                   could pipeline and the process cannot batch; else 0. Such a descriptor is never counted in \
                   `batchwatch.process.unbatched`.",
+};
+pub const SYNC_CALLS: Metric = Metric {
+    name: "batchwatch.sync.calls",
+    instrument: Counter,
+    unit: "{call}",
+    subject: Process,
+    attributes: &[&SYNC_CALL],
+    description: "Syncs: calls that make written data durable, and writes to O_SYNC/O_DSYNC descriptors.",
+};
+pub const SYNC_BATCH_WRITES: Metric = Metric {
+    name: "batchwatch.sync.batch.writes",
+    instrument: log2(sync::WRITES_SLOTS),
+    unit: "{write}",
+    subject: Process,
+    attributes: &[],
+    description: "Write calls each successful sync made durable: the descriptor's writes since its previous sync \
+                  (durability batch size; a median of 1 is sync per write).",
+};
+pub const SYNC_BATCH_SIZE: Metric = Metric {
+    name: "batchwatch.sync.batch.size",
+    instrument: log2(sync::BYTES_SLOTS),
+    unit: "By",
+    subject: Process,
+    attributes: &[],
+    description: "Bytes each successful sync made durable (durability batch size in bytes).",
+};
+pub const SYNC_DURATION: Metric = Metric {
+    name: "batchwatch.sync.duration",
+    instrument: log2_seconds(sync::NS_SLOTS),
+    unit: "s",
+    subject: Process,
+    attributes: &[],
+    description: "Each sync's duration, entry to exit (durability wait); its sum's rate is the threads' time spent \
+                  waiting in sync.",
+};
+pub const SYNC_DROPS: Metric = Metric {
+    name: "batchwatch.sync.drops",
+    instrument: Counter,
+    unit: "{call}",
+    subject: Process,
+    attributes: &[&SYNC_DROP_REASON],
+    description: "Failed syncs (durability drops, the worst kind: the caller may believe data durable that is not): \
+                  should stay 0; page on `eio`.",
 };
 pub const URING_ENTERS: Metric = Metric {
     name: "batchwatch.io_uring.enters",
@@ -551,7 +609,7 @@ pub const ENDPOINT_ERRORS: Metric = Metric {
 };
 
 /// Every metric, in the order the exporters emit them.
-pub const ALL: [&Metric; 40] = [
+pub const ALL: [&Metric; 45] = [
     &WRITE_CALLS,
     &WRITE_IO,
     &WRITE_RECORDS,
@@ -567,6 +625,11 @@ pub const ALL: [&Metric; 40] = [
     &TRANSITION_AVOIDABLE,
     &UNBATCHED,
     &ROUND_TRIP_BOUND,
+    &SYNC_CALLS,
+    &SYNC_BATCH_WRITES,
+    &SYNC_BATCH_SIZE,
+    &SYNC_DURATION,
+    &SYNC_DROPS,
     &URING_ENTERS,
     &URING_SQES,
     &URING_BATCH_SIZE,

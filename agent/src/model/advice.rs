@@ -2,7 +2,7 @@
 //! batching primitive of the process's runtime (see `runtime`) that fits
 //! it, or pipelining where the peer holds the fix.
 
-use super::{FdState, ProcessState, exchange::Peer, io_uring::RingState};
+use super::{FdState, ProcessState, exchange::Peer, io_uring::RingState, sync};
 use crate::runtime::{Runtime, RuntimeName};
 
 /// How a stream in `runtime` batches its writes to `what` ("fd 3 (pipe ...)").
@@ -82,7 +82,16 @@ pub fn of_process(process: &ProcessState) -> Vec<String> {
     let runtime = process.identity.runtime.as_ref();
     let fds = process.fds.iter().flat_map(|(&fd, state)| of_fd(runtime, fd, state));
     let rings = process.io_uring.iter().flat_map(|u| &u.rings).flat_map(of_ring);
-    fds.chain(rings).collect()
+    let mut advice: Vec<String> = fds.chain(rings).collect();
+    // Process-wide syncs (`sync()`, `syncfs()`) and a file's own give the
+    // same advice: say it once.
+    for state in process.syncs.values().filter(|state| state.flag.is_raised()) {
+        let sync = sync::advice(&process.identity, state.info.as_ref());
+        if !advice.contains(&sync) {
+            advice.push(sync);
+        }
+    }
+    advice
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod histogram;
 pub mod human;
 pub mod io_uring;
 pub mod metrics;
+pub mod sync;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -18,7 +19,7 @@ use std::{
     time::Instant,
 };
 
-use agent_common::{counters::Counters as _, write::WriteStats};
+use agent_common::{counters::Counters as _, sync::SyncStats, write::WriteStats};
 
 use self::{
     classify::{TimerFlush, is_hot_by_averages, is_hot_unbatched, is_sqpoll_trickle, is_unbatched_ring},
@@ -26,11 +27,12 @@ use self::{
     flag::Flag,
     io_uring::{RingState, UringState},
     metrics::{BatchingMetrics, Transition},
+    sync::{SyncMetrics, SyncState},
 };
 use crate::{
     attribution::fds::{FdInfo, FdKind},
     attribution::identity::Identity,
-    config::{Config, HotWriterRule, IoUringRule, TimerFlushRule},
+    config::{Config, HotWriterRule, IoUringRule, SyncRule, TimerFlushRule},
     depth::Depth,
     depth::fdinfo::RingFdinfo,
 };
@@ -41,6 +43,7 @@ pub struct Rules {
     pub hot_writer: HotWriterRule,
     pub timer_flush: TimerFlushRule,
     pub io_uring: IoUringRule,
+    pub sync: SyncRule,
     pub transition: Transition,
     /// Only averages per process are known (the degraded `/proc` mode).
     pub degraded: bool,
@@ -54,6 +57,7 @@ impl Rules {
             hot_writer: config.hot_writer.clone(),
             timer_flush: config.timer_flush.clone(),
             io_uring: config.io_uring.clone(),
+            sync: config.sync.clone(),
             transition: Transition { cost_ns, batch_target: config.hot_writer.batch_target },
             degraded,
         }
@@ -137,6 +141,15 @@ pub struct ProcessState {
     /// io_uring use, once the process set up or used a ring (boxed: most
     /// processes never do).
     pub io_uring: Option<Box<UringState>>,
+    /// Syncs per descriptor (and pseudo-descriptor, see `agent_common::sync`),
+    /// once the process synced or wrote to an `O_SYNC`/`O_DSYNC` descriptor.
+    pub syncs: BTreeMap<i32, Box<SyncState>>,
+    /// Sync metrics of the last interval, all descriptors together.
+    pub sync_metrics: SyncMetrics,
+    /// A descriptor of it makes each write durable on its own, now and at
+    /// any time.
+    pub sync_per_write: bool,
+    pub ever_sync_per_write: bool,
     /// When it was first seen.
     pub first_seen: Instant,
     pub exited: Option<Instant>,
@@ -212,6 +225,14 @@ impl ProcessState {
         self.fds.iter().filter(|(_, fd)| fd.round_trip.is_raised()).map(|(fd, state)| (fd, &**state))
     }
 
+    /// Everything the process synced since it was first seen.
+    pub fn sync_total(&self) -> SyncStats {
+        self.syncs.values().fold(SyncStats::ZERO, |mut sum, state| {
+            sum.add(&state.total);
+            sum
+        })
+    }
+
     /// Cores spent crossing into the kernel in the last interval: write-family
     /// calls and `io_uring_enter` calls.
     pub fn transition_cores(&self) -> f64 {
@@ -269,6 +290,31 @@ impl Model {
         state.last_write = Instant::now();
         state.interval = mem::take(&mut state.interval).after(delta, &state.total);
         state.total.add(delta);
+        if let Some(info) = state.info.as_ref().filter(|info| info.synced_writes) {
+            let info = info.clone();
+            Self::sync_entry(process, fd, Some(&info)).record(&sync::synced_writes(delta));
+        }
+    }
+
+    /// Adds what `fd` of `identity` synced since the last reading (`fd` may
+    /// be a pseudo-descriptor, see `agent_common::sync`).
+    pub fn record_sync(&mut self, identity: &Identity, fd: i32, info: Option<&FdInfo>, delta: &SyncStats) {
+        let process = self.process_entry(identity);
+        Self::sync_entry(process, fd, info).record(delta);
+    }
+
+    /// The syncs of `fd`. When the number comes to name another file, its
+    /// history goes on under the new name: unlike a write stream, a
+    /// descriptor slot that syncs per write keeps doing so whatever file it
+    /// names (SQLite creates its journal afresh for each transaction, on the
+    /// same number), and starting afresh would lose the syncs of the
+    /// interval under way.
+    fn sync_entry<'a>(process: &'a mut ProcessState, fd: i32, info: Option<&FdInfo>) -> &'a mut SyncState {
+        let state = process.syncs.entry(fd).or_insert_with(|| Box::new(SyncState::new(info.cloned())));
+        if let Some(info) = info {
+            state.info = Some(info.clone());
+        }
+        state
     }
 
     /// Gives `pid` the identity it has after an exec: its series and report
@@ -291,6 +337,10 @@ impl Model {
                 fds: BTreeMap::new(),
                 metrics: BatchingMetrics::default(),
                 io_uring: None,
+                syncs: BTreeMap::new(),
+                sync_metrics: SyncMetrics::default(),
+                sync_per_write: false,
+                ever_sync_per_write: false,
                 first_seen: Instant::now(),
                 exited: None,
                 unbatched: false,
@@ -424,6 +474,7 @@ impl Model {
 fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
     process.reasons.clear();
     judge_fds(process, seconds, rules);
+    judge_syncs(process, seconds, rules);
     if let Some(uring) = &mut process.io_uring {
         uring.close_interval(seconds, &rules.transition);
         for ring in &mut uring.rings {
@@ -438,6 +489,7 @@ fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
     process.ever_round_trip_bound |= round_trip_bound;
     process.unbatched = unbatched;
     process.ever_unbatched |= unbatched;
+    process.ever_sync_per_write |= process.sync_per_write;
     process.advice = if process.reasons.is_empty() { Vec::new() } else { advice::of_process(process) };
     if !process.reasons.is_empty() {
         process.last_reasons.clone_from(&process.reasons);
@@ -495,6 +547,29 @@ fn judged(state: &FdState, degraded: bool) -> Judged {
         None if tcp && !degraded && state.undecided < UNDECIDED_INTERVALS => Judged::Undecided,
         _ => Judged::Stream,
     }
+}
+
+/// The sync-per-write verdict of each descriptor that syncs (not in the
+/// degraded mode, which sees no syncs).
+fn judge_syncs(process: &mut ProcessState, seconds: f64, rules: &Rules) {
+    let mut all = SyncStats::ZERO;
+    process.sync_per_write = false;
+    for (&fd, state) in &mut process.syncs {
+        let interval = state.close();
+        all.add(&interval);
+        state.metrics = SyncMetrics::of(&interval, seconds);
+        let metrics = &state.metrics;
+        let what = state.describe(fd);
+        let hot = sync::is_sync_per_write(metrics, &rules.sync);
+        state.flag.update(hot, rules.hot_writer.window(), |hot_in_window| {
+            sync::reason(&what, metrics, seconds * f64::from(hot_in_window))
+        });
+        if let Some(reason) = state.flag.reason() {
+            process.sync_per_write = true;
+            process.reasons.push(reason.to_owned());
+        }
+    }
+    process.sync_metrics = SyncMetrics::of(&all, seconds);
 }
 
 fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
@@ -625,10 +700,34 @@ mod tests {
     }
 
     #[test]
+    fn syncs_go_on_when_the_descriptor_names_another_file() {
+        use agent_common::sync::SyncCall;
+        let identity = Identity {
+            pid: 10,
+            start_ticks: 1,
+            comm: "db".into(),
+            command: "db".into(),
+            container: None,
+            runtime: None,
+        };
+        let journal = |n: u32| FdInfo { kind: FdKind::File, target: format!("/db-journal{n}"), synced_writes: false };
+        let mut syncs = SyncStats::ZERO;
+        syncs.calls[SyncCall::Fdatasync as usize] = 2;
+        let mut model = model();
+        for n in 0..3 {
+            model.record_sync(&identity, 4, Some(&journal(n)), &syncs);
+        }
+        model.close_interval(1.0);
+        let process = model.process(10).unwrap();
+        assert_eq!((process.syncs[&4].total.total_calls(), process.sync_metrics.calls), (6, 6));
+        assert_eq!(process.syncs[&4].info, Some(journal(2)), "named after its latest file");
+    }
+
+    #[test]
     fn intervals_add_up_whether_the_descriptor_is_new_idle_or_busy() {
         let identity =
             Identity { pid: 10, start_ticks: 1, comm: "w".into(), command: "w".into(), container: None, runtime: None };
-        let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[1]".into() };
+        let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[1]".into(), synced_writes: false };
         let mut model = model();
         let record = |model: &mut Model, n| model.record(&identity, 3, Some(&pipe), &writes(n));
 
@@ -688,7 +787,7 @@ mod tests {
             container: None,
             runtime: None,
         };
-        let socket = |inode| FdInfo { kind: FdKind::Socket, target: format!("socket:[{inode}]") };
+        let socket = |inode| FdInfo { kind: FdKind::Socket, target: format!("socket:[{inode}]"), synced_writes: false };
         let mut model = model();
         for i in 0..5 {
             if i > 0 {

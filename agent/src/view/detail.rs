@@ -20,6 +20,7 @@ use super::{
     },
     format,
     snapshot::{Snapshot, drops_per_sec},
+    sync,
     uring::{self, MAX_RING_ROWS, trickle_flag},
 };
 use crate::model::{
@@ -231,6 +232,7 @@ fn findings(process: &ProcessState, interval: Duration) -> Vec<Line<'static>> {
         .chain(ring_reasons.flatten())
         .map(|(flag, reason)| Line::from(vec![flag, format!(" {reason}").into()]))
         .collect();
+    lines.extend(sync::findings(process));
     if lines.is_empty() {
         // Flagged once and cleared since: still worth knowing.
         lines.extend(process.last_reasons.iter().map(|reason| Line::from(format!("flagged earlier: {reason}")).dim()));
@@ -266,6 +268,23 @@ mod tests {
             state.on_key(KeyEvent::from(key), snapshot);
         }
         lines(&testing::draw(snapshot, &state, 200, 50))
+    }
+
+    #[test]
+    fn a_sync_per_write_process_shows_its_syncs_verdict_and_advice() {
+        let (_, shown) = testing::with_syncer();
+        let (_, screen) = detail_of(&shown, "journal");
+        line_with(&screen, " pid 500 journal");
+        let (_, verdict) = line_with(&screen, "sync per write");
+        assert!(
+            verdict.starts_with(
+                "SYNC/WRITE fd 4 (file /var/lib/journal): sync per write, 120 syncs/s with a median of 1 write(s) \
+                 each, 2000 µs each, for 3 s; 24% of the time spent waiting in sync"
+            ),
+            "{verdict}"
+        );
+        let (_, advice) = line_with(&screen, "advice");
+        assert!(advice.starts_with("advice group commit"), "{advice}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod detail;
 mod format;
 mod render;
 mod snapshot;
+mod sync;
 #[cfg(test)]
 mod testing;
 mod uring;

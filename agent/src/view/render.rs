@@ -21,6 +21,7 @@ use super::{
     detail::Detail,
     format,
     snapshot::{NodeFacts, Snapshot, process_drops_per_sec},
+    sync::{self, SYNC, sync_per_write_flag},
     uring::{self, IO_URING, trickle_flag},
 };
 use crate::model::ProcessState;
@@ -88,9 +89,9 @@ fn header_lines(snapshot: &Snapshot, paused: bool) -> Vec<Line<'static>> {
 /// The node line; in the degraded mode, what is missing instead.
 fn node_facts(node: &NodeFacts) -> Line<'static> {
     match &node.degraded {
-        Some(reason) => {
-            Line::from(format!("DEGRADED: /proc/PID/io averages per process only, no BPF ({reason})").white().on_red())
-        }
+        Some(reason) => Line::from(
+            format!("DEGRADED: /proc/PID/io averages per process only, no BPF, no syncs ({reason})").white().on_red(),
+        ),
         None => Line::from(probe_facts(node)),
     }
 }
@@ -142,7 +143,7 @@ fn draw_processes(
     interval: Duration,
 ) {
     let columns: Vec<&Column> =
-        [&PID, &COMMAND].into_iter().chain(&METRIC_COLUMNS).chain([&DEPTH, &IO_URING, &CORES, &FLAG]).collect();
+        [&PID, &COMMAND].into_iter().chain(&METRIC_COLUMNS).chain([&DEPTH, &IO_URING, &SYNC, &CORES, &FLAG]).collect();
     let table_rows = rows.iter().map(|p| process_row(p, &columns, interval));
     let table = table(table_rows, &columns, Some((state.sort, state.reversed)));
     frame.render_stateful_widget(table, area, &mut TableState::new().with_selected(selected));
@@ -165,6 +166,7 @@ fn process_row<'a>(p: &ProcessState, columns: &[&Column], interval: Duration) ->
     let mut cells = text_cells(texts, columns);
     cells.push(depth_cell(p.depth_percent().map(|percent| (percent, format::percent(percent))), &DEPTH));
     cells.push(cell(uring::summary(p), &IO_URING));
+    cells.push(cell(sync::summary(p), &SYNC));
     cells.push(cell(format::cores(p.transition_cores()), &CORES));
     cells.push(Cell::from(process_flags(p)));
     // An exited process lingers a few seconds, dimmed, before it goes.
@@ -181,6 +183,7 @@ fn process_flags(p: &ProcessState) -> Line<'static> {
         unbatched.then(unbatched_flag),
         trickle.then(trickle_flag),
         p.round_trip_bound.then(round_trip_flag),
+        p.sync_per_write.then(sync_per_write_flag),
         p.fds.values().any(|fd| fd.timer.is_some()).then(|| "timer flush".yellow()),
         p.exited.is_some().then(|| "exited".into()),
     ];
@@ -253,7 +256,7 @@ mod tests {
         let screen = lines(&testing::draw(&shown, &ViewState::default(), 200, 30));
         assert_eq!(
             screen[1],
-            "DEGRADED: /proc/PID/io averages per process only, no BPF (bpf(): Operation not permitted)"
+            "DEGRADED: /proc/PID/io averages per process only, no BPF, no syncs (bpf(): Operation not permitted)"
         );
     }
 
@@ -277,6 +280,8 @@ mod tests {
                 "DROPS/S",
                 "DEPTH%",
                 "IO_URING",
+                "SYNCS/S",
+                "×W",
                 "EST.CORES",
                 "▼",
                 "FLAG"
@@ -300,6 +305,21 @@ mod tests {
         );
         let flag_x = logger_line.find("UNBATCHED").map(|byte| logger_line[..byte].chars().count()).unwrap();
         assert_eq!(buffer[(flag_x as u16, logger)].fg, Color::Red, "the flag stands out");
+    }
+
+    #[test]
+    fn sync_column_tells_syncs_a_second_and_writes_per_sync() {
+        let (_, shown) = testing::with_syncer();
+        let buffer = testing::draw(&shown, &ViewState::default(), 200, 30);
+        let screen = lines(&buffer);
+        let (_, titles) = line_with(&screen, "COMMAND");
+        let x = x_of(titles, "SYNCS/S");
+        let (y, journal) = line_with(&screen, "journal");
+        assert_eq!(cells(journal, x, 12), "120 ×1");
+        assert_eq!(buffer[(x, y)].fg, Color::Red, "flagged sync per write");
+        assert!(journal.contains(" SYNC/WRITE") && !journal.contains("UNBATCHED"), "{journal}");
+        let (_, logger) = line_with(&screen, "logger");
+        assert_eq!(cells(logger, x, 12), "", "never synced");
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub fn identity(pid: u32, comm: &str) -> Identity {
 }
 
 pub fn socket(inode: u64) -> FdInfo {
-    FdInfo { kind: FdKind::Tcp, target: format!("socket:[{inode}]") }
+    FdInfo { kind: FdKind::Tcp, target: format!("socket:[{inode}]"), synced_writes: false }
 }
 
 /// Three one-second intervals of three writers, and the snapshot the view
@@ -72,8 +72,8 @@ pub fn socket(inode: u64) -> FdInfo {
 pub fn three_writers() -> (Model, Snapshot) {
     let mut model = model();
     let mut shown = Snapshot::empty(node());
-    let file = FdInfo { kind: FdKind::File, target: "/var/log/batch.log".to_owned() };
-    let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[9]".to_owned() };
+    let file = FdInfo { kind: FdKind::File, target: "/var/log/batch.log".to_owned(), synced_writes: false };
+    let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[9]".to_owned(), synced_writes: false };
     let batched = Write { calls: 2000, records: 16, bytes: 8192, gap_ns: 500_000, eagain: 0 };
     let dropping = Write { calls: 1200, records: 1, bytes: 4096, gap_ns: 800_000, eagain: 300 };
     for _ in 0..3 {
@@ -90,7 +90,7 @@ pub fn three_writers() -> (Model, Snapshot) {
 /// apart, most of 200 B and a few of 6400 B.
 pub fn add_ticker(model: &mut Model) {
     let ticker = identity(400, "ticker");
-    let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[12]".to_owned() };
+    let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[12]".to_owned(), synced_writes: false };
     for (calls, bytes) in [(45, 200), (5, 6400)] {
         model.record(
             &ticker,
@@ -185,7 +185,7 @@ pub fn uring_users() -> (Model, Snapshot) {
     let batch32 = ring_setup(600, 8, 32, 0);
     let sqpoll = ring_setup(700, 9, 16, SETUP_SQPOLL);
     let trickle = ring_setup(750, 10, 16, SETUP_SQPOLL);
-    let file = FdInfo { kind: FdKind::File, target: "/var/log/fallback.log".to_owned() };
+    let file = FdInfo { kind: FdKind::File, target: "/var/log/fallback.log".to_owned(), synced_writes: false };
     let fallback = Write { calls: 10, records: 1, bytes: 300, gap_ns: 100_000_000, eagain: 0 };
     for round in 0..3 {
         let uring = model.io_uring(&identity(500, "submit1"));
@@ -267,4 +267,33 @@ pub fn x_of(line: &str, text: &str) -> u16 {
 /// The `width` cells of `line` from `x`, trimmed: one column of a row.
 pub fn cells(line: &str, x: u16, width: u16) -> String {
     line.chars().skip(x.into()).take(width.into()).collect::<String>().trim().to_owned()
+}
+
+/// [`three_writers`] and `journal` (pid 500), which writes `/var/lib/journal`
+/// (fd 4) and fsyncs it after every write, 120 times a second, 2 ms each,
+/// for three intervals: flagged sync per write.
+pub fn with_syncer() -> (Model, Snapshot) {
+    use agent_common::{
+        hist::log2_slot,
+        sync::{SyncCall, SyncOutcome, SyncStats},
+    };
+    let (mut model, mut shown) = three_writers();
+    let journal = identity(500, "journal");
+    let file = FdInfo { kind: FdKind::File, target: "/var/lib/journal".to_owned(), synced_writes: false };
+    let mut syncs = SyncStats::ZERO;
+    syncs.calls[SyncCall::Fsync as usize] = 120;
+    syncs.outcomes[SyncOutcome::Ok as usize] = 120;
+    (syncs.writes, syncs.bytes) = (120, 120 * 200);
+    syncs.writes_hist[log2_slot(1, syncs.writes_hist.len())] = 120;
+    syncs.bytes_hist[log2_slot(200, syncs.bytes_hist.len())] = 120;
+    (syncs.timed, syncs.latency_ns_total) = (120, 120 * 2_000_000);
+    syncs.latency_hist[log2_slot(2_000_000, syncs.latency_hist.len())] = 120;
+    for _ in 0..3 {
+        let writes = Write { calls: 120, records: 1, bytes: 200, gap_ns: 8_000_000, eagain: 0 }.stats();
+        model.record(&journal, 4, Some(&file), &writes);
+        model.record_sync(&journal, 4, Some(&file), &syncs);
+        model.close_interval(1.0);
+        shown = Snapshot::capture(&model, node(), &shown);
+    }
+    (model, shown)
 }

@@ -19,6 +19,8 @@
 //! | `sqpoll` | an SQPOLL ring fed one SQE every 30 ms | SQPOLL wake-ups (`sqpoll_trickle`) |
 //! | `denied` | `io_uring_setup` under a seccomp filter returning EPERM | set-ups denied |
 //! | `idle` | every 5 s, one write to a new descriptor it then keeps idle | fd map evictions (the agent runs with `--evict-idle-after 10s`) |
+//! | `syncer` | a 100-byte `write()` then `fdatasync()` of a temporary file, ~50/s | sync per write (`sync_per_write`), writes per sync, sync duration |
+//! | `syncfail` | `fsync()` of a pipe, twice a second: EINVAL | failed syncs |
 
 use std::{
     fs::File,
@@ -99,7 +101,7 @@ type Worker = (&'static str, fn(&AtomicBool));
 /// standard input closes (or [`LIFETIME`]), then returns.
 pub fn run() {
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: [Worker; 10] = [
+    let workers: [Worker; 12] = [
         ("hot", hot),
         ("batched", batched),
         ("sockfill", sockfill),
@@ -110,6 +112,8 @@ pub fn run() {
         ("sqpoll", uring_sqpoll_trickle),
         ("denied", uring_denied),
         ("idle", idle),
+        ("syncer", syncer),
+        ("syncfail", syncfail),
     ];
     let handles: Vec<_> = workers
         .into_iter()
@@ -228,6 +232,36 @@ fn epipe(stop: &AtomicBool) {
     });
     // SAFETY: the write end is ours.
     unsafe { libc::close(fds[1]) };
+}
+
+/// A write then an fdatasync of a temporary file, about 50 times a second:
+/// one write made durable per sync.
+fn syncer(stop: &AtomicBool) {
+    let path = std::env::temp_dir().join(format!("bwdash-sync-{}", std::process::id()));
+    let file = File::options().create(true).truncate(true).write(true).open(&path).unwrap();
+    every(stop, Duration::from_millis(20), || {
+        assert_eq!(write_raw(file.as_raw_fd(), &[b's'; 100]), 100);
+        // SAFETY: a plain syscall on an open descriptor.
+        assert_eq!(unsafe { libc::fdatasync(file.as_raw_fd()) }, 0);
+    });
+    let _ = std::fs::remove_file(&path);
+}
+
+/// fsync of a pipe twice a second: the kernel says EINVAL, a failed sync.
+fn syncfail(stop: &AtomicBool) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills the two-element array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    every(stop, Duration::from_millis(500), || {
+        // SAFETY: a plain syscall on an open descriptor.
+        assert_eq!(unsafe { libc::fsync(fds[1]) }, -1);
+        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINVAL));
+    });
+    // SAFETY: both ends are ours.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
 }
 
 /// writev() with an iovec array at an unmapped address, 5 times a second:

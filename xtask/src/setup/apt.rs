@@ -14,6 +14,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "`cargo xtask bench` reads the BPF maps' and programs' names, sizes and run times"),
     ("strace", "integration tests cross-check syscall counts with `strace -c`"),
     ("fio", "io_uring and buffered-write workloads"),
+    ("sqlite3", "a real program syncing per transaction: autocommit against one transaction (durability tests)"),
     ("tmux", "tests drive the live view in a real terminal (send-keys, capture-pane)"),
     ("prometheus", "promtool checks the exporter's text; tests scrape it with the server"),
     ("curl", "tests fetch the exporter's /metrics"),

@@ -12,7 +12,8 @@ use agent_common::{
     io_uring::{CqeErrorKey, EnterStats, RingKey, RingOpStats, RingSetup, SetupStats},
     key::FdKey,
     maps::{self, ProbeErrorKind},
-    write::WriteStats,
+    sync::{SyncMark, SyncStats},
+    write::{LastWrite, WriteStats},
 };
 use aya::{
     Pod,
@@ -73,6 +74,9 @@ pub struct ProbeErrors {
     /// their exit map was full) that a `/proc` sweep found: the process
     /// gone, or its pid taken by another. Set by the agent.
     pub exits_missed: u64,
+    /// Syncs not recorded (or, their duration only, not timed) because a
+    /// sync map was full.
+    pub sync_map_full: u64,
 }
 
 impl ProbeErrors {
@@ -89,6 +93,7 @@ impl ProbeErrors {
             (ProbeErrorKind::CompatSkipped, self.compat_skipped),
             (ProbeErrorKind::RecursionMisses, self.recursion_misses),
             (ProbeErrorKind::ExitsMissed, self.exits_missed),
+            (ProbeErrorKind::SyncMapFull, self.sync_map_full),
         ]
     }
 }
@@ -101,6 +106,7 @@ pub struct Reading {
     pub uring_ops: Vec<(RingKey, RingOpStats)>,
     pub uring_cqe_errors: Vec<(CqeErrorKey, u64)>,
     pub uring_setups: Vec<(u32, SetupStats)>,
+    pub syncs: Vec<(FdKey, SyncStats)>,
     /// Every ring whose creation the probes saw, by context.
     pub rings: HashMap<u64, RingSetup>,
     /// Tracked processes whose last thread exited.
@@ -143,26 +149,65 @@ impl OfProcess for u32 {
     }
 }
 
-/// One per-CPU map of counters and its previous reading.
-struct DeltaMap<K: Pod, V: Pod> {
-    name: &'static str,
-    map: PerCpuHashMap<MapData, K, V>,
-    previous: HashMap<K, Packed>,
-    reader: BulkReader<K, V>,
-    /// Copies of each value: one per possible CPU.
-    cpus: usize,
+/// A BPF hash map of counters: per-CPU, whose copies are summed, or shared
+/// by all CPUs.
+trait CounterMap<K: Pod, V: Pod + Counters> {
+    fn data(&self) -> &MapData;
+    /// The value of `key`, its CPUs' copies summed.
+    fn total(&self, key: &K) -> Option<V>;
+    fn remove(&mut self, key: &K);
 }
 
-impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
-    fn new(name: &'static str, map: PerCpuHashMap<MapData, K, V>, cpus: usize) -> Self {
-        DeltaMap { name, map, previous: HashMap::new(), reader: BulkReader::default(), cpus }
+impl<K: Pod, V: Pod + Counters> CounterMap<K, V> for PerCpuHashMap<MapData, K, V> {
+    fn data(&self) -> &MapData {
+        self.map()
+    }
+
+    fn total(&self, key: &K) -> Option<V> {
+        Some(sum_cpus(&self.get(key, 0).ok()?))
+    }
+
+    fn remove(&mut self, key: &K) {
+        // Already gone is fine.
+        let _ = PerCpuHashMap::remove(self, key);
+    }
+}
+
+impl<K: Pod, V: Pod + Counters> CounterMap<K, V> for aya::maps::HashMap<MapData, K, V> {
+    fn data(&self) -> &MapData {
+        self.map()
+    }
+
+    fn total(&self, key: &K) -> Option<V> {
+        self.get(key, 0).ok()
+    }
+
+    fn remove(&mut self, key: &K) {
+        // Already gone is fine.
+        let _ = aya::maps::HashMap::remove(self, key);
+    }
+}
+
+/// One map of counters and its previous reading.
+struct DeltaMap<K: Pod, V: Pod, M = PerCpuHashMap<MapData, K, V>> {
+    name: &'static str,
+    map: M,
+    previous: HashMap<K, Packed>,
+    reader: BulkReader<K, V>,
+    /// Copies of each value: one per possible CPU for a per-CPU map, else one.
+    copies: usize,
+}
+
+impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters, M: CounterMap<K, V>> DeltaMap<K, V, M> {
+    fn new(name: &'static str, map: M, copies: usize) -> Self {
+        DeltaMap { name, map, previous: HashMap::new(), reader: BulkReader::default(), copies }
     }
 
     /// Every entry that changed, with what changed: the whole map, in batches.
     fn deltas(&mut self) -> Result<Vec<(K, V)>, CollectError> {
         let mut totals = Vec::new();
         self.reader
-            .read(self.map.map(), self.cpus, |key, per_cpu| totals.push((key, sum_cpus(per_cpu))))
+            .read(self.map.data(), self.copies, |key, per_cpu| totals.push((key, sum_cpus(per_cpu))))
             .map_err(|source| CollectError::BulkRead { map: self.name, source })?;
         Ok(totals.into_iter().filter_map(|(key, total)| self.delta(key, total)).collect())
     }
@@ -174,7 +219,7 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
         // Sized up front: a tick in which thousands of processes first wrote
         // would otherwise leave up to twice their size unused.
         let mut totals = Vec::with_capacity(keys.size_hint().0);
-        totals.extend(keys.filter_map(|key| Some((key, sum_cpus(&self.map.get(&key, 0).ok()?)))));
+        totals.extend(keys.filter_map(|key| Some((key, self.map.total(&key)?))));
         totals.into_iter().filter_map(|(key, total)| self.delta(key, total)).collect()
     }
 
@@ -204,12 +249,11 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
     fn forget(&mut self, keys: impl IntoIterator<Item = K>) -> Vec<(K, V)> {
         let mut last = Vec::new();
         for key in keys {
-            if let Ok(per_cpu) = self.map.get(&key, 0) {
+            if let Some(total) = self.map.total(&key) {
                 let before = self.previous.get(&key).map_or_else(V::zeroed, Packed::unpack);
-                last.push((key, sum_cpus(&per_cpu).since(&before)));
+                last.push((key, total.since(&before)));
             }
-            // Already gone is fine.
-            let _ = self.map.remove(&key);
+            self.map.remove(&key);
             self.previous.remove(&key);
         }
         last
@@ -239,7 +283,7 @@ fn monotonic_ns() -> u64 {
 pub struct Collector {
     writes: DeltaMap<FdKey, WriteStats>,
     /// Reads `LAST_WRITE`, which says which write statistics changed.
-    last_write_reader: BulkReader<FdKey, u64>,
+    last_write_reader: BulkReader<FdKey, LastWrite>,
     /// This tick's `LAST_WRITE`: every (process, fd) the probes saw write
     /// and have not forgotten, with when (kernel monotonic ns).
     recent: Vec<(FdKey, u64)>,
@@ -251,7 +295,10 @@ pub struct Collector {
     uring_ops: DeltaMap<RingKey, RingOpStats>,
     uring_cqe_errors: DeltaMap<CqeErrorKey, u64>,
     uring_setups: DeltaMap<u32, SetupStats>,
-    last_write: aya::maps::HashMap<MapData, FdKey, u64>,
+    syncs: DeltaMap<FdKey, SyncStats, aya::maps::HashMap<MapData, FdKey, SyncStats>>,
+    sync_marks: aya::maps::HashMap<MapData, FdKey, SyncMark>,
+    sync_marks_reader: BulkReader<FdKey, SyncMark>,
+    last_write: aya::maps::HashMap<MapData, FdKey, LastWrite>,
     comms: aya::maps::HashMap<MapData, u32, [u8; 16]>,
     rings: aya::maps::HashMap<MapData, u64, RingSetup>,
     exited: aya::maps::HashMap<MapData, u32, u8>,
@@ -272,6 +319,9 @@ impl Collector {
             uring_ops: DeltaMap::new(maps::URING_OPS, maps.uring_ops, cpus),
             uring_cqe_errors: DeltaMap::new(maps::URING_CQE_ERRORS, maps.uring_cqe_errors, cpus),
             uring_setups: DeltaMap::new(maps::URING_SETUPS, maps.uring_setups, cpus),
+            syncs: DeltaMap::new(maps::SYNC_STATS, maps.sync_stats, 1),
+            sync_marks: maps.sync_marks,
+            sync_marks_reader: BulkReader::default(),
             last_write: maps.last_write,
             comms: maps.comms,
             rings: maps.uring_rings,
@@ -300,8 +350,11 @@ impl Collector {
         // What evicted pairs wrote since the last reading: nothing, unless a
         // call came as they went.
         writes.extend(evicted.into_iter().filter(|(_, delta)| !delta.is_zero()));
+        let mut syncs = self.syncs.deltas()?;
+        syncs.extend(self.evict_idle_syncs()?.into_iter().filter(|(_, delta)| !delta.is_zero()));
         Ok(Reading {
             writes,
+            syncs,
             uring_enters: self.uring_enters.deltas()?,
             uring_ops: self.uring_ops.deltas()?,
             uring_cqe_errors: self.uring_cqe_errors.deltas()?,
@@ -324,7 +377,7 @@ impl Collector {
         self.recent.clear();
         let recent = &mut self.recent;
         self.last_write_reader
-            .read(self.last_write.map(), 1, |key, at| recent.push((key, at[0])))
+            .read(self.last_write.map(), 1, |key, last| recent.push((key, last[0].at_ns)))
             .map_err(|source| CollectError::BulkRead { map: maps::LAST_WRITE, source })?;
         // A call stamps LAST_WRITE just before it updates its statistics:
         // the margin covers a call that was between the two at the last reading.
@@ -343,7 +396,7 @@ impl Collector {
         let idle: Vec<FdKey> = self
             .recent
             .iter()
-            .filter(|&&(key, at)| at < before && self.last_write.get(&key, 0).ok() == Some(at))
+            .filter(|&&(key, at)| at < before && self.last_write.get(&key, 0).ok().map(|l| l.at_ns) == Some(at))
             .map(|&(key, _)| key)
             .collect();
         // LAST_WRITE first: a call that comes in between stamps it again and
@@ -354,6 +407,25 @@ impl Collector {
             let _ = self.last_write.remove(key);
         }
         self.writes.forget(idle)
+    }
+
+    /// Removes the descriptors that have not synced for
+    /// `maps.evict_idle_after` from the sync maps (the model keeps their
+    /// totals), as `evict_idle` does for writes. Returns their last deltas.
+    fn evict_idle_syncs(&mut self) -> Result<Vec<(FdKey, SyncStats)>, CollectError> {
+        let before = self.last_read_ns.saturating_sub(self.evict_idle_after_ns);
+        let mut idle = Vec::new();
+        self.sync_marks_reader
+            .read(self.sync_marks.map(), 1, |key, mark| {
+                if mark[0].at_ns < before {
+                    idle.push(key);
+                }
+            })
+            .map_err(|source| CollectError::BulkRead { map: maps::SYNC_MARKS, source })?;
+        for key in &idle {
+            let _ = self.sync_marks.remove(key);
+        }
+        Ok(self.syncs.forget(idle))
     }
 
     fn probe_errors(&self) -> Result<ProbeErrors, CollectError> {
@@ -376,6 +448,7 @@ impl Collector {
             // The programs' own count, which the agent adds.
             recursion_misses: 0,
             exits_missed: 0,
+            sync_map_full: count(ProbeErrorKind::SyncMapFull)?,
         })
     }
 
@@ -422,6 +495,10 @@ impl Collector {
             }
             let _ = self.rings.remove(&ring.ctx);
         }
+        let syncs = self.syncs.drain(gone, []);
+        for (key, _) in &syncs {
+            let _ = self.sync_marks.remove(key);
+        }
         for tgid in gone {
             let _ = self.comms.remove(tgid);
             let _ = self.exited.remove(tgid);
@@ -433,6 +510,7 @@ impl Collector {
             uring_ops,
             uring_cqe_errors: self.uring_cqe_errors.drain(gone, []),
             uring_setups: self.uring_setups.drain(gone, []),
+            syncs,
             rings,
             ..Reading::default()
         }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use agent_common::{
     counters::Counters,
     io_uring::{EnterStats, RingOpStats, SetupStats},
+    sync::SyncStats,
     write::WriteStats,
 };
 
@@ -61,6 +62,8 @@ pub(super) struct Activity {
     pub(super) writes: BTreeMap<FdGroup, WriteStats>,
     /// Present once io_uring was used.
     pub(super) uring: Option<UringActivity>,
+    /// Present once the process synced: all its descriptors together.
+    pub(super) syncs: Option<SyncStats>,
     pub(super) transition_s: f64,
     pub(super) avoidable_s: f64,
 }
@@ -94,14 +97,17 @@ impl Activity {
             ours.ops.add(&theirs.ops);
             ours.denied_setups += theirs.denied_setups;
         }
+        if let Some(theirs) = &other.syncs {
+            self.syncs.get_or_insert(SyncStats::ZERO).add(theirs);
+        }
         self.transition_s += other.transition_s;
         self.avoidable_s += other.avoidable_s;
     }
 
-    /// Write calls plus io_uring SQEs: the activity the floor is about.
+    /// Write calls plus io_uring SQEs plus syncs: the activity the floor is about.
     pub(super) fn ops(&self) -> u64 {
         let writes: u64 = self.writes.values().map(WriteStats::total_calls).sum();
-        writes + self.uring.map_or(0, |u| u.ops.sqes)
+        writes + self.uring.map_or(0, |u| u.ops.sqes) + self.syncs.map_or(0, |s| s.total_calls())
     }
 }
 
@@ -113,6 +119,7 @@ pub(super) struct Seen {
     /// Per ring, in the model's order (rings are only ever added).
     pub(super) rings: Vec<(EnterStats, RingOpStats)>,
     pub(super) setups: SetupStats,
+    pub(super) syncs: SyncStats,
 }
 
 impl Seen {
@@ -164,6 +171,11 @@ impl Seen {
             activity.denied_setups = setups.eperm + setups.enosys;
             delta.uring = Some(activity);
         }
+        if !process.syncs.is_empty() {
+            let total = process.sync_total();
+            delta.syncs = Some(since(&total, &self.syncs));
+            self.syncs = total;
+        }
         delta
     }
 }
@@ -189,6 +201,8 @@ pub(super) struct Gauges {
     pub(super) round_trip_bound: bool,
     pub(super) io_uring_unbatched: bool,
     pub(super) sqpoll_trickle: bool,
+    /// Present once the process synced: whether it is flagged sync per write.
+    pub(super) sync_per_write: Option<bool>,
     /// The socket and pipe buffers its descriptors write into, at the last look.
     pub(super) buffers: BTreeMap<FdGroup, Buffers>,
     /// (pending, entries) of the submission and completion queues, over
@@ -240,6 +254,7 @@ impl Gauges {
             round_trip_bound: process.round_trip_bound,
             io_uring_unbatched: rings.clone().any(|ring| ring.unbatched.is_raised()),
             sqpoll_trickle: rings.clone().any(|ring| ring.trickle.is_raised()),
+            sync_per_write: (!process.syncs.is_empty()).then_some(process.sync_per_write),
             queues,
         }
     }

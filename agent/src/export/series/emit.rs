@@ -5,6 +5,7 @@ use std::{sync::Arc, time::SystemTime};
 
 use agent_common::{
     io_uring::OpClass,
+    sync::{SyncCall, SyncOutcome, SyncStats},
     write::{Outcome, WriteStats, WriteSyscall},
 };
 
@@ -67,6 +68,23 @@ impl Emit<'_> {
         }
         if let Some(uring) = &activity.uring {
             self.uring(uring);
+        }
+        if let Some(syncs) = &activity.syncs {
+            self.syncs(syncs);
+        }
+    }
+
+    fn syncs(&mut self, s: &SyncStats) {
+        for call in SyncCall::ALL.into_iter().filter(|&c| s.calls[c as usize] > 0) {
+            let own = vec![attr(&catalog::SYNC_CALL, call.name())];
+            self.counter(&catalog::SYNC_CALLS, own, Value::Int(s.calls[call as usize]));
+        }
+        self.histogram(&catalog::SYNC_BATCH_WRITES, vec![], &s.writes_hist, s.writes as f64);
+        self.histogram(&catalog::SYNC_BATCH_SIZE, vec![], &s.bytes_hist, s.bytes as f64);
+        self.histogram(&catalog::SYNC_DURATION, vec![], &s.latency_hist, s.latency_ns_total as f64 * 1e-9);
+        for outcome in SyncOutcome::ALL.into_iter().filter(|&o| o != SyncOutcome::Ok) {
+            let own = vec![attr(&catalog::SYNC_DROP_REASON, outcome.name())];
+            self.counter(&catalog::SYNC_DROPS, own, Value::Int(s.outcomes[outcome as usize]));
         }
     }
 
@@ -145,6 +163,9 @@ impl Emit<'_> {
         if uses_uring {
             reasons
                 .extend([("io_uring_unbatched", gauges.io_uring_unbatched), ("sqpoll_trickle", gauges.sqpoll_trickle)]);
+        }
+        if let Some(flagged) = gauges.sync_per_write {
+            reasons.push(("sync_per_write", flagged));
         }
         for (reason, flagged) in reasons {
             let own = vec![attr(&catalog::UNBATCHED_REASON, reason)];

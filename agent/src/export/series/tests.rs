@@ -38,11 +38,11 @@ fn process(pid: u32, start_ticks: u64, comm: &str) -> Identity {
 }
 
 fn pipe(inode: u64) -> FdInfo {
-    FdInfo { kind: FdKind::Pipe, target: format!("pipe:[{inode}]") }
+    FdInfo { kind: FdKind::Pipe, target: format!("pipe:[{inode}]"), synced_writes: false }
 }
 
 fn file(path: &str) -> FdInfo {
-    FdInfo { kind: FdKind::File, target: path.to_owned() }
+    FdInfo { kind: FdKind::File, target: path.to_owned(), synced_writes: false }
 }
 
 /// `calls` write()s of `bytes` each, `gap_ns` apart.
@@ -99,6 +99,46 @@ const PIPES: (&str, &str) = ("batchwatch.fd.kind", "pipe");
 const OTHER: (&str, &str) = ("batchwatch.folded", "true");
 
 #[test]
+fn a_sync_per_write_process_gets_its_sync_points_and_flag() {
+    use agent_common::{
+        hist::log2_slot,
+        sync::{SyncCall, SyncOutcome, SyncStats},
+    };
+    let mut model = model();
+    let db = process(10, 1, "app");
+    // Three intervals of 100 fsyncs of one 100-byte write each, 2 of them EIO.
+    let mut syncs = SyncStats::ZERO;
+    syncs.calls[SyncCall::Fsync as usize] = 100;
+    syncs.outcomes[SyncOutcome::Ok as usize] = 98;
+    syncs.outcomes[SyncOutcome::Eio as usize] = 2;
+    syncs.writes = 98;
+    syncs.bytes = 9800;
+    syncs.writes_hist[log2_slot(1, syncs.writes_hist.len())] = 98;
+    syncs.bytes_hist[log2_slot(100, syncs.bytes_hist.len())] = 98;
+    syncs.timed = 100;
+    syncs.latency_ns_total = 100_000_000;
+    syncs.latency_hist[log2_slot(1_000_000, syncs.latency_hist.len())] = 100;
+    for _ in 0..3 {
+        model.record(&db, 3, Some(&file("/var/lib/app.db")), &writes(100, 100, 10_000_000));
+        model.record_sync(&db, 3, Some(&file("/var/lib/app.db")), &syncs);
+        model.close_interval(1.0);
+    }
+    let s = SeriesSet::new(limits(), at(0)).collect(&observe(&model), None, None, at(3));
+    assert_eq!(int(&s, &catalog::SYNC_CALLS, &[PID_10, ("batchwatch.sync.call", "fsync")]), 300);
+    assert_eq!(int(&s, &catalog::SYNC_DROPS, &[PID_10, ("batchwatch.sync.error", "eio")]), 6);
+    assert_eq!(int(&s, &catalog::SYNC_DROPS, &[PID_10, ("batchwatch.sync.error", "einval")]), 0);
+    let Some(Value::Histogram { counts, sum }) = value(&s, &catalog::SYNC_BATCH_WRITES, &[PID_10]) else {
+        panic!("no writes-per-sync histogram")
+    };
+    assert_eq!((counts[1], *sum), (294, 294.0));
+    let Some(Value::Histogram { sum, .. }) = value(&s, &catalog::SYNC_DURATION, &[PID_10]) else {
+        panic!("no sync duration histogram")
+    };
+    assert!((sum - 0.3).abs() < 1e-9, "{sum}");
+    assert_eq!(int(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "sync_per_write")]), 1);
+}
+
+#[test]
 fn one_writer_gets_exact_points() {
     let mut model = model();
     model.record(&process(10, 1, "writer"), 3, Some(&pipe(7)), &writes(1000, 512, 1000));
@@ -128,6 +168,7 @@ fn one_writer_gets_exact_points() {
     assert_eq!(int(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "hot_writer")]), 0);
     assert!(value(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "sqpoll_trickle")]).is_none());
     assert!(value(&s, &catalog::URING_ENTERS, &[PID_10]).is_none(), "no io_uring, no io_uring series");
+    assert!(value(&s, &catalog::SYNC_CALLS, &[PID_10]).is_none(), "no syncs, no sync series");
 
     assert_eq!(int(&s, &catalog::EXPORT_FOLDED, &[]), 0);
     assert_eq!(int(&s, &catalog::EXPORT_SERIES, &[]), s.points() as u64);
@@ -233,10 +274,10 @@ fn the_cap_keeps_the_flagged_then_the_busiest() {
         model.record(writer, 3, Some(&pipe(n as u64)), &writes(100 * (n as u64 + 1), 8, 1000));
     }
     model.close_interval(1.0);
-    // The node has 18 points, `other` 14 (one kind of descriptor), a writer 16.
+    // The node has 19 points, `other` 14 (one kind of descriptor), a writer 16.
     // With room for two writers before `other` fills, the second is refused
     // once the folded ones give `other` its points.
-    for cap in [18 + 14 + 16, 18 + 16 + 16] {
+    for cap in [19 + 14 + 16, 19 + 16 + 16] {
         let mut set = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0));
         let s = set.collect(&observe(&model), None, None, at(1));
         assert!(s.points() <= cap, "{} points over {cap}", s.points());
@@ -261,7 +302,7 @@ fn a_flagged_process_keeps_its_series_under_the_cap() {
         model.record(&busy, 3, Some(&pipe(2)), &writes(900_000, 4096, 1000));
         model.close_interval(1.0);
     }
-    let cap = 18 + 14 + 16;
+    let cap = 19 + 14 + 16;
     let s = SeriesSet::new(Limits { max_series: cap, ..limits() }, at(0)).collect(&observe(&model), None, None, at(3));
     assert_eq!(int(&s, &catalog::UNBATCHED, &[PID_10, ("batchwatch.unbatched.reason", "hot_writer")]), 1);
     assert!(value(&s, &catalog::WRITE_CALLS, &[("process.pid", "20")]).is_none());

@@ -12,6 +12,7 @@ use std::{
 use clap::{Parser, Subcommand};
 use integration_tests::WorkloadReport;
 
+mod durability;
 mod processes;
 mod uring;
 
@@ -211,6 +212,29 @@ enum Pattern {
         #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
         pause: Duration,
     },
+    /// `count` 100-byte writes to a file, with an fsync after every `every`
+    /// (none when 0); `--dsync` opens the file O_DSYNC.
+    SyncEvery {
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        every: u64,
+        /// Writes per second at most (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long)]
+        dsync: bool,
+    },
+    /// `count` fsyncs of a pipe, each failing with EINVAL.
+    SyncPipe {
+        #[arg(long)]
+        count: u64,
+    },
+    /// `count` io_uring chains of a write linked to an FSYNC.
+    UringFsync {
+        #[arg(long)]
+        count: u64,
+    },
     /// One write to each of `fds` descriptors.
     ManyFds {
         #[arg(long)]
@@ -281,6 +305,9 @@ fn main() {
         Pattern::Reuse { first, second, pause, flood } => processes::reuse(first, second, pause, flood),
         Pattern::ManyFds { fds } => processes::many_fds(fds),
         Pattern::BadArgs { count, pause } => bad_args(count, pause),
+        Pattern::SyncEvery { count, every, rate, dsync } => durability::sync_every(count, every, rate, dsync),
+        Pattern::SyncPipe { count } => durability::sync_pipe(count),
+        Pattern::UringFsync { count } => durability::uring_fsync(count),
     };
     report.pid = std::process::id();
     let line = serde_json::to_string(&report).expect("report serialises");
