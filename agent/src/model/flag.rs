@@ -64,6 +64,12 @@ impl Flag {
         self.raised
     }
 
+    /// Neither raised nor counting a hot interval: another calm interval
+    /// leaves it as it is.
+    pub fn is_calm(&self) -> bool {
+        !self.raised && self.history == 0
+    }
+
     /// Why the flag is raised, if it is.
     pub fn reason(&self) -> Option<&str> {
         self.last_hot.as_deref().filter(|_| self.raised)

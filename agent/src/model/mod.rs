@@ -165,6 +165,9 @@ pub struct ProcessState {
     /// A descriptor is round-trip bound now; was at any time.
     pub round_trip_bound: bool,
     pub ever_round_trip_bound: bool,
+    /// Its last interval was idle and left every verdict calm: judging
+    /// another idle interval would change nothing (see [`Model::close_interval`]).
+    settled: bool,
 }
 
 impl FdState {
@@ -218,6 +221,21 @@ impl ProcessState {
     /// Descriptors flagged as un-batched hot writers.
     pub fn hot_fds(&self) -> impl Iterator<Item = (&i32, &FdState)> {
         self.fds.iter().filter(|(_, fd)| fd.flag.is_raised()).map(|(fd, state)| (fd, &**state))
+    }
+
+    /// Whether it wrote or synced in the interval under way.
+    fn wrote(&self) -> bool {
+        self.fds.values().any(|fd| !matches!(fd.interval, Interval::Idle))
+            || self.syncs.values().any(|sync| sync.synced())
+    }
+
+    /// Whether every verdict about it is calm (no flag raised or counting
+    /// hot intervals) and nothing is judged apart from its writes: no ring,
+    /// no exchange under way.
+    fn is_calm(&self) -> bool {
+        self.io_uring.is_none()
+            && self.fds.values().all(|fd| fd.flag.is_calm() && fd.round_trip.is_calm() && fd.conversation.is_none())
+            && self.syncs.values().all(|sync| sync.flag.is_calm())
     }
 
     /// Descriptors that are round-trip bound.
@@ -351,6 +369,7 @@ impl Model {
                 last_advice: Vec::new(),
                 round_trip_bound: false,
                 ever_round_trip_bound: false,
+                settled: false,
             })
         })
     }
@@ -442,7 +461,9 @@ impl Model {
     /// metrics and verdicts.
     pub fn close_interval(&mut self, seconds: f64) {
         self.find_local_peers();
-        for process in self.live.values_mut() {
+        // A node keeps thousands of processes that wrote once: judging each
+        // at every tick was most of the agent's CPU with 10,000 of them.
+        for process in self.live.values_mut().filter(|process| !process.settled || process.wrote()) {
             judge(process, seconds, &self.rules);
         }
     }
@@ -473,8 +494,8 @@ impl Model {
 /// Computes the metrics of the interval that just ended and updates verdicts.
 fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
     process.reasons.clear();
-    judge_fds(process, seconds, rules);
-    judge_syncs(process, seconds, rules);
+    let wrote = judge_fds(process, seconds, rules);
+    let synced = judge_syncs(process, seconds, rules);
     if let Some(uring) = &mut process.io_uring {
         uring.close_interval(seconds, &rules.transition);
         for ring in &mut uring.rings {
@@ -495,6 +516,7 @@ fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
         process.last_reasons.clone_from(&process.reasons);
         process.last_advice.clone_from(&process.advice);
     }
+    process.settled = !wrote && !synced && process.is_calm();
 }
 
 /// Updates a descriptor's flags with one interval, `hot` or not: the
@@ -551,7 +573,8 @@ fn judged(state: &FdState, degraded: bool) -> Judged {
 
 /// The sync-per-write verdict of each descriptor that syncs (not in the
 /// degraded mode, which sees no syncs).
-fn judge_syncs(process: &mut ProcessState, seconds: f64, rules: &Rules) {
+/// Returns whether the process synced in the interval.
+fn judge_syncs(process: &mut ProcessState, seconds: f64, rules: &Rules) -> bool {
     let mut all = SyncStats::ZERO;
     process.sync_per_write = false;
     for (&fd, state) in &mut process.syncs {
@@ -570,9 +593,11 @@ fn judge_syncs(process: &mut ProcessState, seconds: f64, rules: &Rules) {
         }
     }
     process.sync_metrics = SyncMetrics::of(&all, seconds);
+    all != SyncStats::ZERO
 }
 
-fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
+/// Returns whether the process wrote in the interval.
+fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) -> bool {
     let mut all = WriteStats::ZERO;
     for (&fd, state) in &mut process.fds {
         let interval = state.interval.close(&state.total);
@@ -595,6 +620,7 @@ fn judge_fds(process: &mut ProcessState, seconds: f64, rules: &Rules) {
             .extend([state.flag.reason(), state.round_trip.reason()].into_iter().flatten().map(str::to_owned));
     }
     process.metrics = BatchingMetrics::of(&all, seconds, &rules.transition);
+    all != WriteStats::ZERO
 }
 
 fn judge_ring(ring: &mut RingState, seconds: f64, rules: &Rules, reasons: &mut Vec<String>) {
@@ -736,7 +762,10 @@ mod tests {
         record(&mut model, 7);
         model.close_interval(1.0);
         assert_eq!(calls(&model), (12, 12));
-        // Idle.
+        // Idle, and again: the second idle interval has nothing to judge.
+        model.close_interval(1.0);
+        assert_eq!(calls(&model), (0, 12));
+        assert!(model.live[&10].settled);
         model.close_interval(1.0);
         assert_eq!(calls(&model), (0, 12));
         // Written again, once, then twice.
@@ -815,6 +844,26 @@ mod tests {
               of the last 10 s; not an un-batched writer: batching here needs the peer to pipeline requests \
               (peer: pid 20 (cli) fd 5)"]
         );
+    }
+
+    #[test]
+    fn an_idle_flagged_writer_is_still_judged_until_a_window_of_calm_clears_it() {
+        let writer =
+            Identity { pid: 10, start_ticks: 1, comm: "w".into(), command: "w".into(), container: None, runtime: None };
+        let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[1]".into(), synced_writes: false };
+        let mut model = model();
+        for _ in 0..3 {
+            model.record(&writer, 3, Some(&pipe), &Write { calls: 10_000, ..Write::HOT }.stats());
+            model.close_interval(1.0);
+        }
+        assert!(model.process(10).unwrap().unbatched);
+        let window = model.rules().hot_writer.window_intervals;
+        for _ in 1..window {
+            model.close_interval(1.0);
+            assert!(model.process(10).unwrap().unbatched && !model.live[&10].settled, "held through the window");
+        }
+        model.close_interval(1.0);
+        assert!(!model.process(10).unwrap().unbatched && model.live[&10].settled, "cleared after a window of calm");
     }
 
     #[test]
