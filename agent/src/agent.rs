@@ -13,7 +13,7 @@ use agent_common::key::FdKey;
 
 use crate::{
     attribution::fds::FdResolver,
-    attribution::identity::{self, Identity},
+    attribution::identity::{self, Identity, ProcSweep},
     bpf::collector::{CollectError, Collector, ProbeErrors, Reading},
     bpf::preflight::{self, PreflightError},
     bpf::probes::{AttachFailure, AttachMode, ProbeError, Probes},
@@ -146,6 +146,8 @@ pub struct Agent {
     idle: IdleWatch,
     ticks: u64,
     identities: HashMap<u32, Identity>,
+    /// Which known processes a sweep finds running.
+    proc_sweep: ProcSweep,
     /// Each executable's runtime, read once.
     runtimes: RuntimeDetector,
     model: Model,
@@ -215,6 +217,7 @@ impl Agent {
             idle: IdleWatch::default(),
             ticks: 0,
             identities: HashMap::new(),
+            proc_sweep: ProcSweep::default(),
             runtimes: RuntimeDetector::default(),
             model: Model::new(rules),
             last_tick: Instant::now(),
@@ -366,6 +369,9 @@ impl Agent {
     /// found gone while attributing this tick's deltas, and, when the kernel
     /// does not tell exits or at every sweep, those `/proc` no longer shows.
     fn gone(&mut self, tick: &Tick) -> HashSet<u32> {
+        if tick.sweep {
+            self.proc_sweep.start();
+        }
         let mut swept_gone = 0;
         let found_gone: Vec<u32> = self
             .identities
@@ -373,7 +379,7 @@ impl Agent {
             .filter(|(pid, identity)| match tick.running.get(pid) {
                 Some(running) => !running,
                 None => {
-                    let gone = tick.sweep && !identity.is_alive();
+                    let gone = tick.sweep && !self.proc_sweep.is_alive(identity);
                     swept_gone += u64::from(gone && !tick.exited.contains(pid));
                     gone
                 }
@@ -514,6 +520,7 @@ impl Agent {
     fn retire(&mut self, pid: u32, seconds: f64) {
         self.model.exit(pid, seconds);
         self.fds.forget(pid);
+        self.proc_sweep.forget(pid);
         self.identities.remove(&pid);
     }
 }

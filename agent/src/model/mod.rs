@@ -14,7 +14,7 @@ pub mod metrics;
 pub mod sync;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     mem,
     time::Instant,
 };
@@ -165,9 +165,6 @@ pub struct ProcessState {
     /// A descriptor is round-trip bound now; was at any time.
     pub round_trip_bound: bool,
     pub ever_round_trip_bound: bool,
-    /// Its last interval was idle and left every verdict calm: judging
-    /// another idle interval would change nothing (see [`Model::close_interval`]).
-    settled: bool,
 }
 
 impl FdState {
@@ -223,12 +220,6 @@ impl ProcessState {
         self.fds.iter().filter(|(_, fd)| fd.flag.is_raised()).map(|(fd, state)| (fd, &**state))
     }
 
-    /// Whether it wrote or synced in the interval under way.
-    fn wrote(&self) -> bool {
-        self.fds.values().any(|fd| !matches!(fd.interval, Interval::Idle))
-            || self.syncs.values().any(|sync| sync.synced())
-    }
-
     /// Whether every verdict about it is calm (no flag raised or counting
     /// hot intervals) and nothing is judged apart from its writes: no ring,
     /// no exchange under way.
@@ -279,11 +270,16 @@ pub struct Model {
     /// grows by pointers (record mode keeps every exit until its report).
     #[expect(clippy::vec_box, reason = "moved from `live` without a copy; the list grows by pointers")]
     exited: Vec<Box<ProcessState>>,
+    /// The live processes the next interval's close judges: those that
+    /// wrote, synced or were sampled in it, and those a verdict about is
+    /// not yet calm. A node keeps thousands of processes that wrote once;
+    /// judging each at every tick was most of the agent's CPU with 10,000.
+    unsettled: HashSet<u32>,
 }
 
 impl Model {
     pub fn new(rules: Rules) -> Model {
-        Model { rules, live: HashMap::new(), exited: Vec::new() }
+        Model { rules, live: HashMap::new(), exited: Vec::new(), unsettled: HashSet::new() }
     }
 
     pub fn rules(&self) -> &Rules {
@@ -349,6 +345,7 @@ impl Model {
     }
 
     fn process_entry(&mut self, identity: &Identity) -> &mut ProcessState {
+        self.unsettled.insert(identity.pid);
         self.live.entry(identity.pid).or_insert_with(|| {
             Box::new(ProcessState {
                 identity: identity.clone(),
@@ -369,7 +366,6 @@ impl Model {
                 last_advice: Vec::new(),
                 round_trip_bound: false,
                 ever_round_trip_bound: false,
-                settled: false,
             })
         })
     }
@@ -393,6 +389,7 @@ impl Model {
     /// revealed for a socket.
     pub fn set_depth(&mut self, pid: u32, fd: i32, depth: Depth) {
         let Some(state) = self.live.get_mut(&pid).and_then(|p| p.fds.get_mut(&fd)) else { return };
+        self.unsettled.insert(pid);
         if let (Some(info), Some(protocol)) = (&mut state.info, depth.protocol)
             && info.kind == FdKind::Socket
         {
@@ -414,7 +411,9 @@ impl Model {
                 .as_ref()
                 .is_some_and(|c| c.peer_inode.is_some() && !matches!(c.peer, Some(Peer::Local { .. })))
         };
-        if !self.live.values().any(|p| p.fds.values().any(|state| wanted(state))) {
+        // A descriptor with an exchange under way keeps its process unsettled.
+        let mut unsettled = self.unsettled.iter().filter_map(|pid| self.live.get(pid));
+        if !unsettled.any(|p| p.fds.values().any(|state| wanted(state))) {
             return;
         }
         let sockets: HashMap<u64, Peer> = self
@@ -450,7 +449,9 @@ impl Model {
     /// Retires `pid`: judges its last, partial interval of `seconds` and keeps
     /// it among the exited.
     pub fn exit(&mut self, pid: u32, seconds: f64) {
+        self.unsettled.remove(&pid);
         if let Some(mut process) = self.live.remove(&pid) {
+            // Its last interval is judged, whatever it holds.
             judge(&mut process, seconds, &self.rules);
             process.exited = Some(Instant::now());
             self.exited.push(process);
@@ -461,11 +462,12 @@ impl Model {
     /// metrics and verdicts.
     pub fn close_interval(&mut self, seconds: f64) {
         self.find_local_peers();
-        // A node keeps thousands of processes that wrote once: judging each
-        // at every tick was most of the agent's CPU with 10,000 of them.
-        for process in self.live.values_mut().filter(|process| !process.settled || process.wrote()) {
-            judge(process, seconds, &self.rules);
-        }
+        let (live, rules) = (&mut self.live, &self.rules);
+        self.unsettled.retain(|pid| {
+            let Some(process) = live.get_mut(pid) else { return false };
+            // Kept while it is not settled.
+            judge(process, seconds, rules)
+        });
     }
 
     /// Live processes, then exited ones.
@@ -491,8 +493,11 @@ impl Model {
     }
 }
 
-/// Computes the metrics of the interval that just ended and updates verdicts.
-fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
+/// Computes the metrics of the interval that just ended and updates
+/// verdicts. Returns false once the process is settled: the interval was
+/// idle and every verdict is calm, so judging another idle one would
+/// change nothing.
+fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) -> bool {
     process.reasons.clear();
     let wrote = judge_fds(process, seconds, rules);
     let synced = judge_syncs(process, seconds, rules);
@@ -516,7 +521,7 @@ fn judge(process: &mut ProcessState, seconds: f64, rules: &Rules) {
         process.last_reasons.clone_from(&process.reasons);
         process.last_advice.clone_from(&process.advice);
     }
-    process.settled = !wrote && !synced && process.is_calm();
+    wrote || synced || !process.is_calm()
 }
 
 /// Updates a descriptor's flags with one interval, `hot` or not: the
@@ -765,7 +770,7 @@ mod tests {
         // Idle, and again: the second idle interval has nothing to judge.
         model.close_interval(1.0);
         assert_eq!(calls(&model), (0, 12));
-        assert!(model.live[&10].settled);
+        assert!(!model.unsettled.contains(&10));
         model.close_interval(1.0);
         assert_eq!(calls(&model), (0, 12));
         // Written again, once, then twice.
@@ -860,10 +865,13 @@ mod tests {
         let window = model.rules().hot_writer.window_intervals;
         for _ in 1..window {
             model.close_interval(1.0);
-            assert!(model.process(10).unwrap().unbatched && !model.live[&10].settled, "held through the window");
+            assert!(model.process(10).unwrap().unbatched && model.unsettled.contains(&10), "held through the window");
         }
         model.close_interval(1.0);
-        assert!(!model.process(10).unwrap().unbatched && model.live[&10].settled, "cleared after a window of calm");
+        assert!(
+            !model.process(10).unwrap().unbatched && !model.unsettled.contains(&10),
+            "cleared after a window of calm"
+        );
     }
 
     #[test]

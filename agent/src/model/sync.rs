@@ -57,11 +57,6 @@ impl SyncState {
         self.total.add(delta);
     }
 
-    /// Whether it synced in the interval under way.
-    pub fn synced(&self) -> bool {
-        self.interval != SyncStats::ZERO
-    }
-
     /// Ends an interval: what was synced in it; the next starts empty.
     pub fn close(&mut self) -> SyncStats {
         std::mem::replace(&mut self.interval, SyncStats::ZERO)
