@@ -110,7 +110,9 @@ fn fdinfo_flags(text: &str) -> Option<u32> {
 /// reused for another file.
 #[derive(Default)]
 pub struct FdResolver {
-    cache: HashMap<(u32, i32), FdInfo>,
+    /// By pid, then fd: forgetting a process that exited is one removal,
+    /// not a walk of every process's descriptors.
+    cache: HashMap<u32, HashMap<i32, FdInfo>>,
     /// Whether the lack of permission to read other processes' descriptors
     /// was said already.
     told_denied: bool,
@@ -134,7 +136,7 @@ impl FdResolver {
                 return None;
             }
         };
-        let cached = self.cache.entry((pid, fd)).or_insert_with(|| FdInfo {
+        let cached = self.cache.entry(pid).or_default().entry(fd).or_insert_with(|| FdInfo {
             kind: FdKind::Other,
             target: String::new(),
             synced_writes: false,
@@ -150,12 +152,12 @@ impl FdResolver {
 
     /// The last known state of `fd`, without looking at `/proc`.
     pub fn cached(&self, pid: u32, fd: i32) -> Option<&FdInfo> {
-        self.cache.get(&(pid, fd))
+        self.cache.get(&pid)?.get(&fd)
     }
 
     /// Forgets every descriptor of `pid`.
     pub fn forget(&mut self, pid: u32) {
-        self.cache.retain(|&(p, _), _| p != pid);
+        self.cache.remove(&pid);
     }
 }
 
