@@ -6,19 +6,23 @@
 //! numbers.
 //!
 //! 1. Cost per syscall: in each round, each variant once, in an order that
-//!    rotates from round to round: no probes; batchwatch with classic
-//!    tracepoints; batchwatch with the BTF tracepoint on every syscall exit;
-//!    the bpftrace one-liner (and batchwatch with fexit, where the kernel
-//!    accepts it). For each, `bench-loop` (see `bench/syscall_loop.rs`)
-//!    times a million calls of each syscall on one pinned CPU. "Added" is the
-//!    variant minus "no probes" of the same round; the report gives the
-//!    median over the rounds and their range.
+//!    rotates from round to round: no probes; empty programs on the
+//!    tracepoints batchwatch hooks (the floor: what the hooks cost by
+//!    themselves); batchwatch with classic tracepoints; batchwatch with the
+//!    BTF tracepoint on every syscall exit; the bpftrace one-liner (and
+//!    batchwatch with fexit, where the kernel accepts it). For each,
+//!    `bench-loop` (see `bench/syscall_loop.rs`) times a million calls of
+//!    each syscall on one pinned CPU. "Added" is the variant minus "no
+//!    probes" of the same round; the report gives the median over the rounds
+//!    and their range, and batchwatch's added cost as a multiple of the
+//!    floor's and of bpftrace's.
 //! 2. Where the time goes: with `kernel.bpf_stats_enabled` on for a moment,
 //!    the run time per run of each program, per syscall timed.
 //! 3. The agent under load: its CPU (utime + stime, % of one core) and
 //!    memory while writers write flat out or at 500k writes/s, with 0, 1,000
 //!    and 10,000 other processes alive that each wrote once; its kernel maps
-//!    (definitions, and what the kernel charges for them).
+//!    (definitions, what the kernel charges for them, and their bound on
+//!    nodes of 2, 64 and 192 possible CPUs).
 //!
 //! Other people's tracing programs would be timed too: before and after each
 //! timing it looks for BPF tracing programs it did not start, waits for them
@@ -38,7 +42,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use processes::{Loops, Tracer, Variant};
+use processes::{Floor, Loops, Tracer, Tracers, Variant};
 use procfs::{CpuReading, MapInfo, Memory};
 use report::Report;
 
@@ -72,17 +76,29 @@ struct Workload {
     traced: bool,
 }
 
-const WORKLOADS: [Workload; 5] = [
+const WORKLOADS: [Workload; 7] = [
     Workload { name: "write", label: "`write()` 1 B to /dev/null", traced: true },
     Workload { name: "writev", label: "`writev()` 4 × 1 B to /dev/null", traced: true },
+    Workload { name: "sendto", label: "`sendto()` 1 B on a connected UDP socket", traced: true },
     Workload { name: "uring-nop", label: "`io_uring_enter()` submitting 1 NOP", traced: true },
+    Workload { name: "uring-nop16", label: "`io_uring_enter()` submitting 16 NOPs", traced: true },
     Workload { name: "uring-empty", label: "`io_uring_enter()` with 0 SQEs", traced: true },
     Workload { name: "getppid", label: "`getppid()` (untraced)", traced: false },
 ];
 
-/// The goals of the performance issue.
-const GOAL_WRITE_RATIO: f64 = 0.75;
-const GOAL_UNTRACED_MARGIN_NS: f64 = 10.0;
+/// The goals of the performance issues (11, and 10 before it).
+/// Added per traced call, batchwatch ÷ the floor (empty programs on the same hooks).
+const GOAL_FLOOR_RATIO: f64 = 1.5;
+/// Added per traced call, batchwatch ÷ the bpftrace one-liner.
+const GOAL_BPFTRACE_RATIO: f64 = 0.5;
+/// Added per untraced syscall, batchwatch − the floor, in every round.
+const GOAL_UNTRACED_OVER_FLOOR_NS: f64 = 5.0;
+/// The kernel maps' bound on a node of this many possible CPUs ...
+const GOAL_MAPS_CPUS: u64 = 192;
+/// ... at most this many MiB.
+const GOAL_MAPS_MIB: f64 = 64.0;
+/// Node sizes the maps' bound is given for.
+const MAP_BOUND_CPUS: [u64; 3] = [2, 64, GOAL_MAPS_CPUS];
 const GOAL_CPU_PERCENT: f64 = 2.0;
 const GOAL_RATE: u64 = 500_000;
 const GOAL_RSS_MIB: f64 = 64.0;
@@ -107,9 +123,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     let cpus = thread::available_parallelism().map_or(1, usize::from);
+    eprintln!("bench: asking batchwatch which tracepoints it attaches, for the floor");
+    let floor = Floor::of(&agent).context("finding batchwatch's hooks for the floor")?;
     let mut bench = Bench {
         args,
-        agent,
+        tracers: Tracers { agent, floor },
         // The timed loops get the last CPU; the tracers' own threads run anywhere.
         loops: Loops { binary: target_dir().join("release").join("bench-loop"), cpu: cpus - 1 },
         cpus,
@@ -118,7 +136,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         unclean: 0,
         warnings: Vec::new(),
     };
-    let mut machine = Machine::read(&bench.agent)?;
+    let mut machine = Machine::read(&bench.tracers.agent)?;
     eprintln!(
         "bench: {} rounds of {} calls per syscall, then bpf_stats, then the agent under load ({} s windows); \
          about 10 minutes on 2 cores",
@@ -155,7 +173,7 @@ fn cargo_build(args: &[&str]) -> anyhow::Result<()> {
 
 struct Bench<'a> {
     args: &'a Args,
-    agent: PathBuf,
+    tracers: Tracers,
     loops: Loops,
     cpus: usize,
     /// What is left of `--max-wait`.
@@ -174,7 +192,7 @@ impl Bench<'_> {
     /// batchwatch words it.
     fn try_fexit(&mut self) -> anyhow::Result<Result<(), String>> {
         eprintln!("bench: trying batchwatch --attach fexit");
-        match Tracer::start(Variant::Fexit, &self.agent) {
+        match Tracer::start(Variant::Fexit, &self.tracers) {
             Ok(tracer) => {
                 if let Some(tracer) = tracer {
                     tracer.stop()?;
@@ -204,7 +222,7 @@ impl Bench<'_> {
             order.rotate_left(round % variants.len());
             let mut ns = Round::new();
             for variant in order {
-                let tracer = Tracer::start(variant, &self.agent)?;
+                let tracer = Tracer::start(variant, &self.tracers)?;
                 let ours: Vec<u32> = tracer.iter().map(Tracer::pid).collect();
                 let (timings, loop_pid) = self.measure_cleanly(&ours, self.args.calls, &names)?;
                 let output = tracer.map(Tracer::stop).transpose()?;
@@ -322,7 +340,7 @@ impl Bench<'_> {
         let mut rows = Vec::new();
         for &variant in variants.iter().filter(|v| **v != Variant::None) {
             eprintln!("bench: bpf_stats: {}", variant.label());
-            let Some(tracer) = Tracer::start(variant, &self.agent)? else { continue };
+            let Some(tracer) = Tracer::start(variant, &self.tracers)? else { continue };
             let ours = [tracer.pid()];
             for workload in &WORKLOADS {
                 let before = procfs::progs_of(tracer.pid())?;
@@ -370,7 +388,7 @@ impl Bench<'_> {
     fn load(&mut self) -> anyhow::Result<Load> {
         let ticks = procfs::ticks_per_second()?;
         let possible_cpus = procfs::possible_cpus()?;
-        let agent = Tracer::start(Variant::Tracepoint, &self.agent)?.context("the agent")?;
+        let agent = Tracer::start(Variant::Tracepoint, &self.tracers)?.context("the agent")?;
         let pid = agent.pid();
         let machine_started = procfs::processes_started()?;
         thread::sleep(Duration::from_secs(3));

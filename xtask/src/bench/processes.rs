@@ -1,7 +1,7 @@
 //! The processes the benchmark starts: the tracer of each variant (batchwatch
-//! with one attach type, or the bpftrace one-liner), the timed loops, the
-//! writers that load the agent, and the holders of many idle processes.
-//! Each is stopped by its own pid.
+//! with one attach type, the bpftrace one-liner, or empty programs on
+//! batchwatch's hooks), the timed loops, the writers that load the agent, and
+//! the holders of many idle processes. Each is stopped by its own pid.
 
 use std::{
     io::{BufRead as _, BufReader, Read},
@@ -27,6 +27,9 @@ pub enum Variant {
     RawTracepoint,
     /// The bpftrace one-liner on the `sys_enter_*` tracepoints.
     Bpftrace,
+    /// Empty programs on every tracepoint `batchwatch --attach tracepoint`
+    /// attaches to (see [`Floor`]): what the hooks cost by themselves.
+    Floor,
     /// batchwatch, fexit on the syscall functions (timed only where the
     /// kernel accepts it).
     Fexit,
@@ -34,7 +37,8 @@ pub enum Variant {
 
 impl Variant {
     /// What every run compares; fexit joins where the kernel accepts it.
-    pub const ALWAYS: [Variant; 4] = [Variant::None, Variant::Tracepoint, Variant::RawTracepoint, Variant::Bpftrace];
+    pub const ALWAYS: [Variant; 5] =
+        [Variant::None, Variant::Floor, Variant::Tracepoint, Variant::RawTracepoint, Variant::Bpftrace];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -42,6 +46,7 @@ impl Variant {
             Variant::Tracepoint => "batchwatch --attach tracepoint",
             Variant::RawTracepoint => "batchwatch --attach raw-tracepoint",
             Variant::Bpftrace => "bpftrace one-liner",
+            Variant::Floor => "empty programs on the same hooks (floor)",
             Variant::Fexit => "batchwatch --attach fexit",
         }
     }
@@ -52,6 +57,7 @@ impl Variant {
             Variant::Tracepoint => "batchwatch tracepoint",
             Variant::RawTracepoint => "batchwatch raw-tracepoint",
             Variant::Bpftrace => "bpftrace",
+            Variant::Floor => "floor",
             Variant::Fexit => "batchwatch fexit",
         }
     }
@@ -62,10 +68,58 @@ impl Variant {
 pub const BPFTRACE_SCRIPT: &str = "\
 tracepoint:syscalls:sys_enter_write { @c[pid] = count(); @h[pid] = hist(args->count); }
 tracepoint:syscalls:sys_enter_writev { @c[pid] = count(); @h[pid] = hist(args->vlen); }
+tracepoint:syscalls:sys_enter_sendto { @c[pid] = count(); @h[pid] = hist(args->len); }
 tracepoint:syscalls:sys_enter_io_uring_enter { @c[pid] = count(); @h[pid] = hist(args->to_submit); }";
 
 /// Probes in [`BPFTRACE_SCRIPT`].
-const BPFTRACE_PROBES: usize = 3;
+const BPFTRACE_PROBES: usize = 4;
+
+/// The floor: a program that does nothing (bpftrace compiles an empty body
+/// to two instructions, `r0 = 0; exit`) on each classic tracepoint that
+/// batchwatch attaches to. bpftrace attaches a tracepoint program exactly as
+/// aya does (a perf event of the tracepoint, the program set on it), so the
+/// kernel runs the same path up to the program: the syscall slow path,
+/// building the tracepoint record, `trace_call_bpf`. Whatever batchwatch
+/// adds above this is its programs' own work.
+pub struct Floor {
+    /// `tracepoint:category:name` of each hook.
+    pub hooks: Vec<String>,
+}
+
+impl Floor {
+    /// Asks batchwatch which tracepoints it attaches (a short `record`, whose
+    /// report lists them), and writes the empty programs for those.
+    pub fn of(agent: &Path) -> anyhow::Result<Floor> {
+        let mut record = Command::new(agent);
+        record.args(["--attach", "tracepoint", "record", "--duration", "2s", "--format", "json"]);
+        let report = cmd::read(&mut record)?;
+        let start = report.find('{').with_context(|| format!("no JSON report from batchwatch: {report}"))?;
+        let report: serde_json::Value = serde_json::from_str(&report[start..]).context("reading batchwatch's report")?;
+        let attached = report["node"]["probes_attached"].as_array().context("no node.probes_attached in the report")?;
+        // `category:name` for tracepoints; `fexit:` and `tp_btf:` are other attach types.
+        let hooks: Vec<String> = attached
+            .iter()
+            .filter_map(|hook| hook.as_str())
+            .filter(|hook| !hook.starts_with("fexit:") && !hook.starts_with("tp_btf:"))
+            .map(|hook| format!("tracepoint:{hook}"))
+            .collect();
+        if hooks.is_empty() {
+            bail!("batchwatch --attach tracepoint attached no tracepoint: {attached:?}");
+        }
+        Ok(Floor { hooks })
+    }
+
+    /// One empty program on every hook.
+    fn script(&self) -> String {
+        format!("{} {{}}", self.hooks.join(",\n"))
+    }
+}
+
+/// What starts the tracers: the batchwatch binary, and the floor's script.
+pub struct Tracers {
+    pub agent: PathBuf,
+    pub floor: Floor,
+}
 
 /// How long a tracer may take to attach (bpftrace compiles its script first).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -81,23 +135,21 @@ pub struct Tracer {
 impl Tracer {
     /// Starts the tracer of `variant` (none for [`Variant::None`]) and
     /// returns once its probes are attached.
-    pub fn start(variant: Variant, agent: &Path) -> anyhow::Result<Option<Tracer>> {
-        let (command, ready) = match variant {
+    pub fn start(variant: Variant, tracers: &Tracers) -> anyhow::Result<Option<Tracer>> {
+        let agent = &tracers.agent;
+        let (command, ready, probes) = match variant {
             Variant::None => return Ok(None),
-            Variant::Tracepoint => (agent_command(agent, "tracepoint"), "probes attached"),
-            Variant::RawTracepoint => (agent_command(agent, "raw-tracepoint"), "probes attached"),
-            Variant::Fexit => (agent_command(agent, "fexit"), "probes attached"),
-            Variant::Bpftrace => {
-                let mut bpftrace = Command::new("bpftrace");
-                bpftrace.args(["-e", BPFTRACE_SCRIPT]);
-                (bpftrace, "Attaching")
-            }
+            Variant::Tracepoint => (agent_command(agent, "tracepoint"), "probes attached", None),
+            Variant::RawTracepoint => (agent_command(agent, "raw-tracepoint"), "probes attached", None),
+            Variant::Fexit => (agent_command(agent, "fexit"), "probes attached", None),
+            Variant::Bpftrace => (bpftrace(BPFTRACE_SCRIPT), "Attaching", Some(BPFTRACE_PROBES)),
+            Variant::Floor => (bpftrace(&tracers.floor.script()), "Attaching", Some(tracers.floor.hooks.len())),
         };
         let mut tracer = Tracer::spawn(command)?;
         tracer.wait_for(ready).with_context(|| format!("starting {}", variant.label()))?;
-        if variant == Variant::Bpftrace {
+        if let Some(probes) = probes {
             // bpftrace prints "Attaching N probes..." before it attaches them.
-            tracer.wait_for_fds("anon_inode:[perf_event]", BPFTRACE_PROBES)?;
+            tracer.wait_for_fds("anon_inode:[perf_event]", probes)?;
         }
         Ok(Some(tracer))
     }
@@ -191,6 +243,12 @@ impl Tracer {
         self.seen.extend(self.lines.try_iter());
         Ok(self.seen)
     }
+}
+
+fn bpftrace(script: &str) -> Command {
+    let mut bpftrace = Command::new("bpftrace");
+    bpftrace.args(["-e", script]);
+    bpftrace
 }
 
 fn agent_command(agent: &Path, attach: &str) -> Command {

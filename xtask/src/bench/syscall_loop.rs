@@ -13,15 +13,17 @@
 //!   `write()` and then sleep in a blocking read; prints `ready N` once all
 //!   have written, and lets them go when its stdin closes (or it dies).
 //!
-//! Only the C library is used: `std` for write, writev and getppid (each one
-//! direct libc call), raw `syscall()` for io_uring, whose ring is set up here
-//! from the kernel's ABI (linux/io_uring.h).
+//! Only the C library is used: `std` for write, writev, send and getppid
+//! (each one direct libc call; glibc's `send` is the `sendto` syscall), raw
+//! `syscall()` for io_uring, whose ring is set up here from the kernel's ABI
+//! (linux/io_uring.h).
 
 use std::{
     ffi::{c_long, c_void},
     fs::File,
     hint::black_box,
     io::{IoSlice, Read as _, Write as _},
+    net::UdpSocket,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     ptr,
     sync::atomic::{AtomicU32, Ordering},
@@ -71,9 +73,15 @@ enum Workload {
     Write,
     /// `writev(/dev/null, 4 iovecs of 1 byte)`.
     Writev,
+    /// `send(1 byte)` on a UDP socket connected to a loopback socket that
+    /// never reads (the kernel drops what its buffer cannot take; the send
+    /// still succeeds).
+    Sendto,
     /// `io_uring_enter(to_submit = 1)` of one NOP, whose completion is reaped
     /// from the ring afterwards.
     UringNop,
+    /// `io_uring_enter(to_submit = 16)` of 16 NOPs, their completions reaped.
+    UringNop16,
     /// `io_uring_enter(to_submit = 0)`: the syscall and nothing to do.
     UringEmpty,
     /// `getppid()`, which no probe watches.
@@ -85,7 +93,9 @@ impl Workload {
         match self {
             Workload::Write => "write",
             Workload::Writev => "writev",
+            Workload::Sendto => "sendto",
             Workload::UringNop => "uring-nop",
+            Workload::UringNop16 => "uring-nop16",
             Workload::UringEmpty => "uring-empty",
             Workload::Getppid => "getppid",
         }
@@ -96,13 +106,16 @@ fn main() {
     match Cli::parse().mode {
         Mode::Measure { calls, batches, max_seconds, workloads } => {
             let devnull = File::options().write(true).open("/dev/null").expect("opening /dev/null");
-            let mut ring = Ring::new(8).expect("setting up an io_uring");
+            let udp = connected_udp().expect("connecting a UDP socket on loopback");
+            let mut ring = Ring::new(BATCH_SQES).expect("setting up an io_uring");
             let per_batch = (calls / batches.max(1)).max(1);
             for workload in workloads {
                 let (median, min, timed, all) = time(per_batch, batches, max_seconds, |n| match workload {
                     Workload::Write => repeat_write(&devnull, n),
                     Workload::Writev => repeat_writev(&devnull, n),
-                    Workload::UringNop => ring.repeat_nop(n),
+                    Workload::Sendto => repeat_send(&udp.0, n),
+                    Workload::UringNop => ring.repeat_nops(n, 1),
+                    Workload::UringNop16 => ring.repeat_nops(n, BATCH_SQES),
                     Workload::UringEmpty => ring.repeat_empty(n),
                     Workload::Getppid => repeat_getppid(n),
                 });
@@ -154,6 +167,21 @@ fn repeat_writev(file: &File, n: u64) {
     let iovecs = [IoSlice::new(&byte), IoSlice::new(&byte), IoSlice::new(&byte), IoSlice::new(&byte)];
     for _ in 0..n {
         black_box(file.write_vectored(black_box(&iovecs)).expect("writev to /dev/null"));
+    }
+}
+
+/// A sender connected to a receiver that never reads, both on loopback;
+/// the receiver lives as long as the sender is used.
+fn connected_udp() -> std::io::Result<(UdpSocket, UdpSocket)> {
+    let receiver = UdpSocket::bind("127.0.0.1:0")?;
+    let sender = UdpSocket::bind("127.0.0.1:0")?;
+    sender.connect(receiver.local_addr()?)?;
+    Ok((sender, receiver))
+}
+
+fn repeat_send(socket: &UdpSocket, n: u64) {
+    for _ in 0..n {
+        black_box(socket.send(black_box(b"x")).expect("send on a connected UDP socket"));
     }
 }
 
@@ -264,7 +292,10 @@ impl Params {
     const CQ_CQES: usize = 5;
 }
 
-/// A minimal io_uring: one NOP at a time, or empty enters.
+/// SQEs per enter of the batched io_uring workload, and the ring's size.
+const BATCH_SQES: u32 = 16;
+
+/// A minimal io_uring: batches of NOPs, or empty enters.
 struct Ring {
     fd: OwnedFd,
     sq_tail: *const AtomicU32,
@@ -317,30 +348,35 @@ impl Ring {
         }
     }
 
-    /// `n` enters of one NOP each, each completion reaped.
-    fn repeat_nop(&mut self, n: u64) {
+    /// `n` enters of `batch` NOPs each (at most the ring's size), every
+    /// completion reaped.
+    fn repeat_nops(&mut self, n: u64, batch: u32) {
         for i in 0..n {
             // SAFETY: this thread is the rings' only user; indices are masked.
             unsafe {
                 let tail = (*self.sq_tail).load(Ordering::Relaxed);
-                let index = tail & self.sq_mask;
-                let sqe = self.sqes.add(index as usize * SQE_SIZE);
-                // A zeroed SQE is IORING_OP_NOP; user_data is at byte 32.
-                ptr::write_bytes(sqe, 0, SQE_SIZE);
-                sqe.add(32).cast::<u64>().write(i);
-                self.sq_array.add(index as usize).write(index);
-                (*self.sq_tail).store(tail.wrapping_add(1), Ordering::Release);
+                for k in 0..batch {
+                    let index = tail.wrapping_add(k) & self.sq_mask;
+                    let sqe = self.sqes.add(index as usize * SQE_SIZE);
+                    // A zeroed SQE is IORING_OP_NOP; user_data is at byte 32.
+                    ptr::write_bytes(sqe, 0, SQE_SIZE);
+                    sqe.add(32).cast::<u64>().write(i);
+                    self.sq_array.add(index as usize).write(index);
+                }
+                (*self.sq_tail).store(tail.wrapping_add(batch), Ordering::Release);
             }
-            let submitted = self.enter(1);
-            assert_eq!(submitted, 1, "io_uring_enter did not take the NOP");
-            // SAFETY: as above; a NOP completes within the enter.
+            let submitted = self.enter(batch);
+            assert_eq!(submitted, c_long::from(batch), "io_uring_enter did not take the NOPs");
+            // SAFETY: as above; NOPs complete within the enter.
             unsafe {
                 let head = (*self.cq_head).load(Ordering::Relaxed);
                 let tail = (*self.cq_tail).load(Ordering::Acquire);
-                assert_ne!(head, tail, "the NOP's completion is not in the ring");
-                let cqe = self.cqes.add((head & self.cq_mask) as usize * CQE_SIZE);
-                let res = cqe.add(8).cast::<i32>().read();
-                assert_eq!(res, 0, "the NOP failed");
+                assert_eq!(tail.wrapping_sub(head), batch, "the NOPs' completions are not in the ring");
+                for k in 0..batch {
+                    let cqe = self.cqes.add((head.wrapping_add(k) & self.cq_mask) as usize * CQE_SIZE);
+                    let res = cqe.add(8).cast::<i32>().read();
+                    assert_eq!(res, 0, "a NOP failed");
+                }
                 (*self.cq_head).store(tail, Ordering::Release);
             }
         }
