@@ -50,3 +50,12 @@ pub struct Child {
     pub calls: u64,
     pub bytes_written: u64,
 }
+
+/// The shape of the workload's `threads` pattern, which its test checks.
+pub mod threads {
+    /// Bytes of each `write()` (even threads, and the first call).
+    pub const WRITE_BYTES: usize = 100;
+    /// Iovecs of each `writev()` (odd threads), and bytes in each.
+    pub const WRITEV_IOVECS: usize = 4;
+    pub const IOVEC_BYTES: usize = 50;
+}

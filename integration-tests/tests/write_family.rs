@@ -144,6 +144,37 @@ fn epipe_counted_exactly() {
 }
 
 #[test]
+fn threads_on_every_cpu_writing_to_one_fd_at_once_add_up_exactly() {
+    use integration_tests::threads::{IOVEC_BYTES, WRITE_BYTES, WRITEV_IOVECS};
+    // 8 threads, half of them on each CPU of a 2-core machine, all released at once.
+    let (threads, count) = (8, 25_000);
+    let observed = observe(&["threads", "--threads", &threads.to_string(), "--count", &count.to_string()]);
+    let fd = pattern_fd(&observed);
+    // One write before the threads start, then half the threads write, half writev.
+    let writes = 1 + threads / 2 * count;
+    let writevs = threads / 2 * count;
+    let writev_bytes = (WRITEV_IOVECS * IOVEC_BYTES) as u64;
+    assert_eq!(fd.calls[WriteSyscall::Write as usize], writes);
+    assert_eq!(fd.calls[WriteSyscall::Writev as usize], writevs);
+    assert_eq!(fd.total_calls(), observed.report.calls);
+    assert_eq!(fd.outcomes[Outcome::Complete as usize], writes + writevs);
+    assert_eq!(fd.bytes_requested, writes * WRITE_BYTES as u64 + writevs * writev_bytes);
+    assert_eq!(fd.bytes_written, observed.report.bytes_written);
+    assert_eq!(fd.bytes_written, fd.bytes_requested);
+    assert_eq!(fd.records, writes + writevs * WRITEV_IOVECS as u64);
+    let mut bytes_hist = [0; agent_common::write::BYTES_SLOTS];
+    bytes_hist[log2_slot(WRITE_BYTES as u64, bytes_hist.len())] += writes;
+    bytes_hist[log2_slot(writev_bytes, bytes_hist.len())] += writevs;
+    assert_eq!(fd.bytes_hist, bytes_hist);
+    let mut records_hist = [0; agent_common::write::RECORDS_SLOTS];
+    records_hist[log2_slot(1, records_hist.len())] += writes;
+    records_hist[log2_slot(WRITEV_IOVECS as u64, records_hist.len())] += writevs;
+    assert_eq!(fd.records_hist, records_hist);
+    // Every call after the first has a gap, however the threads interleave.
+    assert_eq!(fd.gap_hist.iter().sum::<u64>(), writes + writevs - 1);
+}
+
+#[test]
 fn hot_one_byte_writer_is_flagged_and_batched_writer_is_not() {
     // Same call rate; one record of 1 byte against 16 iovecs of 4 KiB.
     let hot = ["write", "--count", "30000", "--size", "1", "--rate", "5000"];

@@ -14,6 +14,7 @@ use integration_tests::WorkloadReport;
 
 mod durability;
 mod processes;
+mod threads;
 mod uring;
 
 #[derive(Parser)]
@@ -240,6 +241,14 @@ enum Pattern {
         #[arg(long)]
         fds: u64,
     },
+    /// One write to /dev/null, then `threads` threads spread over the CPUs
+    /// making `count` calls each on that descriptor at once (see `threads`).
+    Threads {
+        #[arg(long)]
+        threads: u64,
+        #[arg(long)]
+        count: u64,
+    },
 }
 
 fn main() {
@@ -308,6 +317,7 @@ fn main() {
         Pattern::SyncEvery { count, every, rate, dsync } => durability::sync_every(count, every, rate, dsync),
         Pattern::SyncPipe { count } => durability::sync_pipe(count),
         Pattern::UringFsync { count } => durability::uring_fsync(count),
+        Pattern::Threads { threads, count } => threads::threads(threads, count),
     };
     report.pid = std::process::id();
     let line = serde_json::to_string(&report).expect("report serialises");
@@ -342,7 +352,7 @@ pub fn write(fd: RawFd, buf: &[u8]) -> isize {
     unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }
 }
 
-fn writev(fd: RawFd, iov: &[libc::iovec]) -> isize {
+pub fn writev(fd: RawFd, iov: &[libc::iovec]) -> isize {
     // SAFETY: every iovec points into a live buffer.
     unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) }
 }
