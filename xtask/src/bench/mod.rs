@@ -42,7 +42,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use processes::{Floor, Loops, Tracer, Tracers, Variant};
+use processes::{Floor, Loops, Placement, Tracer, Tracers, Variant};
 use procfs::{CpuReading, MapInfo, Memory};
 use report::Report;
 
@@ -127,7 +127,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let floor = Floor::of(&agent).context("finding batchwatch's hooks for the floor")?;
     let mut bench = Bench {
         args,
-        tracers: Tracers { agent, floor },
+        tracers: Tracers {
+            agent,
+            floor,
+            away_from_loops: (cpus > 1).then(|| if cpus == 2 { String::from("0") } else { format!("0-{}", cpus - 2) }),
+        },
         // The timed loops get the last CPU; the tracers' own threads run anywhere.
         loops: Loops { binary: target_dir().join("release").join("bench-loop"), cpu: cpus - 1 },
         cpus,
@@ -192,7 +196,7 @@ impl Bench<'_> {
     /// batchwatch words it.
     fn try_fexit(&mut self) -> anyhow::Result<Result<(), String>> {
         eprintln!("bench: trying batchwatch --attach fexit");
-        match Tracer::start(Variant::Fexit, &self.tracers) {
+        match Tracer::start(Variant::Fexit, &self.tracers, Placement::AwayFromLoops) {
             Ok(tracer) => {
                 if let Some(tracer) = tracer {
                     tracer.stop()?;
@@ -222,7 +226,7 @@ impl Bench<'_> {
             order.rotate_left(round % variants.len());
             let mut ns = Round::new();
             for variant in order {
-                let tracer = Tracer::start(variant, &self.tracers)?;
+                let tracer = Tracer::start(variant, &self.tracers, Placement::AwayFromLoops)?;
                 let ours: Vec<u32> = tracer.iter().map(Tracer::pid).collect();
                 let (timings, loop_pid) = self.measure_cleanly(&ours, self.args.calls, &names)?;
                 let output = tracer.map(Tracer::stop).transpose()?;
@@ -340,7 +344,7 @@ impl Bench<'_> {
         let mut rows = Vec::new();
         for &variant in variants.iter().filter(|v| **v != Variant::None) {
             eprintln!("bench: bpf_stats: {}", variant.label());
-            let Some(tracer) = Tracer::start(variant, &self.tracers)? else { continue };
+            let Some(tracer) = Tracer::start(variant, &self.tracers, Placement::AwayFromLoops)? else { continue };
             let ours = [tracer.pid()];
             for workload in &WORKLOADS {
                 let before = procfs::progs_of(tracer.pid())?;
@@ -388,7 +392,7 @@ impl Bench<'_> {
     fn load(&mut self) -> anyhow::Result<Load> {
         let ticks = procfs::ticks_per_second()?;
         let possible_cpus = procfs::possible_cpus()?;
-        let agent = Tracer::start(Variant::Tracepoint, &self.tracers)?.context("the agent")?;
+        let agent = Tracer::start(Variant::Tracepoint, &self.tracers, Placement::Anywhere)?.context("the agent")?;
         let pid = agent.pid();
         let machine_started = procfs::processes_started()?;
         thread::sleep(Duration::from_secs(3));

@@ -119,6 +119,21 @@ impl Floor {
 pub struct Tracers {
     pub agent: PathBuf,
     pub floor: Floor,
+    /// The CPUs a tracer runs on while loops are timed (`taskset` list): all
+    /// but the loops' own, so that the tracer's own work in user space (the
+    /// agent reading its maps every second, bpftrace's) does not run on the
+    /// timed CPU and count as a cost per syscall. The agent's own CPU is
+    /// measured apart ("The agent under load"). None on a single CPU.
+    pub away_from_loops: Option<String>,
+}
+
+/// Where a tracer may run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Off the CPU of the timed loops.
+    AwayFromLoops,
+    /// On any CPU, as it would on a node.
+    Anywhere,
 }
 
 /// How long a tracer may take to attach (bpftrace compiles its script first).
@@ -135,7 +150,7 @@ pub struct Tracer {
 impl Tracer {
     /// Starts the tracer of `variant` (none for [`Variant::None`]) and
     /// returns once its probes are attached.
-    pub fn start(variant: Variant, tracers: &Tracers) -> anyhow::Result<Option<Tracer>> {
+    pub fn start(variant: Variant, tracers: &Tracers, placement: Placement) -> anyhow::Result<Option<Tracer>> {
         let agent = &tracers.agent;
         let (command, ready, probes) = match variant {
             Variant::None => return Ok(None),
@@ -144,6 +159,10 @@ impl Tracer {
             Variant::Fexit => (agent_command(agent, "fexit"), "probes attached", None),
             Variant::Bpftrace => (bpftrace(BPFTRACE_SCRIPT), "Attaching", Some(BPFTRACE_PROBES)),
             Variant::Floor => (bpftrace(&tracers.floor.script()), "Attaching", Some(tracers.floor.hooks.len())),
+        };
+        let command = match (&tracers.away_from_loops, placement) {
+            (Some(cpus), Placement::AwayFromLoops) => pinned(command, cpus),
+            _ => command,
         };
         let mut tracer = Tracer::spawn(command)?;
         tracer.wait_for(ready).with_context(|| format!("starting {}", variant.label()))?;
@@ -243,6 +262,13 @@ impl Tracer {
         self.seen.extend(self.lines.try_iter());
         Ok(self.seen)
     }
+}
+
+/// `command` run by `taskset` on `cpus`; taskset execs it, so its pid is the tracer's.
+fn pinned(command: Command, cpus: &str) -> Command {
+    let mut taskset = Command::new("taskset");
+    taskset.args(["--cpu-list", cpus]).arg(command.get_program()).args(command.get_args());
+    taskset
 }
 
 fn bpftrace(script: &str) -> Command {

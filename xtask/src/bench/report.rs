@@ -116,14 +116,16 @@ impl Report<'_> {
         let _ = writeln!(out, "| bpftrace | {} |", m.bpftrace);
         let _ = writeln!(
             out,
-            "| timings | {} rounds × {} calls per syscall and variant, loop pinned to CPU {}; {} of {} timings had \
-             other tracing programs loaded |",
+            "| timings | {} rounds × {} calls per syscall and variant, loop pinned to CPU {}, tracers to CPUs {}; {} of \
+             {} timings had other tracing programs loaded |",
             self.rounds.len(),
             b.args.calls,
             b.loops.cpu,
+            b.tracers.away_from_loops.as_deref().unwrap_or("any"),
             b.unclean,
             b.timings
         );
+        let _ = writeln!(out, "| floor | empty bpftrace programs on {} |", b.tracers.floor.hooks.join(", "));
         for warning in &b.warnings {
             let _ = writeln!(out, "| warning | {warning} |");
         }
