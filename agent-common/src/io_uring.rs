@@ -19,7 +19,7 @@ pub const ENTER_SQ_WAKEUP: u64 = 1 << 1;
 /// registered with `IORING_REGISTER_RING_FDS`, not a descriptor.
 pub const ENTER_REGISTERED_RING: u64 = 1 << 4;
 
-/// What `io_uring_enter` calls on one ring fd did, per CPU.
+/// What `io_uring_enter` calls on one ring fd did (one entry shared by all CPUs).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EnterStats {
@@ -85,7 +85,7 @@ impl OpClass {
     }
 }
 
-/// What one ring's submission and completion queues saw, per CPU.
+/// What one ring's submission and completion queues saw (one entry shared by all CPUs).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RingOpStats {

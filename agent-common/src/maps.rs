@@ -1,9 +1,8 @@
 //! Map and program names, used by the kernel programs and by the loader.
 
-/// Per-CPU write statistics keyed by [`crate::key::FdKey`].
+/// Write statistics keyed by [`crate::key::FdKey`], shared by all CPUs.
 pub const WRITE_STATS: &str = "WRITE_STATS";
-/// The last write call per (tgid, fd), with running call and byte counts,
-/// shared by all CPUs ([`crate::write::LastWrite`]).
+/// Time of the last write call per (tgid, fd), shared by all CPUs.
 pub const LAST_WRITE: &str = "LAST_WRITE";
 /// Command name of each process the first time one of its fds is tracked.
 pub const PROCESS_COMMS: &str = "PROCESS_COMMS";

@@ -171,8 +171,8 @@ impl Default for SyncStats {
 pub struct SyncMark {
     /// When the previous sync ended (kernel monotonic ns).
     pub at_ns: u64,
-    /// The descriptor's write calls and bytes (as [`crate::write::LastWrite`]
-    /// counts them) at that sync.
+    /// The descriptor's write calls and bytes written (its
+    /// [`crate::write::WriteStats`]) at that sync.
     pub writes: u64,
     pub bytes: u64,
 }

@@ -79,7 +79,8 @@ impl Outcome {
     }
 }
 
-/// What the probes aggregate per (process, fd), per CPU. All counters are
+/// What the probes aggregate per (process, fd), in one entry shared by all
+/// CPUs (every counter added to atomically). All counters are
 /// cumulative since the entry was created; the agent turns them into rates.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,28 +133,12 @@ impl WriteStats {
     };
 }
 
-/// The last write of a (process, fd), and running totals that a sync on the
-/// descriptor compares with those at its previous sync (see
-/// [`crate::sync::SyncMark`]). Shared by all CPUs: the probe already writes
-/// the stamp on every call, so the two atomic adds share its cache line.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LastWrite {
-    /// When the last call was made (kernel monotonic ns).
-    pub at_ns: u64,
-    /// Calls since the entry was created.
-    pub calls: u64,
-    /// Bytes written since the entry was created.
-    pub bytes: u64,
-}
-
 #[cfg(feature = "user")]
 mod user {
-    use super::{LastWrite, Outcome, WriteStats};
+    use super::{Outcome, WriteStats};
 
     // SAFETY: `#[repr(C)]`, `Copy`, and valid for any bit pattern.
     unsafe impl aya::Pod for WriteStats {}
-    unsafe impl aya::Pod for LastWrite {}
 
     impl WriteStats {
         /// All calls, whatever the syscall.

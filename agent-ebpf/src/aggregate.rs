@@ -1,13 +1,15 @@
 //! In-kernel aggregation helpers shared by all probes.
 //!
-//! Counters in per-CPU map values are added to atomically. Each CPU has its
-//! own copy, but a program on a CPU is not alone with it: programs run with
-//! migration, not preemption, disabled (fexit programs, and syscall
-//! tracepoints, which are faultable on recent kernels), so a program
-//! preempted between the load and the store of a plain `+=` lets another
-//! program on that CPU (another syscall's, on the same (process, fd))
-//! update the same value, and one of the two updates is lost. The kernel
-//! keeps a program from running twice on one CPU (it counts that in
+//! The statistics per (process, fd), per ring and per process live once,
+//! in hash maps shared by all CPUs, so that their memory does not grow with
+//! the node's CPU count (a per-CPU hash keeps one copy of every value per
+//! possible CPU: 192 copies of each 0.8 KB entry on a 192-CPU node). Every
+//! counter in them is added to atomically: threads of one process write to
+//! one descriptor from several CPUs at once. An uncontended atomic add costs
+//! about what the per-CPU copies' atomic adds cost before (they needed them
+//! too: programs run with migration, not preemption, disabled, so two
+//! programs on one CPU could interleave on a copy). The kernel keeps a
+//! program from running twice on one CPU (it counts that in
 //! `recursion_misses`), so state only one program uses, such as the
 //! `sendmmsg` scratch, needs no atomics.
 
@@ -18,7 +20,7 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::bpf_get_current_comm,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, LruHashMap, PerCpuArray},
 };
 
 /// Default capacity of the maps keyed per process; the agent sets the
@@ -93,37 +95,12 @@ pub fn count_probe_error(kind: ProbeErrorKind) {
     }
 }
 
-/// The hash maps [`entry`] works on: per-CPU ones, whose value is this
-/// CPU's copy, and shared ones.
-pub trait Entries<K, V> {
-    fn lookup(&self, key: &K) -> Option<*mut V>;
-    fn insert(&self, key: &K, value: &V, flags: u64) -> Result<(), i32>;
-}
-
-macro_rules! entries {
-    ($($map:ident),*) => {$(
-        impl<K, V> Entries<K, V> for $map<K, V> {
-            #[inline(always)]
-            fn lookup(&self, key: &K) -> Option<*mut V> {
-                self.get_ptr_mut(key)
-            }
-
-            #[inline(always)]
-            fn insert(&self, key: &K, value: &V, flags: u64) -> Result<(), i32> {
-                $map::insert(self, key, value, flags)
-            }
-        }
-    )*};
-}
-
-entries!(PerCpuHashMap, HashMap);
-
-/// The value for `key` in `map` (this CPU's copy, for a per-CPU map),
-/// created from `zero` on first use (and the process's name remembered
-/// then). A full map is counted as `full`.
+/// The value for `key` in `map`, shared by all CPUs (update it with
+/// [`add`]), created from `zero` on first use (and the process's name
+/// remembered then). A full map is counted as `full`.
 #[inline(always)]
-pub fn entry<K, V>(map: &impl Entries<K, V>, key: &K, zero: &V, tgid: u32, full: ProbeErrorKind) -> Option<*mut V> {
-    if let Some(value) = map.lookup(key) {
+pub fn entry<K, V>(map: &HashMap<K, V>, key: &K, zero: &V, tgid: u32, full: ProbeErrorKind) -> Option<*mut V> {
+    if let Some(value) = map.get_ptr_mut(key) {
         return Some(value);
     }
     if map.insert(key, zero, BPF_NOEXIST as u64).is_ok()
@@ -131,7 +108,7 @@ pub fn entry<K, V>(map: &impl Entries<K, V>, key: &K, zero: &V, tgid: u32, full:
     {
         let _ = PROCESS_COMMS.insert(tgid, comm, 0);
     }
-    let value = map.lookup(key);
+    let value = map.get_ptr_mut(key);
     // Another CPU may have created it in between: only a real miss is "full".
     if value.is_none() {
         count_probe_error(full);

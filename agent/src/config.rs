@@ -124,15 +124,16 @@ pub struct SyncSettings {
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MapSettings {
-    /// (process, fd) pairs the kernel tracks at once; each takes 816 bytes per
-    /// CPU [default: what 64 MiB holds, from 1024 to 16384].
+    /// (process, fd) pairs the kernel tracks at once; each takes about 0.9 KB
+    /// of kernel memory, whatever the node's CPU count [default: 16384].
     #[arg(long, global = true, env = "BATCHWATCH_MAX_FDS")]
     pub max_fds: Option<u32>,
     /// Processes whose names the kernel keeps [default: 8192].
     #[arg(long, global = true, env = "BATCHWATCH_MAX_PROCESSES")]
     pub max_processes: Option<u32>,
     /// io_uring rings (and processes setting rings up) the kernel tracks at
-    /// once; each takes about 290 bytes per CPU [default: 1024].
+    /// once; each takes about 0.7 KB of kernel memory, whatever the node's
+    /// CPU count [default: 1024].
     #[arg(long, global = true, env = "BATCHWATCH_MAX_RINGS")]
     pub max_rings: Option<u32>,
     /// A (process, fd) pair that wrote nothing for this long leaves the
@@ -468,7 +469,7 @@ impl Config {
             },
             sync: SyncRule { min_per_sec: check("sync.min_per_sec", s.sync.min_per_sec, 10.0, 0.1..=1e6)? },
             maps: MapLimits {
-                max_fds: check("maps.max_fds", s.maps.max_fds, default_max_fds(), 256..=1 << 20)?,
+                max_fds: check("maps.max_fds", s.maps.max_fds, DEFAULT_MAX_FDS, 256..=1 << 20)?,
                 max_processes: check("maps.max_processes", s.maps.max_processes, 8192, 64..=1 << 20)?,
                 max_rings: check("maps.max_rings", s.maps.max_rings, 1024, 64..=1 << 16)?,
                 evict_idle_after: check(
@@ -536,16 +537,10 @@ impl ExportConfig {
     }
 }
 
-/// Kernel memory the per-CPU write statistics may take by default.
-const WRITE_STATS_BUDGET: usize = 64 << 20;
-
-/// As many (process, fd) pairs as [`WRITE_STATS_BUDGET`] holds on this node's
-/// CPUs (every CPU has its own copy of every entry), from 1024 to 16384.
-fn default_max_fds() -> u32 {
-    let cpus = aya::util::nr_cpus().unwrap_or(1).max(1);
-    let entries = WRITE_STATS_BUDGET / (cpus * std::mem::size_of::<agent_common::write::WriteStats>());
-    entries.clamp(1024, 16384) as u32
-}
+/// (process, fd) pairs the kernel tracks by default, on any node: their
+/// statistics live once per pair, not once per CPU, so 16,384 take about
+/// 14 MiB of kernel memory on 2 CPUs and on 192 alike.
+const DEFAULT_MAX_FDS: u32 = 16384;
 
 /// `value` (or `default`) if it lies in `allowed`.
 fn check<T: PartialOrd + Copy + Shown>(

@@ -55,7 +55,9 @@ pub struct Child {
 pub mod threads {
     /// Bytes of each `write()` (even threads, and the first call).
     pub const WRITE_BYTES: usize = 100;
-    /// Iovecs of each `writev()` (odd threads), and bytes in each.
+    /// Iovecs of each `writev()` (odd threads), and bytes in each (at most
+    /// [`WRITE_BYTES`]: the iovecs point into the same record).
     pub const WRITEV_IOVECS: usize = 4;
     pub const IOVEC_BYTES: usize = 50;
+    const _: () = assert!(IOVEC_BYTES <= WRITE_BYTES);
 }

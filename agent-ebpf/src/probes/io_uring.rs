@@ -31,7 +31,7 @@ use agent_common::{
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::{map, tracepoint},
-    maps::{LruHashMap, PerCpuHashMap},
+    maps::{HashMap, LruHashMap},
     programs::TracePointContext,
 };
 
@@ -46,17 +46,17 @@ use crate::{
 const MAX_RINGS: u32 = 1024;
 
 #[map(name = "URING_ENTERS")]
-static URING_ENTERS: PerCpuHashMap<FdKey, EnterStats> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
+static URING_ENTERS: HashMap<FdKey, EnterStats> = HashMap::with_max_entries(MAX_RINGS, 0);
 
 #[map(name = "URING_OPS")]
-static URING_OPS: PerCpuHashMap<RingKey, RingOpStats> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
+static URING_OPS: HashMap<RingKey, RingOpStats> = HashMap::with_max_entries(MAX_RINGS, 0);
 
 /// Ring context → set-up; LRU so that rings closed unseen age out.
 #[map(name = "URING_RINGS")]
 static URING_RINGS: LruHashMap<u64, RingSetup> = LruHashMap::with_max_entries(MAX_RINGS, 0);
 
 #[map(name = "URING_CQE_ERRORS")]
-static URING_CQE_ERRORS: PerCpuHashMap<CqeErrorKey, u64> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
+static URING_CQE_ERRORS: HashMap<CqeErrorKey, u64> = HashMap::with_max_entries(MAX_RINGS, 0);
 
 /// Thread id → the ring context it last submitted an SQE to; LRU, so
 /// threads that are gone age out.
@@ -64,7 +64,7 @@ static URING_CQE_ERRORS: PerCpuHashMap<CqeErrorKey, u64> = PerCpuHashMap::with_m
 static URING_SUBMITTING: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_RINGS, 0);
 
 #[map(name = "URING_SETUPS")]
-static URING_SETUPS: PerCpuHashMap<u32, SetupStats> = PerCpuHashMap::with_max_entries(MAX_RINGS, 0);
+static URING_SETUPS: HashMap<u32, SetupStats> = HashMap::with_max_entries(MAX_RINGS, 0);
 
 const EAGAIN: i32 = 11;
 const EPERM: i64 = 1;
@@ -106,7 +106,7 @@ pub fn record_enter(args: &Args, ret: i64) {
     let Some(stats) = entry(&URING_ENTERS, &key, &EnterStats::ZERO, tgid, ProbeErrorKind::UringMapFull) else {
         return;
     };
-    // SAFETY: this CPU's copy, a valid map value; updated with `add`.
+    // SAFETY: a valid map value, shared by all CPUs; updated with `add`.
     let stats = unsafe { &mut *stats };
     add(&mut stats.enters, 1);
     add(&mut stats.getevents, u64::from(flags & ENTER_GETEVENTS != 0));
@@ -132,20 +132,41 @@ fn registered_ring_fd() -> Option<i32> {
     Some(unsafe { URING_RINGS.get(ring)? }.fd)
 }
 
+/// Remembers `ring` as the one the current thread submits to. Every SQE
+/// of an enter comes here, nearly always with the ring of the SQE before:
+/// an LRU insert (a lock, and a fresh element from the free list) cost
+/// about 400 ns a run, a lookup that finds the same ring costs a lookup.
+#[inline(always)]
+fn note_submitting(ring: u64) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    match URING_SUBMITTING.get_ptr_mut(tid) {
+        // SAFETY: a valid map value; only this thread's programs write it.
+        Some(last) => unsafe {
+            if *last != ring {
+                *last = ring;
+            }
+        },
+        None => {
+            let _ = URING_SUBMITTING.insert(tid, ring, 0);
+        }
+    }
+}
+
 #[tracepoint(category = "io_uring", name = "io_uring_submit_req")]
 pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
     let opcode = read_field!(&ctx, SUBMIT_OPCODE as u8);
     let by_sqpoll = read_field!(&ctx, SUBMIT_SQ_THREAD as u8);
     if by_sqpoll == 0 {
-        let tid = bpf_get_current_pid_tgid() as u32;
-        let _ = URING_SUBMITTING.insert(tid, read_field!(&ctx, RING_CTX as u64), 0);
+        note_submitting(read_field!(&ctx, RING_CTX as u64));
     }
     with_ring_ops(&ctx, |ops| {
         add(&mut ops.sqes, 1);
         if let Some(class) = ops.sqes_by_class.get_mut(OpClass::of(opcode) as usize) {
             add(class, 1);
         }
-        add(&mut ops.sqpoll_sqes, u64::from(by_sqpoll != 0));
+        if by_sqpoll != 0 {
+            add(&mut ops.sqpoll_sqes, 1);
+        }
     });
     if let (Some(call), Some(tgid)) = (SyncCall::of_uring_op(opcode), traced_tgid()) {
         record_uring_sync(call, tgid);
@@ -192,7 +213,7 @@ pub fn record_setup(ret: i64) {
     let Some(tgid) = traced_tgid() else { return };
     let zero = SetupStats::default();
     let Some(stats) = entry(&URING_SETUPS, &tgid, &zero, tgid, ProbeErrorKind::UringMapFull) else { return };
-    // SAFETY: this CPU's copy, a valid map value; updated with `add`.
+    // SAFETY: a valid map value, shared by all CPUs; updated with `add`.
     let stats = unsafe { &mut *stats };
     match ret {
         0.. => add(&mut stats.ok, 1),
@@ -208,12 +229,12 @@ fn ring_key(ctx: &TracePointContext) -> Option<RingKey> {
     Some(RingKey { tgid: traced_tgid()?, _pad: 0, ctx: read_field!(ctx, RING_CTX as u64) })
 }
 
-/// Applies `update` to this CPU's statistics of the record's ring.
+/// Applies `update` to the statistics of the record's ring.
 #[inline(always)]
 fn with_ring_ops(ctx: &TracePointContext, update: impl FnOnce(&mut RingOpStats)) {
     let Some(key) = ring_key(ctx) else { return };
     if let Some(ops) = entry(&URING_OPS, &key, &RingOpStats::ZERO, key.tgid, ProbeErrorKind::UringMapFull) {
-        // SAFETY: this CPU's copy, a valid map value; updated with `add`.
+        // SAFETY: a valid map value, shared by all CPUs; updated with `add`.
         update(unsafe { &mut *ops });
     }
 }

@@ -11,7 +11,8 @@
 //! `SYNC_STATS` and `SYNC_MARKS` one entry per (process, fd) that synced.
 //!
 //! The writes a sync made durable are the descriptor's write calls since its
-//! previous sync: the write probe keeps running counts in `LAST_WRITE`, and
+//! previous sync: a sync reads the descriptor's call and byte totals from
+//! its write statistics (`WRITE_STATS`, shared by all CPUs), and
 //! each successful sync swaps them into `SYNC_MARKS`, so every write counts
 //! towards exactly one sync, even when threads sync the same file at once.
 

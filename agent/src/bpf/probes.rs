@@ -20,11 +20,11 @@ use agent_common::{
     key::FdKey,
     maps,
     sync::{SyncMark, SyncStats},
-    write::{LastWrite, WriteStats},
+    write::WriteStats,
 };
 use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, MapData, MapError, PerCpuArray},
     programs::{BtfTracePoint, FEntry, FExit, Program, ProgramError, TracePoint},
 };
 
@@ -90,17 +90,17 @@ pub struct Probes {
 
 /// The maps the probes fill, owned by the collector.
 pub struct Maps {
-    pub write_stats: PerCpuHashMap<MapData, FdKey, WriteStats>,
-    pub last_write: HashMap<MapData, FdKey, LastWrite>,
+    pub write_stats: HashMap<MapData, FdKey, WriteStats>,
+    pub last_write: HashMap<MapData, FdKey, u64>,
     pub sync_stats: HashMap<MapData, FdKey, SyncStats>,
     pub sync_marks: HashMap<MapData, FdKey, SyncMark>,
     pub comms: HashMap<MapData, u32, [u8; 16]>,
     pub probe_errors: PerCpuArray<MapData, u64>,
-    pub uring_enters: PerCpuHashMap<MapData, FdKey, EnterStats>,
-    pub uring_ops: PerCpuHashMap<MapData, RingKey, RingOpStats>,
+    pub uring_enters: HashMap<MapData, FdKey, EnterStats>,
+    pub uring_ops: HashMap<MapData, RingKey, RingOpStats>,
     pub uring_rings: HashMap<MapData, u64, RingSetup>,
-    pub uring_cqe_errors: PerCpuHashMap<MapData, CqeErrorKey, u64>,
-    pub uring_setups: PerCpuHashMap<MapData, u32, SetupStats>,
+    pub uring_cqe_errors: HashMap<MapData, CqeErrorKey, u64>,
+    pub uring_setups: HashMap<MapData, u32, SetupStats>,
     pub exited: HashMap<MapData, u32, u8>,
     pub execed: HashMap<MapData, u32, u8>,
 }

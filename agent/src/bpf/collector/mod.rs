@@ -1,5 +1,5 @@
-//! Reads the kernel maps: sums each entry over CPUs and turns the cumulative
-//! counters into deltas since the previous reading.
+//! Reads the kernel maps and turns their cumulative counters into deltas
+//! since the previous reading.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -13,11 +13,11 @@ use agent_common::{
     key::FdKey,
     maps::{self, ProbeErrorKind},
     sync::{SyncMark, SyncStats},
-    write::{LastWrite, WriteStats},
+    write::WriteStats,
 };
 use aya::{
     Pod,
-    maps::{IterableMap as _, MapData, MapError, PerCpuHashMap},
+    maps::{IterableMap as _, MapData, MapError},
 };
 
 mod bulk_read;
@@ -149,65 +149,24 @@ impl OfProcess for u32 {
     }
 }
 
-/// A BPF hash map of counters: per-CPU, whose copies are summed, or shared
-/// by all CPUs.
-trait CounterMap<K: Pod, V: Pod + Counters> {
-    fn data(&self) -> &MapData;
-    /// The value of `key`, its CPUs' copies summed.
-    fn total(&self, key: &K) -> Option<V>;
-    fn remove(&mut self, key: &K);
-}
-
-impl<K: Pod, V: Pod + Counters> CounterMap<K, V> for PerCpuHashMap<MapData, K, V> {
-    fn data(&self) -> &MapData {
-        self.map()
-    }
-
-    fn total(&self, key: &K) -> Option<V> {
-        Some(sum_cpus(&self.get(key, 0).ok()?))
-    }
-
-    fn remove(&mut self, key: &K) {
-        // Already gone is fine.
-        let _ = PerCpuHashMap::remove(self, key);
-    }
-}
-
-impl<K: Pod, V: Pod + Counters> CounterMap<K, V> for aya::maps::HashMap<MapData, K, V> {
-    fn data(&self) -> &MapData {
-        self.map()
-    }
-
-    fn total(&self, key: &K) -> Option<V> {
-        self.get(key, 0).ok()
-    }
-
-    fn remove(&mut self, key: &K) {
-        // Already gone is fine.
-        let _ = aya::maps::HashMap::remove(self, key);
-    }
-}
-
-/// One map of counters and its previous reading.
-struct DeltaMap<K: Pod, V: Pod, M = PerCpuHashMap<MapData, K, V>> {
+/// One map of counters, shared by all CPUs, and its previous reading.
+struct DeltaMap<K: Pod, V: Pod> {
     name: &'static str,
-    map: M,
+    map: aya::maps::HashMap<MapData, K, V>,
     previous: HashMap<K, Packed>,
     reader: BulkReader<K, V>,
-    /// Copies of each value: one per possible CPU for a per-CPU map, else one.
-    copies: usize,
 }
 
-impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters, M: CounterMap<K, V>> DeltaMap<K, V, M> {
-    fn new(name: &'static str, map: M, copies: usize) -> Self {
-        DeltaMap { name, map, previous: HashMap::new(), reader: BulkReader::default(), copies }
+impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
+    fn new(name: &'static str, map: aya::maps::HashMap<MapData, K, V>) -> Self {
+        DeltaMap { name, map, previous: HashMap::new(), reader: BulkReader::default() }
     }
 
     /// Every entry that changed, with what changed: the whole map, in batches.
     fn deltas(&mut self) -> Result<Vec<(K, V)>, CollectError> {
         let mut totals = Vec::new();
         self.reader
-            .read(self.map.data(), self.copies, |key, per_cpu| totals.push((key, sum_cpus(per_cpu))))
+            .read(self.map.map(), 1, |key, value| totals.push((key, value[0])))
             .map_err(|source| CollectError::BulkRead { map: self.name, source })?;
         Ok(totals.into_iter().filter_map(|(key, total)| self.delta(key, total)).collect())
     }
@@ -219,7 +178,7 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters, M: CounterMap<K, V>> Del
         // Sized up front: a tick in which thousands of processes first wrote
         // would otherwise leave up to twice their size unused.
         let mut totals = Vec::with_capacity(keys.size_hint().0);
-        totals.extend(keys.filter_map(|key| Some((key, self.map.total(&key)?))));
+        totals.extend(keys.filter_map(|key| Some((key, self.map.get(&key, 0).ok()?))));
         totals.into_iter().filter_map(|(key, total)| self.delta(key, total)).collect()
     }
 
@@ -249,23 +208,16 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters, M: CounterMap<K, V>> Del
     fn forget(&mut self, keys: impl IntoIterator<Item = K>) -> Vec<(K, V)> {
         let mut last = Vec::new();
         for key in keys {
-            if let Some(total) = self.map.total(&key) {
+            if let Ok(total) = self.map.get(&key, 0) {
                 let before = self.previous.get(&key).map_or_else(V::zeroed, Packed::unpack);
                 last.push((key, total.since(&before)));
             }
-            self.map.remove(&key);
+            // Already gone is fine.
+            let _ = self.map.remove(&key);
             self.previous.remove(&key);
         }
         last
     }
-}
-
-fn sum_cpus<V: Pod + Counters>(per_cpu: &[V]) -> V {
-    let mut total = per_cpu[0];
-    for cpu in per_cpu.iter().skip(1) {
-        total.add(cpu);
-    }
-    total
 }
 
 /// How far before the previous reading a stamp still marks its entry as
@@ -283,7 +235,7 @@ fn monotonic_ns() -> u64 {
 pub struct Collector {
     writes: DeltaMap<FdKey, WriteStats>,
     /// Reads `LAST_WRITE`, which says which write statistics changed.
-    last_write_reader: BulkReader<FdKey, LastWrite>,
+    last_write_reader: BulkReader<FdKey, u64>,
     /// This tick's `LAST_WRITE`: every (process, fd) the probes saw write
     /// and have not forgotten, with when (kernel monotonic ns).
     recent: Vec<(FdKey, u64)>,
@@ -295,10 +247,10 @@ pub struct Collector {
     uring_ops: DeltaMap<RingKey, RingOpStats>,
     uring_cqe_errors: DeltaMap<CqeErrorKey, u64>,
     uring_setups: DeltaMap<u32, SetupStats>,
-    syncs: DeltaMap<FdKey, SyncStats, aya::maps::HashMap<MapData, FdKey, SyncStats>>,
+    syncs: DeltaMap<FdKey, SyncStats>,
     sync_marks: aya::maps::HashMap<MapData, FdKey, SyncMark>,
     sync_marks_reader: BulkReader<FdKey, SyncMark>,
-    last_write: aya::maps::HashMap<MapData, FdKey, LastWrite>,
+    last_write: aya::maps::HashMap<MapData, FdKey, u64>,
     comms: aya::maps::HashMap<MapData, u32, [u8; 16]>,
     rings: aya::maps::HashMap<MapData, u64, RingSetup>,
     exited: aya::maps::HashMap<MapData, u32, u8>,
@@ -308,18 +260,17 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(maps: Maps, evict_idle_after: Duration) -> Collector {
-        let cpus = aya::util::nr_cpus().unwrap_or(1);
         Collector {
-            writes: DeltaMap::new(maps::WRITE_STATS, maps.write_stats, cpus),
+            writes: DeltaMap::new(maps::WRITE_STATS, maps.write_stats),
             last_write_reader: BulkReader::default(),
             recent: Vec::new(),
             last_read_ns: 0,
             evict_idle_after_ns: evict_idle_after.as_nanos() as u64,
-            uring_enters: DeltaMap::new(maps::URING_ENTERS, maps.uring_enters, cpus),
-            uring_ops: DeltaMap::new(maps::URING_OPS, maps.uring_ops, cpus),
-            uring_cqe_errors: DeltaMap::new(maps::URING_CQE_ERRORS, maps.uring_cqe_errors, cpus),
-            uring_setups: DeltaMap::new(maps::URING_SETUPS, maps.uring_setups, cpus),
-            syncs: DeltaMap::new(maps::SYNC_STATS, maps.sync_stats, 1),
+            uring_enters: DeltaMap::new(maps::URING_ENTERS, maps.uring_enters),
+            uring_ops: DeltaMap::new(maps::URING_OPS, maps.uring_ops),
+            uring_cqe_errors: DeltaMap::new(maps::URING_CQE_ERRORS, maps.uring_cqe_errors),
+            uring_setups: DeltaMap::new(maps::URING_SETUPS, maps.uring_setups),
+            syncs: DeltaMap::new(maps::SYNC_STATS, maps.sync_stats),
             sync_marks: maps.sync_marks,
             sync_marks_reader: BulkReader::default(),
             last_write: maps.last_write,
@@ -369,15 +320,15 @@ impl Collector {
     }
 
     /// What the write statistics that changed since the last reading
-    /// changed by. Reading every entry would copy each one once per CPU, for
-    /// every process that ever wrote; `LAST_WRITE` (one small value per
+    /// changed by. Reading every entry would copy 0.8 KB for every pair
+    /// that ever wrote, every tick; `LAST_WRITE` (one 8-byte stamp per
     /// entry, read in batches) says which ones wrote since.
     fn write_deltas(&mut self) -> Result<Vec<(FdKey, WriteStats)>, CollectError> {
         let started_ns = monotonic_ns();
         self.recent.clear();
         let recent = &mut self.recent;
         self.last_write_reader
-            .read(self.last_write.map(), 1, |key, last| recent.push((key, last[0].at_ns)))
+            .read(self.last_write.map(), 1, |key, at| recent.push((key, at[0])))
             .map_err(|source| CollectError::BulkRead { map: maps::LAST_WRITE, source })?;
         // A call stamps LAST_WRITE just before it updates its statistics:
         // the margin covers a call that was between the two at the last reading.
@@ -396,7 +347,7 @@ impl Collector {
         let idle: Vec<FdKey> = self
             .recent
             .iter()
-            .filter(|&&(key, at)| at < before && self.last_write.get(&key, 0).ok().map(|l| l.at_ns) == Some(at))
+            .filter(|&&(key, at)| at < before && self.last_write.get(&key, 0).ok() == Some(at))
             .map(|&(key, _)| key)
             .collect();
         // LAST_WRITE first: a call that comes in between stamps it again and

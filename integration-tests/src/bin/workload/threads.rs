@@ -31,7 +31,7 @@ pub fn threads(threads: u64, count: u64) -> WorkloadReport {
             let start = Arc::clone(&start);
             thread::spawn(move || {
                 pin_to_cpu(t % cpus);
-                let record = [b'r'; IOVEC_BYTES.max(WRITE_BYTES)];
+                let record = [b'r'; WRITE_BYTES];
                 let iov = [libc::iovec { iov_base: record.as_ptr() as *mut _, iov_len: IOVEC_BYTES }; WRITEV_IOVECS];
                 start.wait();
                 for _ in 0..count {
