@@ -109,8 +109,13 @@ pub fn record_enter(args: &Args, ret: i64) {
     // SAFETY: a valid map value, shared by all CPUs; updated with `add`.
     let stats = unsafe { &mut *stats };
     add(&mut stats.enters, 1);
-    add(&mut stats.getevents, u64::from(flags & ENTER_GETEVENTS != 0));
-    add(&mut stats.sq_wakeups, u64::from(flags & ENTER_SQ_WAKEUP != 0));
+    // Each atomic add costs, even of 0: only the flags that are set are counted.
+    if flags & ENTER_GETEVENTS != 0 {
+        add(&mut stats.getevents, 1);
+    }
+    if flags & ENTER_SQ_WAKEUP != 0 {
+        add(&mut stats.sq_wakeups, 1);
+    }
     if ret < 0 {
         add(&mut stats.errors, 1);
     } else if args.arg1 > 0 {
