@@ -94,7 +94,8 @@ impl Floor {
         record.args(["--attach", "tracepoint", "record", "--duration", "2s", "--format", "json"]);
         let report = cmd::read(&mut record)?;
         let start = report.find('{').with_context(|| format!("no JSON report from batchwatch: {report}"))?;
-        let report: serde_json::Value = serde_json::from_str(&report[start..]).context("reading batchwatch's report")?;
+        let report: serde_json::Value =
+            serde_json::from_str(&report[start..]).context("reading batchwatch's report")?;
         let attached = report["node"]["probes_attached"].as_array().context("no node.probes_attached in the report")?;
         // `category:name` for tracepoints; `fexit:` and `tp_btf:` are other attach types.
         let hooks: Vec<String> = attached

@@ -70,7 +70,8 @@ impl Report<'_> {
     /// Median added by `variant` ÷ median added by `other`, and the same
     /// ratio in each round.
     fn ratio(&self, variant: Variant, other: Variant, workload: &str) -> (f64, Vec<f64>) {
-        let rounds = self.added(variant, workload).iter().zip(self.added(other, workload)).map(|(a, b)| a / b).collect();
+        let rounds =
+            self.added(variant, workload).iter().zip(self.added(other, workload)).map(|(a, b)| a / b).collect();
         (self.median_added(variant, workload) / self.median_added(other, workload), rounds)
     }
 
