@@ -13,7 +13,7 @@
 //!   `write()` and then sleep in a blocking read; prints `ready N` once all
 //!   have written, and lets them go when its stdin closes (or it dies).
 //!
-//! Only the C library is used: `std` for write, writev, send and getppid
+//! Only the C library is used: `std` for write, writev, send, fsync and getppid
 //! (each one direct libc call; glibc's `send` is the `sendto` syscall), raw
 //! `syscall()` for io_uring, whose ring is set up here from the kernel's ABI
 //! (linux/io_uring.h).
@@ -86,6 +86,9 @@ enum Workload {
     UringEmpty,
     /// `getppid()`, which no probe watches.
     Getppid,
+    /// `write(1 byte)` then `fsync()` of a file in $TMPDIR: a write made
+    /// durable, which waits for the disk.
+    WriteFsync,
 }
 
 impl Workload {
@@ -98,6 +101,16 @@ impl Workload {
             Workload::UringNop16 => "uring-nop16",
             Workload::UringEmpty => "uring-empty",
             Workload::Getppid => "getppid",
+            Workload::WriteFsync => "write-fsync",
+        }
+    }
+
+    /// Calls per batch: a durable write takes the disk's time (tens of
+    /// microseconds to milliseconds), a thousand times a plain call's.
+    fn per_batch(self, per_batch: u64) -> u64 {
+        match self {
+            Workload::WriteFsync => (per_batch / 1000).max(50),
+            _ => per_batch,
         }
     }
 }
@@ -107,9 +120,11 @@ fn main() {
         Mode::Measure { calls, batches, max_seconds, workloads } => {
             let devnull = File::options().write(true).open("/dev/null").expect("opening /dev/null");
             let udp = connected_udp().expect("connecting a UDP socket on loopback");
+            let synced = SyncedFile::create().expect("creating a file in $TMPDIR to fsync");
             let mut ring = Ring::new(BATCH_SQES).expect("setting up an io_uring");
             let per_batch = (calls / batches.max(1)).max(1);
             for workload in workloads {
+                let per_batch = workload.per_batch(per_batch);
                 let (median, min, timed, all) = time(per_batch, batches, max_seconds, |n| match workload {
                     Workload::Write => repeat_write(&devnull, n),
                     Workload::Writev => repeat_writev(&devnull, n),
@@ -118,6 +133,7 @@ fn main() {
                     Workload::UringNop16 => ring.repeat_nops(n, BATCH_SQES),
                     Workload::UringEmpty => ring.repeat_empty(n),
                     Workload::Getppid => repeat_getppid(n),
+                    Workload::WriteFsync => synced.repeat_write_fsync(n),
                 });
                 println!("{} {median:.2} {min:.2} {timed} {all}", workload.name());
             }
@@ -167,6 +183,34 @@ fn repeat_writev(file: &File, n: u64) {
     let iovecs = [IoSlice::new(&byte), IoSlice::new(&byte), IoSlice::new(&byte), IoSlice::new(&byte)];
     for _ in 0..n {
         black_box(file.write_vectored(black_box(&iovecs)).expect("writev to /dev/null"));
+    }
+}
+
+/// A file in $TMPDIR, removed when dropped.
+struct SyncedFile {
+    file: File,
+    path: std::path::PathBuf,
+}
+
+impl SyncedFile {
+    fn create() -> std::io::Result<SyncedFile> {
+        let path = std::env::temp_dir().join(format!("bench-loop-fsync-{}", std::process::id()));
+        let file = File::options().create(true).truncate(true).write(true).open(&path)?;
+        Ok(SyncedFile { file, path })
+    }
+
+    fn repeat_write_fsync(&self, n: u64) {
+        let mut file = &self.file;
+        for _ in 0..n {
+            black_box(file.write(black_box(b"x")).expect("write to the synced file"));
+            file.sync_all().expect("fsync");
+        }
+    }
+}
+
+impl Drop for SyncedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
