@@ -9,7 +9,11 @@
 mod receiver;
 mod support;
 
-use std::{process::Command, thread, time::Duration};
+use std::{
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
 
 use batchwatch::export::catalog::{self, Instrument};
 use opentelemetry_proto::tonic::{
@@ -18,8 +22,8 @@ use opentelemetry_proto::tonic::{
 };
 
 use self::{
-    receiver::{Receiver, Transport, histogram, metric, metrics, number, text, value},
-    support::{Agent, BLOCK, BLOCKS, dd_blocks, run_command},
+    receiver::{Receiver, ServerTls, Transport, histogram, metric, metrics, number, text, value},
+    support::{Agent, BLOCK, BLOCKS, dd_blocks, free_port, run_command},
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -269,6 +273,207 @@ fn sigterm_collects_once_more_flushes_and_exits_zero() {
     let flushed = receiver.drain(Duration::from_secs(2));
     assert_eq!(flushed.len(), 1, "one final collection");
     assert!(has_all_dd_writes(&flushed[0].request, &pid), "the final collection holds dd's writes");
+}
+
+#[test]
+fn scrapes_see_the_last_tick_while_otlp_keeps_its_interval() {
+    let mut receiver = Receiver::start(Transport::Http);
+    let (endpoint, addr) = (receiver.endpoint(), format!("127.0.0.1:{}", free_port()));
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "600000"),
+        ("BATCHWATCH_MIN_OPS_PER_SEC", "0"),
+    ];
+    let agent = Agent::start(&["--prometheus", &addr], &env);
+    // The first export goes at the first tick; the next would be in ten minutes.
+    receiver.wait_for(WAIT, |_| true);
+    let pid = dd_blocks().to_string();
+    let labels = [format!("process_pid=\"{pid}\""), "batchwatch_fd_kind=\"chardev\"".to_owned()];
+    let all_writes = |line: &&str| {
+        line.starts_with("batchwatch_write_calls_total{")
+            && labels.iter().all(|label| line.contains(label.as_str()))
+            && line.ends_with(&format!(" {BLOCKS}"))
+    };
+    // Served within seconds, not at the next export ten minutes away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let body = curl(&format!("http://{addr}/metrics"));
+        if body.lines().any(|line| all_writes(&line)) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "dd's {BLOCKS} writes not served 10 s after it ended:\n{body}");
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(body.contains("batchwatch_export_queue_limit 10\n"), "{body}");
+    assert_eq!(receiver.drain(Duration::from_millis(500)).len(), 0, "no OTLP export between its intervals");
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+    let flushed = receiver.drain(Duration::from_secs(2));
+    assert_eq!(flushed.len(), 1, "one final collection");
+    assert!(has_all_dd_writes(&flushed[0].request, &pid), "the final collection holds dd's writes");
+}
+
+/// The body of a GET of `url`.
+fn curl(url: &str) -> String {
+    let output = Command::new("curl").args(["-sS", "--max-time", "10", url]).output().expect("curl");
+    assert!(output.status.success(), "{url}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+#[test]
+fn gzip_bodies_arrive_compressed_over_http_and_grpc() {
+    for (transport, variable) in [
+        (Transport::Http, "OTEL_EXPORTER_OTLP_COMPRESSION"),
+        (Transport::Grpc, "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"),
+    ] {
+        let mut receiver = Receiver::start(transport);
+        let agent = start_exporting(&receiver, transport, &[(variable, "gzip")]);
+        let pid = dd_blocks().to_string();
+        let got = receiver.wait_for(WAIT, |r| has_all_dd_writes(&r.request, &pid));
+        let (status, stderr) = agent.terminate();
+        assert!(status.success(), "{stderr}");
+        match transport {
+            Transport::Http => {
+                assert_eq!(got.header("content-encoding"), Some("gzip"));
+                let decoded = prost::Message::encoded_len(&got.request);
+                println!("HTTP: {} bytes on the wire for a {decoded}-byte request", got.body_bytes);
+                assert!(got.body_bytes * 3 < decoded, "{} bytes gzipped of {decoded}", got.body_bytes);
+            }
+            // tonic's receiver only decodes a gzip message it was told to accept.
+            Transport::Grpc => assert_eq!(got.header("grpc-encoding"), Some("gzip")),
+        }
+    }
+}
+
+#[test]
+fn mutual_tls_with_a_ca_and_client_certificate_made_here() {
+    let ca = TestCa::new();
+    for transport in [Transport::Http, Transport::Grpc] {
+        let mut receiver = Receiver::start_with(transport, Some(ca.server_tls()));
+        let (ca_file, cert, key) = (ca.path("ca.pem"), ca.path("client.pem"), ca.path("client.key"));
+        // The generic variables for one transport, the metrics-specific ones for the other.
+        let names = match transport {
+            Transport::Http => [
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            ],
+            Transport::Grpc => [
+                "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+            ],
+        };
+        let agent = start_exporting(&receiver, transport, &[(names[0], &ca_file), (names[1], &cert), (names[2], &key)]);
+        let pid = dd_blocks().to_string();
+        receiver.wait_for(WAIT, |r| has_all_dd_writes(&r.request, &pid));
+        let (status, stderr) = agent.terminate();
+        assert!(status.success(), "{stderr}");
+        // Its last collection, sent on SIGTERM.
+        receiver.drain(Duration::from_secs(1));
+
+        // Without its client certificate, the receiver refuses the agent.
+        let agent = start_exporting(&receiver, transport, &[(names[0], &ca_file)]);
+        assert!(
+            receiver.drain(Duration::from_secs(4)).is_empty(),
+            "{transport:?}: a client without certificate got in"
+        );
+        let (status, stderr) = agent.terminate();
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains("OTLP export failed, retrying"), "{transport:?}: {stderr}");
+    }
+}
+
+#[test]
+fn delta_points_sum_to_the_cumulative_ones() {
+    let mut receiver = Receiver::start(Transport::Http);
+    let agent =
+        start_exporting(&receiver, Transport::Http, &[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")]);
+    receiver.wait_for(WAIT, |_| true);
+    let pid = dd_blocks().to_string();
+    // dd's writes are in one or more deltas; then a few exports with none.
+    thread::sleep(Duration::from_secs(3));
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+    receiver.drain(Duration::from_secs(2));
+
+    let series = dd_devnull(&pid);
+    let calls = [series[0], series[1], ("batchwatch.syscall", "write")];
+    let (mut total_calls, mut sizes, mut sized_bytes, mut deltas) = (0.0, 0, 0.0, 0);
+    let delta = AggregationTemporality::Delta as i32;
+    for received in &receiver.log {
+        let request = &received.request;
+        if let Some(Data::Sum(sum)) = metric(request, "batchwatch.write.calls").and_then(|m| m.data.as_ref()) {
+            assert_eq!(sum.aggregation_temporality, delta);
+        }
+        if let Some(point) = number(request, "batchwatch.write.calls", &calls) {
+            total_calls += value(point);
+            deltas += 1;
+            assert!(point.start_time_unix_nano < point.time_unix_nano);
+        }
+        if let Some(point) = histogram(request, "batchwatch.write.batch.size", &series) {
+            sizes += point.count;
+            sized_bytes += point.sum.unwrap();
+        }
+    }
+    assert!(deltas >= 2, "dd's series in {deltas} export(s)");
+    assert_eq!((total_calls, sizes, sized_bytes), (BLOCKS as f64, BLOCKS, (BLOCKS * BLOCK) as f64));
+}
+
+/// A CA, a receiver certificate for 127.0.0.1 and a client certificate it
+/// signed, made by openssl in a directory of their own.
+struct TestCa {
+    dir: std::path::PathBuf,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let dir = std::env::temp_dir().join(format!("bw-otlp-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = TestCa { dir };
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"];
+        ca.openssl(&[
+            &["req", "-x509"],
+            &key[..],
+            &["-subj", "/CN=batchwatch test CA", "-keyout", "ca.key", "-out", "ca.pem"],
+        ]);
+        for (name, usage, san) in [("server", "serverAuth", "IP:127.0.0.1"), ("client", "clientAuth", "DNS:agent")] {
+            let (key_out, cert_out) = (format!("{name}.key"), format!("{name}.pem"));
+            let (usage, san, subject) =
+                (format!("extendedKeyUsage={usage}"), format!("subjectAltName={san}"), format!("/CN={name}"));
+            ca.openssl(&[
+                &["req", "-x509", "-CA", "ca.pem", "-CAkey", "ca.key"],
+                &key[..],
+                &["-subj", &subject, "-addext", "basicConstraints=CA:FALSE", "-addext", &usage, "-addext", &san],
+                &["-keyout", &key_out, "-out", &cert_out],
+            ]);
+        }
+        ca
+    }
+
+    fn openssl(&self, args: &[&[&str]]) {
+        let output = Command::new("openssl")
+            .args(args.concat())
+            .current_dir(&self.dir)
+            .output()
+            .expect("openssl (apt-get install openssl)");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_str().unwrap().to_owned()
+    }
+
+    fn server_tls(&self) -> ServerTls {
+        let read = |file: &str| std::fs::read(self.dir.join(file)).unwrap();
+        ServerTls { cert: read("server.pem"), key: read("server.key"), client_ca: read("ca.pem") }
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 #[test]

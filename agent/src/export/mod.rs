@@ -1,7 +1,8 @@
 //! `batchwatch run`: the agent headless, as the DaemonSet runs it. It reads
-//! the kernel maps every `interval`, turns the model into series every
-//! export interval, and hands them to the exporters: OTLP (gRPC or
-//! HTTP/protobuf) and a Prometheus endpoint. On SIGTERM it collects once
+//! the kernel maps every `interval`, turns the model into series, and
+//! hands them to the exporters: OTLP (gRPC or HTTP/protobuf) every export
+//! interval, and a Prometheus endpoint every tick, so that a scrape is at
+//! most a tick old. On SIGTERM it collects once
 //! more, delivers what is queued, and returns.
 //!
 //! [`catalog`] lists every metric; [`series`] builds the points from the
@@ -40,7 +41,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use self::{
     endpoint::Endpoint,
     identity::PodLookup,
-    otlp::{OtlpConfig, Sender},
+    otlp::{Deltas, OtlpConfig, Sender},
     prometheus::Status,
     queue::{Batch, ExportQueue},
     series::{Limits, Observation, SeriesSet},
@@ -169,8 +170,14 @@ async fn serve(agent: Agent, exporters: Exporters, pods: Option<Box<dyn PodLooku
     let otlp = (exporters.otlp.as_ref())
         .map(|config| Otlp::start(config, exporters.queue_capacity, exporters.interval))
         .transpose()?;
-    let publisher =
-        Publisher { status, otlp: otlp.as_ref().map(|otlp| (otlp.queue.clone(), ResourceProto::from(&resource))) };
+    let publisher = Publisher {
+        status,
+        otlp: (otlp.as_ref().zip(exporters.otlp.as_ref())).map(|(otlp, config)| OtlpSide {
+            queue: otlp.queue.clone(),
+            resource: ResourceProto::from(&resource),
+            deltas: Deltas::new(config.temporality),
+        }),
+    };
 
     let (stop, stopped) = mpsc::channel();
     let observer = Observer {
@@ -275,15 +282,24 @@ fn backoff(failures: u32, cap: Duration) -> Duration {
 /// Where a collection goes.
 struct Publisher {
     status: Arc<Status>,
-    otlp: Option<(Arc<ExportQueue>, ResourceProto)>,
+    otlp: Option<OtlpSide>,
+}
+
+/// What the agent's thread keeps for OTLP.
+struct OtlpSide {
+    queue: Arc<ExportQueue>,
+    resource: ResourceProto,
+    deltas: Deltas,
 }
 
 impl Publisher {
-    fn publish(&self, collection: series::Collection) {
+    /// Serves `collection` on `/metrics`, and queues it for OTLP when `export`.
+    fn publish(&mut self, collection: series::Collection, export: bool) {
         let collection = Arc::new(collection);
-        if let Some((queue, resource)) = &self.otlp {
-            let request = otlp::request(&collection, resource);
-            queue.push(Batch { request, points: collection.points(), collected: Instant::now() });
+        if let Some(otlp) = self.otlp.as_mut().filter(|_| export) {
+            let exported = otlp.deltas.apply(&collection);
+            let request = otlp::request(&exported, &otlp.resource, otlp.deltas.temporality());
+            otlp.queue.push(Batch { request, points: collection.points(), collected: Instant::now() });
         }
         self.status.publish(collection);
     }
@@ -303,12 +319,14 @@ struct Observer {
 }
 
 impl Observer {
-    /// Ticks every `tick` and collects at the first tick, then every
-    /// `interval`, and once more when told to stop.
+    /// Ticks every `tick`. Exports over OTLP at the first tick, then every
+    /// `interval`, and once more when told to stop. With the Prometheus
+    /// endpoint on, it also collects at every tick, so that a scrape gets
+    /// the model as of the last tick whatever the export interval.
     fn run(mut self, stop: &mpsc::Receiver<()>) -> Result<(), CollectError> {
         let mut next_tick = Instant::now() + self.tick;
-        let mut next_collection = next_tick;
-        let mut last_collection = None;
+        let mut next_export = next_tick;
+        let mut last_export = None;
         loop {
             let stopping = match stop.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
                 Err(mpsc::RecvTimeoutError::Timeout) => false,
@@ -317,18 +335,21 @@ impl Observer {
             };
             self.agent.tick()?;
             self.publisher.status.ticked();
-            // Collections keep to the ticks' schedule, not to when a tick ended.
+            // Exports keep to the ticks' schedule, not to when a tick ended.
             let scheduled = next_tick;
             next_tick = (next_tick + self.tick).max(Instant::now());
-            if stopping || scheduled >= next_collection {
-                let now = Instant::now();
-                self.collect();
-                // A process that exited is exported by two collections, so
-                // that a scraper polling once an interval sees its end.
-                if let Some(previous) = last_collection.replace(now) {
+            let export = stopping || scheduled >= next_export;
+            if export || self.endpoint.is_some() {
+                self.collect(export);
+            }
+            if export {
+                // A process that exited is in the collections of two export
+                // intervals, so that a receiver or a scraper polling once an
+                // interval sees its end.
+                if let Some(previous) = last_export.replace(Instant::now()) {
                     self.agent.model_mut().prune_exited(previous);
                 }
-                next_collection = scheduled + self.interval;
+                next_export = scheduled + self.interval;
             }
             if stopping {
                 return Ok(());
@@ -336,14 +357,15 @@ impl Observer {
         }
     }
 
-    fn collect(&mut self) {
+    /// Collects for the Prometheus endpoint, and for OTLP when `export`.
+    fn collect(&mut self, export: bool) {
         let started = Instant::now();
-        let health = self.publisher.otlp.as_ref().map(|(queue, _)| queue.health());
+        let health = self.publisher.otlp.as_ref().map(|otlp| otlp.queue.health());
         let mut observation = Observation::of(&self.agent, self.max_fds);
         observation.endpoint = self.endpoint.as_ref().map(|endpoint| endpoint.health());
         let collection = self.series.collect(&observation, health.as_ref(), self.pods.as_deref(), SystemTime::now());
         let points = collection.points();
-        self.publisher.publish(collection);
-        tracing::debug!(points, micros = started.elapsed().as_micros() as u64, "collected");
+        self.publisher.publish(collection, export);
+        tracing::debug!(points, export, micros = started.elapsed().as_micros() as u64, "collected");
     }
 }

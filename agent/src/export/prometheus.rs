@@ -100,16 +100,23 @@ fn metrics(status: &Status) -> Response<Full<Bytes>> {
     let Some(collection) = status.latest() else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "no collection yet\n".to_owned());
     };
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(Exposition { collection, target: status.target.clone() }));
-    let mut body = String::new();
-    match prometheus_text::encode(&mut body, &registry) {
-        Ok(()) => Response::builder()
+    match encode(collection, status.target.clone()) {
+        Ok(body) => Response::builder()
             .header(hyper::header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)
             .body(Full::new(Bytes::from(body)))
             .expect("a valid response"),
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics\n".to_owned()),
     }
+}
+
+/// `collection` in the Prometheus text format, with `target` as the labels
+/// of `target_info`: the work of one scrape.
+fn encode(collection: Arc<Collection>, target: Vec<(String, String)>) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Exposition { collection, target }));
+    let mut body = String::new();
+    prometheus_text::encode(&mut body, &registry)?;
+    Ok(body)
 }
 
 fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -174,4 +181,81 @@ fn labels(point: &Point) -> Vec<(String, String)> {
 fn buckets(bounds: &[f64], counts: &[u64]) -> Vec<(f64, u64)> {
     let last = counts.len() - 1;
     counts.iter().enumerate().map(|(k, &count)| (if k == last { f64::INFINITY } else { bounds[k] }, count)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::{
+        attribution::{
+            fds::{FdInfo, FdKind},
+            identity::Identity,
+        },
+        bpf::collector::ProbeErrors,
+        config::Config,
+        export::series::{Limits, Observation, SeriesSet},
+        model::{Model, Rules},
+        testing::Write,
+    };
+
+    /// The collection of `processes` writers, each to a pipe, a file and a
+    /// TCP socket, every one with series of its own.
+    fn writers(processes: u32) -> Collection {
+        let mut model = Model::new(Rules::new(&Config::default(), 100.0, false));
+        let fds = [
+            FdInfo { kind: FdKind::Pipe, target: "pipe:[1]".to_owned() },
+            FdInfo { kind: FdKind::File, target: "/var/log/app.log".to_owned() },
+            FdInfo { kind: FdKind::Tcp, target: "socket:[2]".to_owned() },
+        ];
+        for pid in 1..=processes {
+            let command = format!("/usr/bin/writer --instance {pid}");
+            let identity =
+                Identity { pid, start_ticks: 1, comm: "writer".to_owned(), command, container: None, runtime: None };
+            for (fd, info) in (3..).zip(&fds) {
+                let write = Write { calls: 1000, records: 1, bytes: 512, gap_ns: 1000, eagain: 0 };
+                model.record(&identity, fd, Some(info), &write.stats());
+            }
+        }
+        model.close_interval(1.0);
+        let limits = Limits { min_ops_per_sec: 0.0, max_series: 1_000_000, per_fd: false };
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let observation = Observation {
+            model: &model,
+            transition_cost_ns: 100.0,
+            transition_measured_at: None,
+            probe_errors: ProbeErrors::default(),
+            tracked_fds: 3 * processes as usize,
+            evicted_fds: 0,
+            max_fds: 16384,
+            endpoint: None,
+        };
+        SeriesSet::new(limits, start).collect(&observation, None, None, start + Duration::from_secs(1))
+    }
+
+    /// The cost of a scrape at the default `max_series`: 5,000 points.
+    /// Printed, not asserted (timings belong to `cargo xtask bench`); what
+    /// is asserted is that every point is served.
+    #[test]
+    fn a_scrape_of_5000_points_serves_every_one() {
+        // As many writers as fit in 5,000 points with the node's own.
+        let (one, two) = (writers(1).points(), writers(2).points());
+        let collection = Arc::new(writers(((5000 - one) / (two - one) + 1) as u32));
+        let points = collection.points();
+        assert!((4900..=5000).contains(&points), "{points} points");
+        let samples: usize = (collection.families.iter())
+            .map(|(metric, series)| match metric.instrument {
+                // Each bucket and +Inf, _sum and _count.
+                Instrument::Histogram { .. } => series.len() * (metric.bucket_bounds().len() + 3),
+                _ => series.len(),
+            })
+            .sum();
+        let started = std::time::Instant::now();
+        let body = encode(collection.clone(), vec![("host_name".to_owned(), "node".to_owned())]).unwrap();
+        let took = started.elapsed();
+        let lines = body.lines().filter(|line| !line.starts_with('#')).count();
+        println!("a scrape of {points} points: {lines} samples, {} KiB, encoded in {took:?}", body.len() / 1024);
+        assert_eq!(lines, samples + 1, "every point, its buckets, _sum and _count, and target_info");
+    }
 }

@@ -1,6 +1,7 @@
 //! OTLP receivers started inside the tests, gRPC on tonic and
-//! HTTP/protobuf on hyper, both decoding with opentelemetry-proto; and
-//! lookups in the requests they receive.
+//! HTTP/protobuf on hyper, both decoding with opentelemetry-proto, both
+//! taking gzip, and over TLS that asks for a client certificate if told
+//! to; and lookups in the requests they receive.
 
 use std::{
     net::SocketAddr,
@@ -27,6 +28,8 @@ pub struct Received {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub request: ExportMetricsServiceRequest,
+    /// HTTP: the body's length as sent (compressed or not).
+    pub body_bytes: usize,
 }
 
 impl Received {
@@ -50,10 +53,20 @@ impl Transport {
     }
 }
 
+/// The receiver's side of mutual TLS: its certificate and key, and the CA
+/// whose certificate a client must show (PEM).
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Vec<u8>,
+}
+
 /// An OTLP receiver on the loopback, on a runtime of its own so that it
 /// can be stopped and started again on the same port.
 pub struct Receiver {
     transport: Transport,
+    tls: Option<ServerTls>,
     port: u16,
     runtime: Option<tokio::runtime::Runtime>,
     sink: mpsc::Sender<Received>,
@@ -64,15 +77,23 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(transport: Transport) -> Receiver {
+        Receiver::start_with(transport, None)
+    }
+
+    /// A receiver over TLS, if `tls`, that only takes clients whose
+    /// certificate its CA signed.
+    pub fn start_with(transport: Transport, tls: Option<ServerTls>) -> Receiver {
         let (sink, received) = mpsc::channel();
-        let mut receiver = Receiver { transport, port: free_port(), runtime: None, sink, received, log: Vec::new() };
+        let mut receiver =
+            Receiver { transport, tls, port: free_port(), runtime: None, sink, received, log: Vec::new() };
         receiver.restart();
         receiver
     }
 
     /// The base URL, for OTEL_EXPORTER_OTLP_ENDPOINT.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn stop(&mut self) {
@@ -89,8 +110,8 @@ impl Receiver {
         let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).expect("bind the receiver");
         let sink = self.sink.clone();
         match self.transport {
-            Transport::Grpc => runtime.spawn(serve_grpc(listener, sink)),
-            Transport::Http => runtime.spawn(serve_http(listener, sink)),
+            Transport::Grpc => runtime.spawn(serve_grpc(listener, sink, self.tls.clone())),
+            Transport::Http => runtime.spawn(serve_http(listener, sink, self.tls.clone())),
         };
         self.runtime = Some(runtime);
     }
@@ -140,55 +161,116 @@ impl MetricsService for GrpcSink {
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").to_owned()))
             .collect();
-        let received = Received { path: String::new(), headers, request: request.into_inner() };
+        let received = Received { path: String::new(), headers, request: request.into_inner(), body_bytes: 0 };
         let _ = self.0.send(received);
         Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
     }
 }
 
-async fn serve_grpc(listener: tokio::net::TcpListener, sink: mpsc::Sender<Received>) {
+async fn serve_grpc(listener: tokio::net::TcpListener, sink: mpsc::Sender<Received>, tls: Option<ServerTls>) {
+    use tonic::{
+        codec::CompressionEncoding,
+        transport::{Certificate, Identity, ServerTlsConfig},
+    };
+
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
-        .serve_with_incoming(MetricsServiceServer::new(GrpcSink(sink)), incoming)
-        .await
-        .expect("the gRPC receiver runs");
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        let config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&tls.cert, &tls.key))
+            .client_ca_root(Certificate::from_pem(&tls.client_ca));
+        server = server.tls_config(config).expect("the receiver's TLS");
+    }
+    let service = MetricsServiceServer::new(GrpcSink(sink)).accept_compressed(CompressionEncoding::Gzip);
+    server.serve_with_incoming(service, incoming).await.expect("the gRPC receiver runs");
 }
 
-async fn serve_http(listener: tokio::net::TcpListener, sink: mpsc::Sender<Received>) {
-    use http_body_util::{BodyExt as _, Full};
-    use hyper::{Request, Response, body::Incoming, service::service_fn};
+/// A TLS acceptor that asks for a client certificate signed by `tls.client_ca`.
+fn http_tls(tls: &ServerTls) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
 
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&tls.client_ca) {
+        roots.add(ca.expect("the test CA")).unwrap();
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
+    let chain = CertificateDer::pem_slice_iter(&tls.cert).collect::<Result<Vec<_>, _>>().unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, PrivateKeyDer::from_pem_slice(&tls.key).unwrap())
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+async fn serve_http(listener: tokio::net::TcpListener, sink: mpsc::Sender<Received>, tls: Option<ServerTls>) {
     let sink = Arc::new(Mutex::new(sink));
+    let acceptor = tls.as_ref().map(http_tls);
     loop {
         let (stream, _) = listener.accept().await.expect("accept");
         let sink = sink.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let sink = sink.clone();
-            async move {
-                let path = request.uri().path().to_owned();
-                let headers = request
-                    .headers()
-                    .iter()
-                    .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").to_owned()))
-                    .collect();
-                let body = request.into_body().collect().await?.to_bytes();
-                let request = ExportMetricsServiceRequest::decode(body).expect("a protobuf request");
-                let _ = sink.lock().unwrap().send(Received { path, headers, request });
-                let reply = ExportMetricsServiceResponse { partial_success: None }.encode_to_vec();
-                Ok::<_, hyper::Error>(
-                    Response::builder()
-                        .header("content-type", "application/x-protobuf")
-                        .body(Full::new(hyper::body::Bytes::from(reply)))
-                        .unwrap(),
-                )
+        match &acceptor {
+            // A client without a certificate fails the handshake, and gets nothing.
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_http_connection(stream, sink).await;
+                    }
+                });
             }
-        });
-        tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
+            None => {
+                tokio::spawn(serve_http_connection(stream, sink));
+            }
+        }
     }
+}
+
+async fn serve_http_connection<S>(stream: S, sink: Arc<Mutex<mpsc::Sender<Received>>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::{BodyExt as _, Full};
+    use hyper::{Request, Response, body::Incoming, service::service_fn};
+
+    let service = service_fn(move |request: Request<Incoming>| {
+        let sink = sink.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            let headers = request
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").to_owned()))
+                .collect();
+            let gzipped = request.headers().get("content-encoding").is_some_and(|v| v == "gzip");
+            let body = request.into_body().collect().await?.to_bytes();
+            let body_bytes = body.len();
+            let body = if gzipped { gunzip(&body) } else { body.to_vec() };
+            let request = ExportMetricsServiceRequest::decode(body.as_slice()).expect("a protobuf request");
+            let _ = sink.lock().unwrap().send(Received { path, headers, request, body_bytes });
+            let reply = ExportMetricsServiceResponse { partial_success: None }.encode_to_vec();
+            Ok::<_, hyper::Error>(
+                Response::builder()
+                    .header("content-type", "application/x-protobuf")
+                    .body(Full::new(hyper::body::Bytes::from(reply)))
+                    .unwrap(),
+            )
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
+}
+
+fn gunzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(body).read_to_end(&mut decoded).expect("a gzip body");
+    decoded
 }
 
 /// The metric `name` in `request`.

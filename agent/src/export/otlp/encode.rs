@@ -1,7 +1,10 @@
 //! The OTLP request built from a [`Collection`]: one resource, one scope,
-//! one metric per catalog entry, cumulative counters and histograms.
+//! one metric per catalog entry, counters and histograms cumulative unless
+//! the temporality preference makes them delta ([`super::temporality`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_sdk::metrics::Temporality;
 
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
@@ -13,16 +16,27 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 
+use super::temporality::is_delta;
 use crate::export::{
     attributes::AttrValue,
     catalog::{self, Instrument},
     series::{Collection, Point, Value},
 };
 
-/// The request for `collection`, from the node's `resource`.
-pub fn request(collection: &Collection, resource: &Resource) -> ExportMetricsServiceRequest {
+/// The request for `collection`, from the node's `resource`; its points of
+/// the metrics `temporality` makes delta must be deltas already.
+pub fn request(collection: &Collection, resource: &Resource, temporality: Temporality) -> ExportMetricsServiceRequest {
     let time = unix_nanos(collection.time);
-    let metrics = collection.families.iter().map(|(metric, points)| encode_metric(metric, points, time)).collect();
+    let metrics = (collection.families.iter())
+        .map(|(metric, points)| {
+            let temporality = if is_delta(temporality, metric.instrument) {
+                AggregationTemporality::Delta
+            } else {
+                AggregationTemporality::Cumulative
+            };
+            encode_metric(metric, points, time, temporality as i32)
+        })
+        .collect();
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(resource.clone()),
@@ -40,12 +54,11 @@ pub fn request(collection: &Collection, resource: &Resource) -> ExportMetricsSer
     }
 }
 
-fn encode_metric(metric: &catalog::Metric, points: &[Point], time: u64) -> Metric {
-    let cumulative = AggregationTemporality::Cumulative as i32;
+fn encode_metric(metric: &catalog::Metric, points: &[Point], time: u64, temporality: i32) -> Metric {
     let data = match metric.instrument {
         Instrument::Counter => Data::Sum(Sum {
             data_points: points.iter().filter_map(|p| number_point(p, time)).collect(),
-            aggregation_temporality: cumulative,
+            aggregation_temporality: temporality,
             is_monotonic: true,
         }),
         Instrument::Gauge => {
@@ -55,7 +68,7 @@ fn encode_metric(metric: &catalog::Metric, points: &[Point], time: u64) -> Metri
             let bounds = metric.bucket_bounds();
             Data::Histogram(Histogram {
                 data_points: points.iter().filter_map(|p| histogram_point(p, &bounds, time)).collect(),
-                aggregation_temporality: cumulative,
+                aggregation_temporality: temporality,
             })
         }
     };

@@ -5,10 +5,13 @@
 use std::{fmt, time::Duration};
 
 use opentelemetry_otlp::{
-    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
-    OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
-    OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_COMPRESSION, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_METRICS_COMPRESSION, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+    OTEL_EXPORTER_OTLP_METRICS_TIMEOUT, OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TIMEOUT,
 };
+use opentelemetry_sdk::metrics::Temporality;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
 
 use crate::config::{ExportConfig, describe_key};
 
@@ -34,6 +37,28 @@ pub struct OtlpConfig {
     /// Lower-case names, decoded values.
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
+    pub compression: Compression,
+    pub tls: ClientTls,
+    /// Cumulative, or delta for counters and histograms (`delta`), or for
+    /// histograms only (`lowmemory`): see [`super::temporality`].
+    pub temporality: Temporality,
+}
+
+/// How request bodies are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+/// TLS beyond the system's roots, from PEM files read at start: a bad file
+/// fails before the probes load.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientTls {
+    /// Certificates of the CAs to trust for the receiver, besides the system's.
+    pub ca: Option<Vec<u8>>,
+    /// The client's certificate chain and its private key, for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Where a value came from, to name it in errors.
@@ -68,6 +93,18 @@ pub enum OtlpConfigError {
     /// A number of milliseconds out of range.
     #[error("{setting} is `{value}`: expected milliseconds, a whole number from {min} to {max}")]
     Millis { setting: Setting, value: String, min: u64, max: u64 },
+    /// An unknown compression.
+    #[error("{setting} is `{value}`: allowed gzip or none")]
+    Compression { setting: Setting, value: String },
+    /// An unknown temporality preference.
+    #[error("{OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE} is `{value}`: allowed cumulative, delta or lowmemory")]
+    Temporality { value: String },
+    /// A certificate or key file that cannot be read or holds nothing usable.
+    #[error("{setting}: cannot use {path}: {reason}")]
+    PemFile { setting: Setting, path: String, reason: String },
+    /// A client certificate without its key, or a key without its certificate.
+    #[error("{setting} is set, and none of {missing} is: mutual TLS needs the client certificate and its key")]
+    ClientPair { setting: Setting, missing: String },
     /// An unknown exporter name.
     #[error("{METRICS_EXPORTER} is `{value}`: allowed otlp, prometheus, none, comma-separated")]
     Exporter { value: String },
@@ -127,9 +164,78 @@ impl OtlpConfig {
             (None, Some((setting, value))) => millis(setting, &value, 1, 600_000)?,
             (None, None) => DEFAULT_TIMEOUT,
         };
-        Ok(OtlpConfig { protocol, endpoint: endpoint(config, protocol, env)?, headers, timeout })
+        let compression = match first_set(&COMPRESSION_VARS, env) {
+            None => Compression::None,
+            Some((setting, value)) => match value.trim() {
+                "gzip" => Compression::Gzip,
+                "none" => Compression::None,
+                _ => return Err(OtlpConfigError::Compression { setting, value }),
+            },
+        };
+        let temporality = match env(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE) {
+            None => Temporality::Cumulative,
+            Some(value) => value.trim().parse().map_err(|()| OtlpConfigError::Temporality { value })?,
+        };
+        let endpoint = endpoint(config, protocol, env)?;
+        Ok(OtlpConfig { protocol, endpoint, headers, timeout, compression, tls: ClientTls::read(env)?, temporality })
     }
 }
+
+impl ClientTls {
+    /// The files the `OTEL_EXPORTER_OTLP_[METRICS_]CERTIFICATE`,
+    /// `..._CLIENT_CERTIFICATE` and `..._CLIENT_KEY` variables name.
+    fn read(env: Env) -> Result<ClientTls, OtlpConfigError> {
+        let ca = first_set(&CERTIFICATE_VARS, env).map(|file| pem_file(file, Pem::Certificates)).transpose()?;
+        let cert = first_set(&CLIENT_CERTIFICATE_VARS, env);
+        let key = first_set(&CLIENT_KEY_VARS, env);
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some((pem_file(cert, Pem::Certificates)?, pem_file(key, Pem::Key)?)),
+            (Some((setting, _)), None) => {
+                return Err(OtlpConfigError::ClientPair { setting, missing: CLIENT_KEY_VARS.join(", ") });
+            }
+            (None, Some((setting, _))) => {
+                return Err(OtlpConfigError::ClientPair { setting, missing: CLIENT_CERTIFICATE_VARS.join(", ") });
+            }
+            (None, None) => None,
+        };
+        Ok(ClientTls { ca, identity })
+    }
+}
+
+/// What a PEM file must hold.
+#[derive(Clone, Copy)]
+enum Pem {
+    Certificates,
+    Key,
+}
+
+/// The PEM file `path`, if it holds at least one certificate, or a private key.
+fn pem_file((setting, path): (Setting, String), wanted: Pem) -> Result<Vec<u8>, OtlpConfigError> {
+    let bad = |reason: String| OtlpConfigError::PemFile { setting, path: path.clone(), reason };
+    let pem = std::fs::read(path.trim()).map_err(|error| bad(error.to_string()))?;
+    match wanted {
+        Pem::Certificates => {
+            let certificates = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| bad(error.to_string()))?;
+            if certificates.is_empty() {
+                return Err(bad("it holds no PEM certificate".to_owned()));
+            }
+        }
+        Pem::Key => {
+            PrivateKeyDer::from_pem_slice(&pem).map_err(|error| bad(format!("no PEM private key: {error}")))?;
+        }
+    }
+    Ok(pem)
+}
+
+/// The TLS variables of the specification, which opentelemetry-otlp leaves
+/// to its builders.
+const CERTIFICATE_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"];
+const CLIENT_CERTIFICATE_VARS: [&str; 2] =
+    ["OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"];
+const CLIENT_KEY_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"];
+const COMPRESSION_VARS: [&str; 2] = [OTEL_EXPORTER_OTLP_METRICS_COMPRESSION, OTEL_EXPORTER_OTLP_COMPRESSION];
 
 const PROTOCOL_VARS: [&str; 2] = [OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL];
 const HEADERS_VARS: [&str; 2] = [OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_HEADERS];
@@ -336,6 +442,67 @@ mod tests {
             error(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]),
             "OTEL_EXPORTER_OTLP_TIMEOUT is `10s`: expected milliseconds, a whole number from 1 to 600000"
         );
+    }
+
+    #[test]
+    fn compression_tls_files_and_temporality_from_their_variables() {
+        let dir = std::env::temp_dir().join(format!("bw-otlp-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        // Checked for their PEM kind, not for what the certificate says.
+        let cert = file("cert.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+        let key = file("key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+        let config = resolve(
+            &defaults(),
+            &[
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+                ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "gzip"),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", &cert),
+                ("OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE", &cert),
+                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &key),
+                ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "LowMemory"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((config.compression, config.temporality), (Compression::Gzip, Temporality::LowMemory));
+        let pem = |path: &str| std::fs::read(path).unwrap();
+        assert_eq!(config.tls, ClientTls { ca: Some(pem(&cert)), identity: Some((pem(&cert), pem(&key))) });
+        let unset = resolve(&defaults(), &[]).unwrap();
+        assert_eq!((unset.compression, unset.temporality), (Compression::None, Temporality::Cumulative));
+        assert_eq!(unset.tls, ClientTls::default());
+
+        let error = |vars: &[(&str, &str)]| resolve(&defaults(), vars).unwrap_err().to_string();
+        assert_eq!(
+            error(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]),
+            "OTEL_EXPORTER_OTLP_COMPRESSION is `zstd`: allowed gzip or none"
+        );
+        assert_eq!(
+            error(&[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "deltas")]),
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE is `deltas`: allowed cumulative, delta or lowmemory"
+        );
+        assert_eq!(
+            error(&[("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &cert)]),
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set, and none of OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY, \
+             OTEL_EXPORTER_OTLP_CLIENT_KEY is: mutual TLS needs the client certificate and its key"
+        );
+        assert_eq!(
+            error(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", &key)]),
+            format!("OTEL_EXPORTER_OTLP_CERTIFICATE: cannot use {key}: it holds no PEM certificate")
+        );
+        let missing = dir.join("missing.pem");
+        assert!(error(&[("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", missing.to_str().unwrap())]).starts_with(&format!(
+            "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE: cannot use {}: No such file",
+            missing.display()
+        )));
+        let both = [("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert.as_str()), ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &cert)];
+        assert!(
+            error(&both).starts_with(&format!("OTEL_EXPORTER_OTLP_CLIENT_KEY: cannot use {cert}: no PEM private key"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! # Cardinality
 //! A process gets series of its own once it does at least
 //! `export.min_ops_per_sec` write calls plus io_uring SQEs per second over a
-//! collection, or is flagged un-batched; it keeps them until it exits. The
+//! collection (a tick when `/metrics` is served), or is flagged un-batched; it keeps them until it exits. The
 //! rest is summed into one `other` series per node. Series go per kind of
 //! descriptor, or per descriptor with `export.per_fd`. At most
 //! `export.max_series` points are exported: when they would be more, the
