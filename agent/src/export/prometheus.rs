@@ -204,11 +204,8 @@ mod tests {
     /// TCP socket, every one with series of its own.
     fn writers(processes: u32) -> Collection {
         let mut model = Model::new(Rules::new(&Config::default(), 100.0, false));
-        let fds = [
-            FdInfo { kind: FdKind::Pipe, target: "pipe:[1]".to_owned() },
-            FdInfo { kind: FdKind::File, target: "/var/log/app.log".to_owned() },
-            FdInfo { kind: FdKind::Tcp, target: "socket:[2]".to_owned() },
-        ];
+        let fds = [(FdKind::Pipe, "pipe:[1]"), (FdKind::File, "/var/log/app.log"), (FdKind::Tcp, "socket:[2]")]
+            .map(|(kind, target)| FdInfo { kind, target: target.to_owned(), synced_writes: false });
         for pid in 1..=processes {
             let command = format!("/usr/bin/writer --instance {pid}");
             let identity =
