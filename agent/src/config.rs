@@ -195,6 +195,11 @@ pub struct ExportSettings {
     /// Series per descriptor instead of per descriptor kind [default: false].
     #[arg(long, global = true, env = "BATCHWATCH_PER_FD")]
     pub per_fd: Option<bool>,
+    /// Whose series: each process (with its pid), each executable of a
+    /// container (its processes together, no pid: series outlive
+    /// restarts), or each workload (service and namespace) [default: process].
+    #[arg(long, global = true, env = "BATCHWATCH_AGGREGATION", value_enum)]
+    pub aggregation: Option<Aggregation>,
     /// Collections kept while the OTLP receiver is unreachable; beyond, the
     /// oldest is dropped [default: 10].
     #[arg(long, global = true, env = "BATCHWATCH_QUEUE_CAPACITY")]
@@ -231,6 +236,7 @@ impl ExportSettings {
             min_ops_per_sec: over.min_ops_per_sec.or(self.min_ops_per_sec),
             max_series: over.max_series.or(self.max_series),
             per_fd: over.per_fd.or(self.per_fd),
+            aggregation: over.aggregation.or(self.aggregation),
             queue_capacity: over.queue_capacity.or(self.queue_capacity),
             otlp_endpoint: over.otlp_endpoint.or(self.otlp_endpoint),
             otlp_protocol: over.otlp_protocol.or(self.otlp_protocol),
@@ -319,6 +325,18 @@ pub enum AttachPreference {
     RawTracepoint,
 }
 
+/// Whose series `batchwatch run` exports (see `export::series::level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Aggregation {
+    /// One series per process, with its pid.
+    Process,
+    /// One per executable of a container (or of the host): no pid.
+    Executable,
+    /// One per workload: `service.name` and `k8s.namespace.name`.
+    Workload,
+}
+
 /// When a descriptor counts as an un-batched hot writer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HotWriterRule {
@@ -380,6 +398,7 @@ pub struct ExportConfig {
     pub min_ops_per_sec: f64,
     pub max_series: u32,
     pub per_fd: bool,
+    pub aggregation: Aggregation,
     pub queue_capacity: u32,
     pub otlp_endpoint: Option<String>,
     pub otlp_protocol: Option<String>,
@@ -528,6 +547,7 @@ impl ExportConfig {
             // The floor leaves room for the `other` and node series (see export::series).
             max_series: check("export.max_series", s.max_series, 5000, 1000..=1_000_000)?,
             per_fd: s.per_fd.unwrap_or(false),
+            aggregation: s.aggregation.unwrap_or(Aggregation::Process),
             queue_capacity: check("export.queue_capacity", s.queue_capacity, 10, 1..=1000)?,
             otlp_endpoint: s.otlp_endpoint,
             otlp_protocol: s.otlp_protocol,

@@ -75,6 +75,41 @@ fn prometheus_scrapes_the_workload_under_the_translated_names() {
 }
 
 #[test]
+fn at_the_executable_level_restarts_add_to_one_series_without_pid() {
+    let (mut agent, addr) = start_serving_with(&[("BATCHWATCH_AGGREGATION", "executable")]);
+    wait_until_ready(&addr);
+    // One dd, then another: a restart.
+    let pids = [dd_blocks(), dd_blocks()];
+    let series = |body: &str| -> Vec<String> {
+        body.lines()
+            .filter(|line| {
+                line.starts_with("batchwatch_write_calls_total{") && line.contains("process_executable_name=\"dd\"")
+            })
+            .filter(|line| {
+                line.contains("batchwatch_fd_kind=\"chardev\"") && line.contains("batchwatch_syscall=\"write\"")
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let lines = loop {
+        let (_, _, body) = get(&addr, "/metrics");
+        let lines = series(&body);
+        if lines.iter().any(|line| line.ends_with(&format!(" {}", 2 * BLOCKS))) {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "no series of both dd's {} writes:\n{lines:?}", 2 * BLOCKS);
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(lines.len(), 1, "one series for both: {lines:?}");
+    assert!(!lines[0].contains("process_pid"), "{}", lines[0]);
+    assert_ne!(pids[0], pids[1]);
+    assert!(agent.is_running());
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
 fn the_endpoint_serves_catalog_names_and_answers_probes() {
     let (agent, addr) = start_serving();
     let deadline = Instant::now() + Duration::from_secs(10);

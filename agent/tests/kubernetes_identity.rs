@@ -13,7 +13,7 @@ use std::{
 
 use batchwatch::{
     attribution::container::Container,
-    kubernetes::{ContainerPod, KubernetesError, PodDirectory, RefreshPolicy},
+    kubernetes::{ContainerPod, KubernetesError, PodDirectory, RefreshPolicy, Workload, WorkloadKind},
 };
 use http_body_util::Full;
 use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
@@ -216,7 +216,13 @@ fn expected(namespace: &str, pod_name: &str, pod_uid: &str, container_name: &str
         pod_uid: pod_uid.to_owned(),
         container_name: container_name.to_owned(),
         service_name: service_name.to_owned(),
+        workload: None,
     }
+}
+
+/// `pod`, owned by the workload `kind` named `name`.
+fn owned(pod: ContainerPod, kind: WorkloadKind, name: &str) -> ContainerPod {
+    ContainerPod { workload: Some(Workload { kind, name: name.to_owned() }), ..pod }
 }
 
 /// Polls `lookup` until it finds the container, for up to 10 s.
@@ -289,26 +295,64 @@ fn kubernetes_identity_from_the_nodes_pod_list() {
     assert_eq!(directory.wait_for_list(Duration::from_secs(10)).expect("first list"), 6);
 
     let web = directory.lookup(&containerd(&id(1), &uid(1)));
-    assert_eq!(web, Some(expected("shop", "web-frontend-5d8f7c9b4-x2x9k", &uid(1), "web", "web-frontend")));
+    assert_eq!(
+        web,
+        Some(owned(
+            expected("shop", "web-frontend-5d8f7c9b4-x2x9k", &uid(1), "web", "web-frontend"),
+            WorkloadKind::Deployment,
+            "web-frontend",
+        ))
+    );
     let shipper = directory.lookup(&docker(&id(2), &uid(2)));
-    assert_eq!(shipper, Some(expected("observability", "log-shipper-7xk2p", &uid(2), "shipper", "log-shipper")));
+    assert_eq!(
+        shipper,
+        Some(owned(
+            expected("observability", "log-shipper-7xk2p", &uid(2), "shipper", "log-shipper"),
+            WorkloadKind::DaemonSet,
+            "log-shipper",
+        ))
+    );
     let checkout = directory.lookup(&crio(&id(3), &uid(3)));
-    assert_eq!(checkout, Some(expected("shop", "checkout-6c9d4b7f8-q8w2e", &uid(3), "checkout", "checkout")));
+    assert_eq!(
+        checkout,
+        Some(owned(
+            expected("shop", "checkout-6c9d4b7f8-q8w2e", &uid(3), "checkout", "checkout"),
+            WorkloadKind::Deployment,
+            "checkout",
+        ))
+    );
     let orders = directory.lookup(&containerd(&id(4), &uid(4)));
     assert_eq!(orders, Some(expected("shop", "orders-api", &uid(4), "api", "orders")));
     let metrics = directory.lookup(&containerd(&id(6), &uid(5)));
-    assert_eq!(metrics, Some(expected("data", "postgres-0", &uid(5), "metrics", "postgres")));
+    assert_eq!(
+        metrics,
+        Some(owned(
+            expected("data", "postgres-0", &uid(5), "metrics", "postgres"),
+            WorkloadKind::StatefulSet,
+            "postgres"
+        ))
+    );
     let shell = directory.lookup(&containerd(&id(7), &uid(7)));
     assert_eq!(shell, Some(expected("default", "debug-shell", &uid(7), "shell", "debug-shell")));
 
     // Matched on the id alone, whatever the cgroup says of the pod.
     let no_pod_uid = Container { id: id(5), runtime: "containerd", pod_uid: None };
-    assert_eq!(directory.lookup(&no_pod_uid), Some(expected("data", "postgres-0", &uid(5), "postgres", "postgres")));
+    assert_eq!(
+        directory.lookup(&no_pod_uid),
+        Some(owned(
+            expected("data", "postgres-0", &uid(5), "postgres", "postgres"),
+            WorkloadKind::StatefulSet,
+            "postgres"
+        ))
+    );
 
     // An id not in the statuses yet (a container just started): found by its
     // pod uid; the pod has two containers, so the container name is empty.
     let starting = directory.lookup(&containerd(&id(8), &uid(5)));
-    assert_eq!(starting, Some(expected("data", "postgres-0", &uid(5), "", "postgres")));
+    assert_eq!(
+        starting,
+        Some(owned(expected("data", "postgres-0", &uid(5), "", "postgres"), WorkloadKind::StatefulSet, "postgres"))
+    );
 
     // Misses: an unknown id in an unknown pod; a container outside any pod.
     assert_eq!(directory.lookup(&containerd(&id(9), &uid(9))), None);
@@ -353,7 +397,14 @@ fn kubernetes_miss_lists_again_at_most_once_per_gap() {
         directory.lookup(&worker);
     }
     assert_eq!(eventually(&directory, &web_2), Some(expected("shop", "web-2", &uid(2), "web", "web")));
-    assert_eq!(directory.lookup(&worker), Some(expected("jobs", "worker-1", &uid(3), "worker", "reindex-29160")));
+    assert_eq!(
+        directory.lookup(&worker),
+        Some(owned(
+            expected("jobs", "worker-1", &uid(3), "worker", "reindex-29160"),
+            WorkloadKind::Job,
+            "reindex-29160"
+        ))
+    );
     let requests = api.requests();
     assert_eq!(requests.len(), 2, "many misses, one list: {requests:?}");
     let gap = requests[1].0 - requests[0].0;

@@ -694,7 +694,9 @@ fn run_as_the_daemonset(overlay_name: &str) {
     let context = &agent_container(&docs)["securityContext"];
     let scratch = Scratch::new(overlay_name);
     let config_file = scratch.0.join("batchwatch.toml");
-    std::fs::write(&config_file, mounted_config(&docs)).unwrap();
+    let config = mounted_config(&docs);
+    assert!(config.contains("\naggregation = \"executable\"\n"), "{overlay_name}: series per executable, no pid");
+    std::fs::write(&config_file, config).unwrap();
     let port = free_port();
 
     let bounding: Vec<String> = capabilities.iter().map(|c| format!("+{}", c.to_lowercase())).collect();
@@ -719,6 +721,8 @@ fn run_as_the_daemonset(overlay_name: &str) {
         .env("BATCHWATCH_PROMETHEUS", format!("127.0.0.1:{port}"))
         .env("BATCHWATCH_EXPORT_INTERVAL", "2s")
         .env("BATCHWATCH_MIN_OPS_PER_SEC", "0")
+        // The writers are told apart by their pids here.
+        .env("BATCHWATCH_AGGREGATION", "process")
         .env("OTEL_METRICS_EXPORTER", "none")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

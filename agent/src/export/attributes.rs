@@ -7,7 +7,7 @@ use std::fmt;
 use super::catalog::Attribute;
 
 /// An attribute value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AttrValue {
     Str(String),
     Int(i64),

@@ -50,6 +50,17 @@ pub const SERVICE_NAME: Attribute = Attribute {
     description: "Service of the pod (in Kubernetes): its `app.kubernetes.io/name` label, else its `app` label, else \
                   its workload's name, else the pod's name (docs/kubernetes-identity.md).",
 };
+pub const K8S_DEPLOYMENT_NAME: Attribute = Attribute {
+    key: "k8s.deployment.name",
+    description: "The Deployment of the pod: the owner of its ReplicaSet, named by the pod's `pod-template-hash` (in \
+                  Kubernetes).",
+};
+pub const K8S_STATEFULSET_NAME: Attribute =
+    Attribute { key: "k8s.statefulset.name", description: "The StatefulSet that owns the pod (in Kubernetes)." };
+pub const K8S_DAEMONSET_NAME: Attribute =
+    Attribute { key: "k8s.daemonset.name", description: "The DaemonSet that owns the pod (in Kubernetes)." };
+pub const K8S_JOB_NAME: Attribute =
+    Attribute { key: "k8s.job.name", description: "The Job that owns the pod (in Kubernetes)." };
 pub const FOLDED: Attribute = Attribute {
     key: "batchwatch.folded",
     description: "`true` on the one series per node that sums every process without series of its own; that \
@@ -126,7 +137,7 @@ pub const ENDPOINT_ERROR: Attribute = Attribute {
 };
 
 /// The attributes of a process's series, in the order they are attached.
-pub const PROCESS_ATTRIBUTES: [&Attribute; 10] = [
+pub const PROCESS_ATTRIBUTES: [&Attribute; 14] = [
     &PROCESS_PID,
     &PROCESS_EXECUTABLE_NAME,
     &PROCESS_COMMAND,
@@ -137,6 +148,10 @@ pub const PROCESS_ATTRIBUTES: [&Attribute; 10] = [
     &K8S_POD_UID,
     &K8S_CONTAINER_NAME,
     &SERVICE_NAME,
+    &K8S_DEPLOYMENT_NAME,
+    &K8S_STATEFULSET_NAME,
+    &K8S_DAEMONSET_NAME,
+    &K8S_JOB_NAME,
 ];
 
 /// The attributes that tell a process's series apart, beyond the process.

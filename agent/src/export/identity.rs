@@ -21,14 +21,15 @@ use opentelemetry_sdk::{
 use super::{
     attributes::{Attr, attr},
     catalog::{
-        CONTAINER_ID, K8S_CONTAINER_NAME, K8S_NAMESPACE_NAME, K8S_POD_NAME, K8S_POD_UID, PROCESS_COMMAND,
-        PROCESS_EXECUTABLE_NAME, PROCESS_PID, PROCESS_RUNTIME_NAME, SERVICE_NAME,
+        CONTAINER_ID, K8S_CONTAINER_NAME, K8S_DAEMONSET_NAME, K8S_DEPLOYMENT_NAME, K8S_JOB_NAME, K8S_NAMESPACE_NAME,
+        K8S_POD_NAME, K8S_POD_UID, K8S_STATEFULSET_NAME, PROCESS_COMMAND, PROCESS_EXECUTABLE_NAME, PROCESS_PID,
+        PROCESS_RUNTIME_NAME, SERVICE_NAME,
     },
 };
 use crate::{
     attribution::container::Container,
     attribution::identity::Identity,
-    kubernetes::{ContainerPod, PodDirectory},
+    kubernetes::{ContainerPod, PodDirectory, WorkloadKind},
 };
 
 /// The variable a DaemonSet sets from `spec.nodeName` (downward API).
@@ -114,9 +115,18 @@ pub fn process_attributes(identity: &Identity, pods: Option<&dyn PodLookup>) -> 
     attributes.into()
 }
 
-/// The pod's attributes; an empty value (a container name not known yet)
-/// is left out.
+/// The pod's attributes, and its workload's; an empty value (a container
+/// name not known yet) is left out.
 fn pod_attributes(pod: ContainerPod) -> impl Iterator<Item = Attr> {
+    let workload = pod.workload.map(|workload| {
+        let attribute = match workload.kind {
+            WorkloadKind::Deployment => &K8S_DEPLOYMENT_NAME,
+            WorkloadKind::StatefulSet => &K8S_STATEFULSET_NAME,
+            WorkloadKind::DaemonSet => &K8S_DAEMONSET_NAME,
+            WorkloadKind::Job => &K8S_JOB_NAME,
+        };
+        (attribute, workload.name)
+    });
     [
         (&K8S_NAMESPACE_NAME, pod.namespace),
         (&K8S_POD_NAME, pod.pod_name),
@@ -125,6 +135,7 @@ fn pod_attributes(pod: ContainerPod) -> impl Iterator<Item = Attr> {
         (&SERVICE_NAME, pod.service_name),
     ]
     .into_iter()
+    .chain(workload)
     .filter(|(_, value)| !value.is_empty())
     .map(|(attribute, value)| attr(attribute, value))
 }
@@ -136,6 +147,7 @@ fn read_trimmed(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubernetes::Workload;
 
     const ID: &str = "3f8b3b1c0f2a4a6bb1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192";
 
@@ -165,6 +177,7 @@ mod tests {
                 pod_uid: "uid-from-api".to_owned(),
                 container_name: self.0.to_owned(),
                 service_name: "web".to_owned(),
+                workload: Some(Workload { kind: WorkloadKind::Deployment, name: "web".to_owned() }),
             })
         }
     }
@@ -211,7 +224,8 @@ mod tests {
                 "k8s.pod.name",
                 "k8s.pod.uid",
                 "k8s.container.name",
-                "service.name"
+                "service.name",
+                "k8s.deployment.name"
             ]
         );
         assert_eq!(attributes[6].1.to_string(), "uid-from-api");

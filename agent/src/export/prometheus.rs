@@ -194,7 +194,7 @@ mod tests {
             identity::Identity,
         },
         bpf::collector::ProbeErrors,
-        config::Config,
+        config::{Aggregation, Config},
         export::series::{Limits, Observation, SeriesSet},
         model::{Model, Rules},
         testing::Write,
@@ -216,7 +216,8 @@ mod tests {
             }
         }
         model.close_interval(1.0);
-        let limits = Limits { min_ops_per_sec: 0.0, max_series: 1_000_000, per_fd: false };
+        let limits =
+            Limits { min_ops_per_sec: 0.0, max_series: 1_000_000, per_fd: false, aggregation: Aggregation::Process };
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let observation = Observation {
             model: &model,

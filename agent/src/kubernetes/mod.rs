@@ -56,6 +56,25 @@ pub struct ContainerPod {
     /// `app` label, else its workload's name (the Deployment of a
     /// ReplicaSet's pod; a StatefulSet, DaemonSet or Job), else the pod's name.
     pub service_name: String,
+    /// The workload that owns the pod, where its owner references tell it.
+    pub workload: Option<Workload>,
+}
+
+/// A pod's workload, from its owner references: the semantic conventions'
+/// `k8s.deployment.name`, `k8s.statefulset.name`, `k8s.daemonset.name`,
+/// `k8s.job.name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Job,
 }
 
 /// How often the directory lists the node's pods.

@@ -8,7 +8,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::OwnerReference,
 };
 
-use super::ContainerPod;
+use super::{ContainerPod, Workload, WorkloadKind};
 use crate::attribution::container::Container;
 
 /// The pods of one list, indexed for lookups.
@@ -51,6 +51,7 @@ impl PodIndex {
                 pod_uid: uid.clone(),
                 container_name: container_name.to_owned(),
                 service_name: service_name(name, labels, owners),
+                workload: workload(labels, owners),
             };
             index.pods.insert(uid.clone(), attributes(only_container(pod).unwrap_or_default()));
             for status in statuses(pod) {
@@ -147,6 +148,26 @@ pub(super) fn service_name(pod_name: &str, labels: &BTreeMap<String, String>, ow
         // StatefulSet, DaemonSet, Job, and custom controllers.
         _ => owner.name.clone(),
     }
+}
+
+/// The workload that owns a pod: its controller, or the Deployment of a
+/// ReplicaSet that a Deployment made (the pod carries the
+/// `pod-template-hash` its ReplicaSet's name ends with). A CronJob owns
+/// its Jobs, not their pods, so the owner references stop at `k8s.job.name`.
+pub(super) fn workload(labels: &BTreeMap<String, String>, owners: &[OwnerReference]) -> Option<Workload> {
+    let owner = owners.iter().find(|owner| owner.controller == Some(true)).or_else(|| owners.first())?;
+    let (kind, name) = match owner.kind.as_str() {
+        "ReplicaSet" => {
+            let hash = labels.get("pod-template-hash")?;
+            let deployment = owner.name.strip_suffix(hash.as_str())?.strip_suffix('-')?;
+            (WorkloadKind::Deployment, deployment)
+        }
+        "StatefulSet" => (WorkloadKind::StatefulSet, owner.name.as_str()),
+        "DaemonSet" => (WorkloadKind::DaemonSet, owner.name.as_str()),
+        "Job" => (WorkloadKind::Job, owner.name.as_str()),
+        _ => return None,
+    };
+    (!name.is_empty()).then(|| Workload { kind, name: name.to_owned() })
 }
 
 #[cfg(test)]
@@ -254,6 +275,7 @@ mod tests {
             pod_uid: UID.to_owned(),
             container_name: container_name.to_owned(),
             service_name: "db".to_owned(),
+            workload: Some(Workload { kind: WorkloadKind::StatefulSet, name: "db".to_owned() }),
         }
     }
 
@@ -283,5 +305,18 @@ mod tests {
         let index = PodIndex::new(&[nameless]);
         assert_eq!(index.pods(), 0);
         assert_eq!(index.find(&container(ID, Some(UID))), Found::Nothing);
+    }
+
+    #[test]
+    fn the_workload_comes_from_the_owner_references() {
+        let hashed = labels(&[("pod-template-hash", "5d8f7c9b4")]);
+        let workload = |labels: &BTreeMap<String, String>, kind, name| workload(labels, &[owner(kind, name)]);
+        let named = |kind, name: &str| Some(Workload { kind, name: name.to_owned() });
+        assert_eq!(workload(&hashed, "ReplicaSet", "web-5d8f7c9b4"), named(WorkloadKind::Deployment, "web"));
+        assert_eq!(workload(&labels(&[]), "ReplicaSet", "by-hand"), None, "a ReplicaSet made by hand");
+        assert_eq!(workload(&hashed, "StatefulSet", "db"), named(WorkloadKind::StatefulSet, "db"));
+        assert_eq!(workload(&hashed, "DaemonSet", "agent"), named(WorkloadKind::DaemonSet, "agent"));
+        assert_eq!(workload(&hashed, "Job", "backup-28930"), named(WorkloadKind::Job, "backup-28930"));
+        assert_eq!(workload(&hashed, "Node", "node-a"), None);
     }
 }

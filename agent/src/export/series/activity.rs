@@ -261,8 +261,26 @@ impl Gauges {
 
     /// Adds the buffers and queues of a folded process, for the `other` series.
     pub(super) fn add_folded(&mut self, other: &Gauges) {
+        self.add_buffers(other, FdGroup::by_kind);
+    }
+
+    /// Adds another process of the same group: its buffers and queues, and
+    /// its flags (a group is flagged when one of its processes is).
+    pub(super) fn add(&mut self, other: &Gauges) {
+        self.add_buffers(other, FdGroup::clone);
+        self.hot_writer |= other.hot_writer;
+        self.round_trip_bound |= other.round_trip_bound;
+        self.io_uring_unbatched |= other.io_uring_unbatched;
+        self.sqpoll_trickle |= other.sqpoll_trickle;
+        self.sync_per_write = match (self.sync_per_write, other.sync_per_write) {
+            (Some(ours), Some(theirs)) => Some(ours || theirs),
+            (ours, theirs) => ours.or(theirs),
+        };
+    }
+
+    fn add_buffers(&mut self, other: &Gauges, group_of: impl Fn(&FdGroup) -> FdGroup) {
         for (group, buffers) in &other.buffers {
-            self.buffers.entry(group.by_kind()).or_default().add(buffers);
+            self.buffers.entry(group_of(group)).or_default().add(buffers);
         }
         if let Some([(sq, sq_entries), (cq, cq_entries)]) = other.queues {
             let [(our_sq, our_sq_entries), (our_cq, our_cq_entries)] = self.queues.unwrap_or_default();

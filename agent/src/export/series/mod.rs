@@ -23,6 +23,7 @@
 
 mod activity;
 mod emit;
+pub mod level;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -44,8 +45,8 @@ use super::{
 use crate::{
     agent::Agent,
     bpf::collector::ProbeErrors,
-    config::ExportConfig,
-    model::{Model, ProcessState},
+    config::{Aggregation, ExportConfig},
+    model::Model,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +130,7 @@ pub struct Limits {
     pub min_ops_per_sec: f64,
     pub max_series: usize,
     pub per_fd: bool,
+    pub aggregation: Aggregation,
 }
 
 impl Limits {
@@ -137,11 +139,16 @@ impl Limits {
             min_ops_per_sec: config.min_ops_per_sec,
             max_series: config.max_series as usize,
             per_fd: config.per_fd,
+            aggregation: config.aggregation,
         }
     }
 }
 
-/// The series of the processes and of `other`, from one collection to the next.
+/// Whose series: the attributes a group of processes shares at the
+/// aggregation level (a process's own, with its pid, at `process`).
+type Subject = Arc<[Attr]>;
+
+/// The series of the groups and of `other`, from one collection to the next.
 pub struct SeriesSet {
     limits: Limits,
     /// The model knows only calls and bytes (the degraded mode).
@@ -149,6 +156,9 @@ pub struct SeriesSet {
     started: SystemTime,
     last: SystemTime,
     processes: HashMap<ProcessKey, Tracked>,
+    /// The series of each group that has them, while one of its processes
+    /// is in the model.
+    groups: HashMap<Subject, Series>,
     other: Option<Series>,
 }
 
@@ -159,8 +169,8 @@ type ProcessKey = (u32, u64);
 #[derive(Default)]
 struct Tracked {
     seen: Seen,
-    /// Its own series, once it has them.
-    own: Option<Series>,
+    /// The group whose series it feeds, once it has them.
+    group: Option<Subject>,
 }
 
 /// A cumulative series: what happened since `start`.
@@ -175,10 +185,12 @@ impl Series {
     }
 }
 
-/// A process that may get series of its own this time.
-struct Candidate<'a> {
-    key: ProcessKey,
-    process: &'a ProcessState,
+/// A group of processes that may get series this time: what they did
+/// since the last collection, together.
+struct Candidate {
+    subject: Subject,
+    processes: Vec<ProcessKey>,
+    unbatched: bool,
     rate: f64,
     delta: Activity,
     gauges: Gauges,
@@ -186,15 +198,21 @@ struct Candidate<'a> {
 
 /// A candidate that got them, with its points.
 struct Accepted {
-    key: ProcessKey,
+    candidate: Candidate,
     points: Vec<(&'static Metric, Point)>,
-    delta: Activity,
-    gauges: Gauges,
 }
 
 impl SeriesSet {
     pub fn new(limits: Limits, started: SystemTime) -> SeriesSet {
-        SeriesSet { limits, averages_only: false, started, last: started, processes: HashMap::new(), other: None }
+        SeriesSet {
+            limits,
+            averages_only: false,
+            started,
+            last: started,
+            processes: HashMap::new(),
+            groups: HashMap::new(),
+            other: None,
+        }
     }
 
     /// Builds the points of everything since the last collection, at `now`.
@@ -211,15 +229,15 @@ impl SeriesSet {
         let seconds = now.duration_since(since).unwrap_or_default().as_secs_f64();
         let mut node = self.node_points(observation, health);
         let mut folded = Folded::default();
-        let mut candidates = self.candidates(observation.model, seconds, &mut folded);
+        let mut candidates = self.candidates(observation.model, seconds, pods, &mut folded);
         // Flagged first, then the busiest: they keep their series under the cap.
         candidates.sort_by(|a, b| {
-            b.process.unbatched.cmp(&a.process.unbatched).then(b.rate.total_cmp(&a.rate)).then(a.key.cmp(&b.key))
+            b.unbatched.cmp(&a.unbatched).then(b.rate.total_cmp(&a.rate)).then(a.processes.cmp(&b.processes))
         });
 
         self.apply_folded(&mut folded);
         let budget = self.limits.max_series.saturating_sub(node.len() + self.other_points(&folded.gauges).len());
-        let mut accepted = self.admit_all(candidates, budget, pods, since, &mut folded);
+        let mut accepted = self.admit_all(candidates, budget, since, &mut folded);
         let other = self.fit_under_cap(&mut accepted, &mut folded, node.len());
 
         let mut points: Vec<(&'static Metric, Point)> = accepted.into_iter().flat_map(|a| a.points).collect();
@@ -231,13 +249,20 @@ impl SeriesSet {
         Collection { time: now, families: by_metric(points) }
     }
 
-    /// Differences every process in the model; those that may have series
-    /// of their own are returned, the others are added to `folded`. Forgets
-    /// the processes the model forgot.
-    fn candidates<'a>(&mut self, model: &'a Model, seconds: f64, folded: &mut Folded) -> Vec<Candidate<'a>> {
+    /// Differences every process in the model, and gathers those that may
+    /// have series by group; the others are added to `folded`. Forgets the
+    /// processes the model forgot, and the groups left without processes.
+    fn candidates(
+        &mut self,
+        model: &Model,
+        seconds: f64,
+        pods: Option<&dyn PodLookup>,
+        folded: &mut Folded,
+    ) -> Vec<Candidate> {
         let transition = model.rules().transition;
+        let level = self.limits.aggregation;
         let mut present = HashSet::new();
-        let mut candidates = Vec::new();
+        let mut groups: HashMap<Subject, Candidate> = HashMap::new();
         for process in model.processes() {
             let key = (process.identity.pid, process.identity.start_ticks);
             present.insert(key);
@@ -245,14 +270,33 @@ impl SeriesSet {
             let delta = tracked.seen.advance(process, self.limits.per_fd, &transition);
             let rate = if seconds > 0.0 { delta.ops() as f64 / seconds } else { 0.0 };
             let gauges = Gauges::of(process, self.limits.per_fd);
-            if tracked.own.is_some() || process.unbatched || rate >= self.limits.min_ops_per_sec {
-                candidates.push(Candidate { key, process, rate, delta, gauges });
-            } else {
-                folded.add(delta, gauges);
-            }
+            let wanted = tracked.group.is_some() || process.unbatched || rate >= self.limits.min_ops_per_sec;
+            // Above the process level, a process joins its group's series
+            // whatever its own rate: that is what keeps them in place.
+            let subject = (wanted || level != Aggregation::Process)
+                .then(|| level::subject(level, &identity::process_attributes(&process.identity, pods)))
+                .filter(|subject| wanted || self.groups.contains_key(subject));
+            let Some(subject) = subject else {
+                folded.add(delta, gauges, 1);
+                continue;
+            };
+            let group = groups.entry(subject.clone()).or_insert_with(|| Candidate {
+                subject,
+                processes: Vec::new(),
+                unbatched: false,
+                rate: 0.0,
+                delta: Activity::default(),
+                gauges: Gauges::default(),
+            });
+            group.processes.push(key);
+            group.unbatched |= process.unbatched;
+            group.rate += rate;
+            group.delta.add(&delta);
+            group.gauges.add(&gauges);
         }
         self.processes.retain(|key, _| present.contains(key));
-        candidates
+        self.groups.retain(|subject, _| groups.contains_key(subject));
+        groups.into_values().collect()
     }
 
     /// Gives candidates, in order, series of their own while their points
@@ -261,51 +305,59 @@ impl SeriesSet {
         &mut self,
         candidates: Vec<Candidate>,
         mut budget: usize,
-        pods: Option<&dyn PodLookup>,
         since: SystemTime,
         folded: &mut Folded,
     ) -> Vec<Accepted> {
         let mut accepted = Vec::new();
         for candidate in candidates {
-            match self.admit(&candidate, budget, pods, since) {
+            match self.admit(&candidate, budget, since) {
                 Some(points) => {
                     budget -= points.len();
-                    accepted.push(Accepted {
-                        key: candidate.key,
-                        points,
-                        delta: candidate.delta,
-                        gauges: candidate.gauges,
-                    });
+                    accepted.push(Accepted { candidate, points });
                 }
-                None => folded.add(candidate.delta, candidate.gauges),
+                None => self.refuse(candidate, folded),
             }
         }
         accepted
     }
 
-    /// The points of `candidate`'s own series, if they fit in `budget`. New
+    /// The points of `candidate`'s series, if they fit in `budget`. New
     /// series start `since` the last collection: their first values are
-    /// what happened after it. A process refused loses its series: if it
-    /// comes back, they restart.
+    /// what happened after it.
     fn admit(
         &mut self,
         candidate: &Candidate,
         budget: usize,
-        pods: Option<&dyn PodLookup>,
         since: SystemTime,
     ) -> Option<Vec<(&'static Metric, Point)>> {
-        let tracked = self.processes.get_mut(&candidate.key).expect("tracked");
-        let mut series = tracked.own.take().unwrap_or_else(|| Series::new(since));
+        let mut series = self.groups.remove(&candidate.subject).unwrap_or_else(|| Series::new(since));
         series.total.add(&candidate.delta);
-        let subject = identity::process_attributes(&candidate.process.identity, pods);
         let mut points = Vec::new();
-        let mut emit = Emit { out: &mut points, subject, start: series.start, averages_only: self.averages_only };
+        let mut emit = Emit {
+            out: &mut points,
+            subject: candidate.subject.clone(),
+            start: series.start,
+            averages_only: self.averages_only,
+        };
         emit.activity(&series.total);
         emit.gauges(&candidate.gauges, Some(series.total.uring.is_some()));
         (points.len() <= budget).then(|| {
-            tracked.own = Some(series);
+            self.groups.insert(candidate.subject.clone(), series);
+            for key in &candidate.processes {
+                self.processes.get_mut(key).expect("tracked").group = Some(candidate.subject.clone());
+            }
             points
         })
+    }
+
+    /// Folds a group refused: it loses its series; if its processes come
+    /// back, they restart.
+    fn refuse(&mut self, candidate: Candidate, folded: &mut Folded) {
+        self.groups.remove(&candidate.subject);
+        for key in &candidate.processes {
+            self.processes.get_mut(key).expect("tracked").group = None;
+        }
+        folded.add(candidate.delta, candidate.gauges, candidate.processes.len());
     }
 
     /// Folding the refused may have given `other` more points than were
@@ -322,8 +374,7 @@ impl SeriesSet {
             let other = self.other_points(&folded.gauges);
             let used = accepted.iter().map(|a| a.points.len()).sum::<usize>() + other.len() + node;
             let Some(last) = accepted.pop_if(|_| used > self.limits.max_series) else { return other };
-            self.processes.get_mut(&last.key).expect("tracked").own = None;
-            folded.add(last.delta, last.gauges);
+            self.refuse(last.candidate, folded);
         }
     }
 
@@ -384,10 +435,11 @@ struct Folded {
 }
 
 impl Folded {
-    fn add(&mut self, delta: Activity, gauges: Gauges) {
+    /// Adds what `processes` processes did.
+    fn add(&mut self, delta: Activity, gauges: Gauges, processes: usize) {
         self.pending.get_or_insert_with(Activity::default).add_by_kind(&delta);
         self.gauges.add_folded(&gauges);
-        self.processes += 1;
+        self.processes += processes;
     }
 }
 

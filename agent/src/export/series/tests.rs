@@ -9,7 +9,7 @@ use super::*;
 use crate::{
     attribution::fds::{FdInfo, FdKind},
     attribution::identity::Identity,
-    config::Config,
+    config::{Aggregation, Config},
     export::catalog::Instrument,
     model::Rules,
     testing::Write,
@@ -51,7 +51,7 @@ fn writes(calls: u64, bytes: u64, gap_ns: u64) -> WriteStats {
 }
 
 fn limits() -> Limits {
-    Limits { min_ops_per_sec: 10.0, max_series: 5000, per_fd: false }
+    Limits { min_ops_per_sec: 10.0, max_series: 5000, per_fd: false, aggregation: Aggregation::Process }
 }
 
 fn at(seconds: u64) -> SystemTime {
@@ -472,4 +472,63 @@ fn the_degraded_mode_exports_calls_and_bytes_only() {
     {
         assert!(value(&s, unknown, &[PID_10]).is_none(), "{} is not known in the degraded mode", unknown.name);
     }
+}
+
+/// Series of 200 short-lived processes of one executable over 10 minutes,
+/// at each aggregation level: each lives 3 s, writing 1000 times a second,
+/// and the next starts as it exits. Collections every second (the
+/// Prometheus endpoint on), exited processes pruned at an export interval
+/// of 60 s, as `export::Observer` does.
+#[test]
+fn short_lived_processes_of_one_executable_keep_one_series_above_the_process_level() {
+    let mut counted = Vec::new();
+    for level in [Aggregation::Process, Aggregation::Executable, Aggregation::Workload] {
+        let mut model = model();
+        let mut set = SeriesSet::new(Limits { aggregation: level, ..limits() }, at(0));
+        let mut series = HashSet::new();
+        let (mut most_points, mut last_export) = (0, std::time::Instant::now());
+        let mut calls = Vec::new();
+        for tick in 0..600u64 {
+            let worker = process(1000 + (tick / 3) as u32, tick / 3, "worker");
+            model.record(&worker, 3, Some(&pipe(9)), &writes(1000, 64, 1000));
+            if tick % 3 == 2 {
+                model.exit(worker.pid, 1.0);
+            }
+            model.close_interval(1.0);
+            let s = set.collect(&observe(&model), None, None, at(tick + 1));
+            most_points = most_points.max(s.points());
+            for (metric, points) in &s.families {
+                for point in points {
+                    let attributes: Vec<String> = point.attributes().map(|(k, v)| format!("{k}={v}")).collect();
+                    series.insert((metric.name, attributes));
+                }
+            }
+            // The write calls of every series but `other`, at this collection.
+            let (_, write_calls) = s.families.iter().find(|(m, _)| m.name == catalog::WRITE_CALLS.name).unwrap();
+            calls = (write_calls.iter().filter(|p| !p.subject.is_empty() && p.subject[0].0 != "batchwatch.folded"))
+                .map(|p| match p.value {
+                    Value::Int(n) => n,
+                    _ => 0,
+                })
+                .collect();
+            if tick % 60 == 59 {
+                model.prune_exited(last_export);
+                last_export = std::time::Instant::now();
+            }
+        }
+        let per_process = series.iter().filter(|(m, _)| *m == catalog::WRITE_CALLS.name).count();
+        println!(
+            "{level:?}: {} series over 10 minutes, {per_process} of write.calls, at most {most_points} points in one collection",
+            series.len()
+        );
+        counted.push((series.len(), per_process, calls));
+    }
+    let [process, executable, workload] = counted.as_slice() else { unreachable!() };
+    // Each process its own series of write calls (per syscall: one, write).
+    assert_eq!(process.1, 200);
+    // One series for the executable, whichever level above the process,
+    // which holds every write of the 200 processes: 600 s of 1000 a second.
+    assert_eq!((executable.1, workload.1), (1, 1));
+    assert_eq!((executable.2.as_slice(), workload.2.as_slice()), (&[600_000][..], &[600_000][..]));
+    assert!(executable.0 * 20 < process.0, "{} series against {}", executable.0, process.0);
 }
