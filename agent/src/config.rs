@@ -200,6 +200,11 @@ pub struct ExportSettings {
     /// restarts), or each workload (service and namespace) [default: process].
     #[arg(long, global = true, env = "BATCHWATCH_AGGREGATION", value_enum)]
     pub aggregation: Option<Aggregation>,
+    /// How long the series of a descriptor (or kind of descriptor) that
+    /// writes nothing, such as a closed one, are still exported [default: 5m].
+    #[arg(long, global = true, env = "BATCHWATCH_SERIES_IDLE_AFTER", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub series_idle_after: Option<Duration>,
     /// Collections kept while the OTLP receiver is unreachable; beyond, the
     /// oldest is dropped [default: 10].
     #[arg(long, global = true, env = "BATCHWATCH_QUEUE_CAPACITY")]
@@ -237,6 +242,7 @@ impl ExportSettings {
             max_series: over.max_series.or(self.max_series),
             per_fd: over.per_fd.or(self.per_fd),
             aggregation: over.aggregation.or(self.aggregation),
+            series_idle_after: over.series_idle_after.or(self.series_idle_after),
             queue_capacity: over.queue_capacity.or(self.queue_capacity),
             otlp_endpoint: over.otlp_endpoint.or(self.otlp_endpoint),
             otlp_protocol: over.otlp_protocol.or(self.otlp_protocol),
@@ -399,6 +405,7 @@ pub struct ExportConfig {
     pub max_series: u32,
     pub per_fd: bool,
     pub aggregation: Aggregation,
+    pub series_idle_after: Duration,
     pub queue_capacity: u32,
     pub otlp_endpoint: Option<String>,
     pub otlp_protocol: Option<String>,
@@ -548,6 +555,12 @@ impl ExportConfig {
             max_series: check("export.max_series", s.max_series, 5000, 1000..=1_000_000)?,
             per_fd: s.per_fd.unwrap_or(false),
             aggregation: s.aggregation.unwrap_or(Aggregation::Process),
+            series_idle_after: check(
+                "export.series_idle_after",
+                s.series_idle_after,
+                ms(300_000),
+                ms(10_000)..=ms(86_400_000),
+            )?,
             queue_capacity: check("export.queue_capacity", s.queue_capacity, 10, 1..=1000)?,
             otlp_endpoint: s.otlp_endpoint,
             otlp_protocol: s.otlp_protocol,

@@ -216,8 +216,13 @@ mod tests {
             }
         }
         model.close_interval(1.0);
-        let limits =
-            Limits { min_ops_per_sec: 0.0, max_series: 1_000_000, per_fd: false, aggregation: Aggregation::Process };
+        let limits = Limits {
+            min_ops_per_sec: 0.0,
+            max_series: 1_000_000,
+            per_fd: false,
+            aggregation: Aggregation::Process,
+            idle_after: Duration::from_secs(300),
+        };
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let observation = Observation {
             model: &model,

@@ -2,7 +2,10 @@
 //! each process differenced ([`Seen`]), summed per group of descriptors
 //! ([`Activity`]), and what a process shows now ([`Gauges`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Instant,
+};
 
 use agent_common::{
     counters::Counters,
@@ -229,10 +232,13 @@ impl Buffers {
 }
 
 impl Gauges {
-    pub(super) fn of(process: &ProcessState, per_fd: bool) -> Gauges {
+    /// `process`'s gauges, of the descriptors that wrote since `active_since`.
+    pub(super) fn of(process: &ProcessState, per_fd: bool, active_since: Option<Instant>) -> Gauges {
         let mut buffers: BTreeMap<FdGroup, Buffers> = BTreeMap::new();
         for (&fd, state) in &process.fds {
-            let Some(depth) = state.depth else { continue };
+            let Some(depth) = state.depth.filter(|_| active_since.is_none_or(|since| state.last_write >= since)) else {
+                continue;
+            };
             let sample = Buffers {
                 charged: depth.charged_bytes,
                 capacity: depth.capacity_bytes,

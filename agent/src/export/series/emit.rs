@@ -1,7 +1,7 @@
 //! The points of one subject (a process, `other`, or the node), metric by
 //! metric as the catalog defines them.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 
 use agent_common::{
     io_uring::OpClass,
@@ -11,7 +11,7 @@ use agent_common::{
 
 use super::{
     Point, Value,
-    activity::{Activity, Gauges, UringActivity},
+    activity::{Activity, FdGroup, Gauges, UringActivity},
 };
 use crate::export::{
     attributes::{Attr, attr},
@@ -26,6 +26,8 @@ pub(super) struct Emit<'a> {
     pub(super) subject: Arc<[Attr]>,
     /// Start of its cumulative series.
     pub(super) start: SystemTime,
+    /// Per group of descriptors, when its write series started, if not at `start`.
+    pub(super) write_starts: Option<&'a BTreeMap<FdGroup, (SystemTime, SystemTime)>>,
     /// Only calls and bytes are known (the degraded mode): the rest is
     /// left out rather than sent as zeros.
     pub(super) averages_only: bool,
@@ -55,11 +57,14 @@ impl Emit<'_> {
     /// Every cumulative point of `activity`.
     pub(super) fn activity(&mut self, activity: &Activity) {
         for (group, stats) in &activity.writes {
+            let start = self.write_starts.and_then(|starts| starts.get(group)).map_or(self.start, |(start, _)| *start);
+            let series_start = std::mem::replace(&mut self.start, start);
             if self.averages_only {
                 self.write_totals(&group.attributes(), stats);
             } else {
                 self.writes(&group.attributes(), stats);
             }
+            self.start = series_start;
         }
         self.counter(&catalog::TRANSITION_TIME, vec![], Value::Float(activity.transition_s));
         if !self.averages_only {

@@ -26,13 +26,13 @@ mod emit;
 pub mod level;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use self::{
-    activity::{Activity, Gauges, Seen},
+    activity::{Activity, FdGroup, Gauges, Seen},
     emit::Emit,
 };
 use super::{
@@ -131,6 +131,8 @@ pub struct Limits {
     pub max_series: usize,
     pub per_fd: bool,
     pub aggregation: Aggregation,
+    /// How long a group of descriptors may write nothing before its series go.
+    pub idle_after: Duration,
 }
 
 impl Limits {
@@ -140,6 +142,7 @@ impl Limits {
             max_series: config.max_series as usize,
             per_fd: config.per_fd,
             aggregation: config.aggregation,
+            idle_after: config.series_idle_after,
         }
     }
 }
@@ -177,11 +180,31 @@ struct Tracked {
 struct Series {
     start: SystemTime,
     total: Activity,
+    /// Per group of descriptors written to: when its series started, and
+    /// when it last wrote.
+    writes: BTreeMap<FdGroup, (SystemTime, SystemTime)>,
 }
 
 impl Series {
     fn new(start: SystemTime) -> Series {
-        Series { start, total: Activity::default() }
+        Series { start, total: Activity::default(), writes: BTreeMap::new() }
+    }
+
+    /// Adds what happened from `since` to `now`, and forgets the groups of
+    /// descriptors that wrote nothing for `idle_after` (closed, or idle):
+    /// their series stop, and restart if they write again.
+    fn advance(&mut self, delta: &Activity, since: SystemTime, now: SystemTime, idle_after: Duration) {
+        self.total.add(delta);
+        for group in delta.writes.keys() {
+            self.writes.entry(group.clone()).or_insert((since, now)).1 = now;
+        }
+        let idle = |last: &SystemTime| now.duration_since(*last).unwrap_or_default() >= idle_after;
+        let gone: Vec<FdGroup> =
+            (self.writes.iter()).filter(|(_, (_, last))| idle(last)).map(|(g, _)| g.clone()).collect();
+        for group in gone {
+            self.writes.remove(&group);
+            self.total.writes.remove(&group);
+        }
     }
 }
 
@@ -261,6 +284,8 @@ impl SeriesSet {
     ) -> Vec<Candidate> {
         let transition = model.rules().transition;
         let level = self.limits.aggregation;
+        // Buffers of descriptors idle longer than their series are left out with them.
+        let active_since = Instant::now().checked_sub(self.limits.idle_after);
         let mut present = HashSet::new();
         let mut groups: HashMap<Subject, Candidate> = HashMap::new();
         for process in model.processes() {
@@ -269,7 +294,7 @@ impl SeriesSet {
             let tracked = self.processes.entry(key).or_default();
             let delta = tracked.seen.advance(process, self.limits.per_fd, &transition);
             let rate = if seconds > 0.0 { delta.ops() as f64 / seconds } else { 0.0 };
-            let gauges = Gauges::of(process, self.limits.per_fd);
+            let gauges = Gauges::of(process, self.limits.per_fd, active_since);
             let wanted = tracked.group.is_some() || process.unbatched || rate >= self.limits.min_ops_per_sec;
             // Above the process level, a process joins its group's series
             // whatever its own rate: that is what keeps them in place.
@@ -331,12 +356,13 @@ impl SeriesSet {
         since: SystemTime,
     ) -> Option<Vec<(&'static Metric, Point)>> {
         let mut series = self.groups.remove(&candidate.subject).unwrap_or_else(|| Series::new(since));
-        series.total.add(&candidate.delta);
+        series.advance(&candidate.delta, since, self.last, self.limits.idle_after);
         let mut points = Vec::new();
         let mut emit = Emit {
             out: &mut points,
             subject: candidate.subject.clone(),
             start: series.start,
+            write_starts: Some(&series.writes),
             averages_only: self.averages_only,
         };
         emit.activity(&series.total);
@@ -389,7 +415,13 @@ impl SeriesSet {
         let mut points = Vec::new();
         if let Some(other) = &self.other {
             let subject: Arc<[Attr]> = Arc::new([attr(&catalog::FOLDED, true)]);
-            let mut emit = Emit { out: &mut points, subject, start: other.start, averages_only: self.averages_only };
+            let mut emit = Emit {
+                out: &mut points,
+                subject,
+                start: other.start,
+                write_starts: None,
+                averages_only: self.averages_only,
+            };
             emit.activity(&other.total);
             emit.gauges(gauges, None);
         }
@@ -400,8 +432,13 @@ impl SeriesSet {
     /// are filled in last.
     fn node_points(&self, observation: &Observation, health: Option<&ExportHealth>) -> Vec<(&'static Metric, Point)> {
         let mut points = Vec::new();
-        let mut emit =
-            Emit { out: &mut points, subject: Arc::new([]), start: self.started, averages_only: self.averages_only };
+        let mut emit = Emit {
+            out: &mut points,
+            subject: Arc::new([]),
+            start: self.started,
+            write_starts: None,
+            averages_only: self.averages_only,
+        };
         emit.gauge(&catalog::NODE_TRANSITION_COST, vec![], Value::Float(observation.transition_cost_ns * 1e-9));
         if let Some(at) = observation.transition_measured_at {
             let unix_s = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();

@@ -51,7 +51,13 @@ fn writes(calls: u64, bytes: u64, gap_ns: u64) -> WriteStats {
 }
 
 fn limits() -> Limits {
-    Limits { min_ops_per_sec: 10.0, max_series: 5000, per_fd: false, aggregation: Aggregation::Process }
+    Limits {
+        min_ops_per_sec: 10.0,
+        max_series: 5000,
+        per_fd: false,
+        aggregation: Aggregation::Process,
+        idle_after: Duration::from_secs(300),
+    }
 }
 
 fn at(seconds: u64) -> SystemTime {
@@ -531,4 +537,34 @@ fn short_lived_processes_of_one_executable_keep_one_series_above_the_process_lev
     assert_eq!((executable.1, workload.1), (1, 1));
     assert_eq!((executable.2.as_slice(), workload.2.as_slice()), (&[600_000][..], &[600_000][..]));
     assert!(executable.0 * 20 < process.0, "{} series against {}", executable.0, process.0);
+}
+
+#[test]
+fn a_closed_descriptors_series_go_after_the_idle_time_and_restart_if_it_writes_again() {
+    let mut model = model();
+    let writer = process(10, 1, "writer");
+    let mut set = SeriesSet::new(Limits { per_fd: true, idle_after: Duration::from_secs(10), ..limits() }, at(0));
+    let fd = |fd: &'static str| [PID_10, ("batchwatch.fd", fd), ("batchwatch.syscall", "write")];
+    // fd 3 writes once, then only fd 4, every second.
+    model.record(&writer, 3, Some(&pipe(1)), &writes(100, 8, 1000));
+    for second in 1..=11 {
+        model.record(&writer, 4, Some(&pipe(2)), &writes(100, 8, 1000));
+        model.close_interval(1.0);
+        let s = set.collect(&observe(&model), None, None, at(second));
+        let three = value(&s, &catalog::WRITE_CALLS, &fd("3")).cloned();
+        // Exported for 10 s after its last write, then no more.
+        assert_eq!(three, (second < 11).then_some(Value::Int(100)), "second {second}");
+        assert_eq!(int(&s, &catalog::WRITE_CALLS, &fd("4")), 100 * second);
+    }
+    // It writes again: a new series, from the last collection.
+    model.record(&writer, 3, Some(&pipe(1)), &writes(7, 8, 1000));
+    model.close_interval(1.0);
+    let s = set.collect(&observe(&model), None, None, at(12));
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &fd("3")), 7);
+    let (_, points) = s.families.iter().find(|(m, _)| m.name == catalog::WRITE_CALLS.name).unwrap();
+    let started = |fd: &str| {
+        let point = points.iter().find(|p| p.own.iter().any(|(k, v)| *k == "batchwatch.fd" && v.to_string() == fd));
+        point.unwrap().start
+    };
+    assert_eq!((started("3"), started("4")), (Some(at(11)), Some(at(0))));
 }
