@@ -200,6 +200,14 @@ pub struct ExportSettings {
     /// restarts), or each workload (service and namespace) [default: process].
     #[arg(long, global = true, env = "BATCHWATCH_AGGREGATION", value_enum)]
     pub aggregation: Option<Aggregation>,
+    /// Process attributes the series keep, wildcards allowed (`k8s.*`),
+    /// comma-separated [default: all].
+    #[arg(long, global = true, env = "BATCHWATCH_ATTRIBUTES_INCLUDE", value_delimiter = ',')]
+    pub attributes_include: Option<Vec<String>>,
+    /// Process attributes the series leave out, wildcards allowed
+    /// (`process.command,k8s.pod.*`), comma-separated [default: none].
+    #[arg(long, global = true, env = "BATCHWATCH_ATTRIBUTES_EXCLUDE", value_delimiter = ',')]
+    pub attributes_exclude: Option<Vec<String>>,
     /// How long the series of a descriptor (or kind of descriptor) that
     /// writes nothing, such as a closed one, are still exported [default: 5m].
     #[arg(long, global = true, env = "BATCHWATCH_SERIES_IDLE_AFTER", value_parser = humantime::parse_duration)]
@@ -243,6 +251,8 @@ impl ExportSettings {
             per_fd: over.per_fd.or(self.per_fd),
             aggregation: over.aggregation.or(self.aggregation),
             series_idle_after: over.series_idle_after.or(self.series_idle_after),
+            attributes_include: over.attributes_include.or(self.attributes_include),
+            attributes_exclude: over.attributes_exclude.or(self.attributes_exclude),
             queue_capacity: over.queue_capacity.or(self.queue_capacity),
             otlp_endpoint: over.otlp_endpoint.or(self.otlp_endpoint),
             otlp_protocol: over.otlp_protocol.or(self.otlp_protocol),
@@ -406,6 +416,9 @@ pub struct ExportConfig {
     pub per_fd: bool,
     pub aggregation: Aggregation,
     pub series_idle_after: Duration,
+    /// Patterns of the process attributes kept, and of those left out.
+    pub attributes_include: Vec<String>,
+    pub attributes_exclude: Vec<String>,
     pub queue_capacity: u32,
     pub otlp_endpoint: Option<String>,
     pub otlp_protocol: Option<String>,
@@ -561,6 +574,8 @@ impl ExportConfig {
                 ms(300_000),
                 ms(10_000)..=ms(86_400_000),
             )?,
+            attributes_include: attribute_patterns("export.attributes_include", s.attributes_include, &["*"])?,
+            attributes_exclude: attribute_patterns("export.attributes_exclude", s.attributes_exclude, &[])?,
             queue_capacity: check("export.queue_capacity", s.queue_capacity, 10, 1..=1000)?,
             otlp_endpoint: s.otlp_endpoint,
             otlp_protocol: s.otlp_protocol,
@@ -633,6 +648,26 @@ pub enum ConfigError {
     /// The config file is not valid TOML or has an unknown key or a bad value.
     #[error("config file {path}: {message} (at `{key}`)")]
     Parse { path: String, message: String, key: String },
+    /// An attribute pattern that matches no process attribute.
+    #[error("{} has `{pattern}`, which matches no process attribute; they are: {known}", describe_key(key))]
+    Attribute { key: &'static str, pattern: String, known: String },
+}
+
+/// `patterns`, or `default`, if each matches at least one process attribute.
+fn attribute_patterns(
+    key: &'static str,
+    patterns: Option<Vec<String>>,
+    default: &[&str],
+) -> Result<Vec<String>, ConfigError> {
+    let patterns = patterns.unwrap_or_else(|| default.iter().map(|&pattern| pattern.to_owned()).collect());
+    let known = crate::export::catalog::PROCESS_ATTRIBUTES.map(|attribute| attribute.key);
+    for pattern in &patterns {
+        let wildcard = wildmatch::WildMatch::new(pattern.trim());
+        if !known.iter().any(|key| wildcard.matches(key)) {
+            return Err(ConfigError::Attribute { key, pattern: pattern.clone(), known: known.join(", ") });
+        }
+    }
+    Ok(patterns.into_iter().map(|pattern| pattern.trim().to_owned()).collect())
 }
 
 /// How a user sets `key`, for errors found after [`Config::resolve`]:
@@ -683,6 +718,34 @@ mod tests {
             error,
             "config key `hot_writer.min_calls_per_sec` (flag --min-calls-per-sec, env \
              BATCHWATCH_MIN_CALLS_PER_SEC) is 0: allowed 1 to 1000000000"
+        );
+    }
+
+    #[test]
+    fn export_grouping_keys_from_a_file_and_bad_attribute_patterns() {
+        let text = "[export]\naggregation = \"workload\"\nseries_idle_after = \"30s\"\n\
+                    attributes_exclude = [\"process.command\", \"k8s.pod.*\"]\n";
+        let export = Config::resolve(Settings::parse(text, "test").unwrap()).unwrap().export;
+        assert_eq!((export.aggregation, export.series_idle_after), (Aggregation::Workload, Duration::from_secs(30)));
+        assert_eq!(
+            (export.attributes_include, export.attributes_exclude),
+            (vec!["*".to_owned()], vec!["process.command".to_owned(), "k8s.pod.*".to_owned()])
+        );
+        let defaults = Config::default().export;
+        assert_eq!(
+            (defaults.aggregation, defaults.series_idle_after),
+            (Aggregation::Process, Duration::from_secs(300))
+        );
+
+        let mut settings = Settings::default();
+        settings.export.attributes_exclude = Some(vec!["pod.name".to_owned()]);
+        let error = Config::resolve(settings).unwrap_err().to_string();
+        assert!(
+            error.starts_with(
+                "config key `export.attributes_exclude` (flag --attributes-exclude, env BATCHWATCH_ATTRIBUTES_EXCLUDE) \
+                 has `pod.name`, which matches no process attribute; they are: process.pid, process.executable.name"
+            ),
+            "{error}"
         );
     }
 

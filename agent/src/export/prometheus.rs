@@ -222,6 +222,7 @@ mod tests {
             per_fd: false,
             aggregation: Aggregation::Process,
             idle_after: Duration::from_secs(300),
+            attributes: crate::export::series::level::Selection::all(),
         };
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let observation = Observation {

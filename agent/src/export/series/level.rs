@@ -1,6 +1,7 @@
-//! The aggregation level (`export.aggregation`): which of a process's
-//! attributes its series keep, so that the processes that share them share
-//! one series.
+//! The aggregation level (`export.aggregation`) and the attribute
+//! selection (`export.attributes_include`, `export.attributes_exclude`):
+//! which of a process's attributes its series keep, so that the processes
+//! that share them share one series.
 //!
 //! - `process`: all of them, `process.pid` included: a restart is a new series.
 //! - `executable`: all but `process.pid`: the processes of one executable
@@ -11,6 +12,8 @@
 //!   which outlives their restarts. A process outside any pod keeps its
 //!   `process.executable.name` (and `container.id`), the nearest thing to a
 //!   workload on a host.
+
+use wildmatch::WildMatch;
 
 use super::Subject;
 use crate::{
@@ -34,15 +37,49 @@ const WORKLOAD: [&str; 6] = [
     K8S_JOB_NAME.key,
 ];
 
-/// What a process of `attributes` is at `level`.
-pub fn subject(level: Aggregation, attributes: &[Attr]) -> Subject {
-    let keep = |keys: &[&str]| attributes.iter().filter(|(key, _)| keys.contains(key)).cloned().collect();
-    match level {
-        Aggregation::Process => attributes.into(),
-        Aggregation::Executable => attributes.iter().filter(|(key, _)| *key != PROCESS_PID.key).cloned().collect(),
-        Aggregation::Workload if attributes.iter().any(|(key, _)| *key == SERVICE_NAME.key) => keep(&WORKLOAD),
-        Aggregation::Workload => keep(&[PROCESS_EXECUTABLE_NAME.key, CONTAINER_ID.key]),
+/// Which process attributes the series keep, by key: those that match an
+/// `include` pattern and no `exclude` one (`*` matches any characters).
+#[derive(Debug, Clone)]
+pub struct Selection {
+    include: Vec<WildMatch>,
+    exclude: Vec<WildMatch>,
+    /// It keeps every attribute.
+    all: bool,
+}
+
+impl Selection {
+    /// Every attribute.
+    pub fn all() -> Selection {
+        Selection::of(&["*".to_owned()], &[])
     }
+
+    pub fn of(include: &[String], exclude: &[String]) -> Selection {
+        let compile = |patterns: &[String]| patterns.iter().map(|pattern| WildMatch::new(pattern)).collect();
+        let all = include.iter().any(|pattern| pattern == "*") && exclude.is_empty();
+        Selection { include: compile(include), exclude: compile(exclude), all }
+    }
+
+    /// Whether it keeps every attribute, `process.pid` among them: then
+    /// each process is a group of its own.
+    pub fn keeps_all(&self) -> bool {
+        self.all
+    }
+
+    fn keeps(&self, key: &str) -> bool {
+        self.include.iter().any(|p| p.matches(key)) && !self.exclude.iter().any(|p| p.matches(key))
+    }
+}
+
+/// What a process of `attributes` is at `level`, with the attributes
+/// `selection` keeps.
+pub fn subject(level: Aggregation, selection: &Selection, attributes: &[Attr]) -> Subject {
+    let at_level = |(key, _): &&Attr| match level {
+        Aggregation::Process => true,
+        Aggregation::Executable => *key != PROCESS_PID.key,
+        Aggregation::Workload if attributes.iter().any(|(key, _)| *key == SERVICE_NAME.key) => WORKLOAD.contains(key),
+        Aggregation::Workload => [PROCESS_EXECUTABLE_NAME.key, CONTAINER_ID.key].contains(key),
+    };
+    attributes.iter().filter(at_level).filter(|(key, _)| selection.keeps(key)).cloned().collect()
 }
 
 #[cfg(test)]
@@ -69,20 +106,43 @@ mod tests {
     #[test]
     fn each_level_keeps_its_attributes() {
         let (first, restarted) = (pod_process(10, "web-1"), pod_process(11, "web-1"));
-        assert_ne!(subject(Aggregation::Process, &first), subject(Aggregation::Process, &restarted));
-        assert_eq!(subject(Aggregation::Executable, &first), subject(Aggregation::Executable, &restarted));
-        assert!(!keys(&subject(Aggregation::Executable, &first)).contains(&"process.pid"));
+        assert_ne!(
+            subject(Aggregation::Process, &Selection::all(), &first),
+            subject(Aggregation::Process, &Selection::all(), &restarted)
+        );
+        assert_eq!(
+            subject(Aggregation::Executable, &Selection::all(), &first),
+            subject(Aggregation::Executable, &Selection::all(), &restarted)
+        );
+        assert!(!keys(&subject(Aggregation::Executable, &Selection::all(), &first)).contains(&"process.pid"));
 
         let other_pod = pod_process(12, "web-2");
-        assert_ne!(subject(Aggregation::Executable, &first), subject(Aggregation::Executable, &other_pod));
-        let workload = subject(Aggregation::Workload, &first);
-        assert_eq!(workload, subject(Aggregation::Workload, &other_pod));
+        assert_ne!(
+            subject(Aggregation::Executable, &Selection::all(), &first),
+            subject(Aggregation::Executable, &Selection::all(), &other_pod)
+        );
+        let workload = subject(Aggregation::Workload, &Selection::all(), &first);
+        assert_eq!(workload, subject(Aggregation::Workload, &Selection::all(), &other_pod));
         assert_eq!(keys(&workload), ["k8s.namespace.name", "service.name", "k8s.deployment.name"]);
     }
 
     #[test]
     fn a_host_process_is_its_executable_at_the_workload_level() {
         let host = [attr(&PROCESS_PID, 10), attr(&PROCESS_EXECUTABLE_NAME, "postgres")];
-        assert_eq!(keys(&subject(Aggregation::Workload, &host)), ["process.executable.name"]);
+        assert_eq!(keys(&subject(Aggregation::Workload, &Selection::all(), &host)), ["process.executable.name"]);
+    }
+
+    #[test]
+    fn selection_keeps_what_include_matches_and_exclude_does_not() {
+        let selection =
+            Selection::of(&["k8s.*".to_owned(), "process.executable.name".to_owned()], &["k8s.pod.*".to_owned()]);
+        let kept = subject(Aggregation::Process, &selection, &pod_process(10, "web-1"));
+        assert_eq!(keys(&kept), ["process.executable.name", "k8s.namespace.name", "k8s.deployment.name"]);
+        // Excluding the pid is the executable level.
+        let no_pid = Selection::of(&["*".to_owned()], &["process.pid".to_owned()]);
+        assert_eq!(
+            subject(Aggregation::Process, &no_pid, &pod_process(10, "web-1")),
+            subject(Aggregation::Executable, &Selection::all(), &pod_process(11, "web-1"))
+        );
     }
 }

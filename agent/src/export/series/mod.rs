@@ -34,6 +34,7 @@ use std::{
 use self::{
     activity::{Activity, FdGroup, Gauges, Seen},
     emit::Emit,
+    level::Selection,
 };
 use super::{
     attributes::{Attr, attr},
@@ -125,7 +126,7 @@ impl<'a> Observation<'a> {
 }
 
 /// The cardinality settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub min_ops_per_sec: f64,
     pub max_series: usize,
@@ -133,6 +134,7 @@ pub struct Limits {
     pub aggregation: Aggregation,
     /// How long a group of descriptors may write nothing before its series go.
     pub idle_after: Duration,
+    pub attributes: Selection,
 }
 
 impl Limits {
@@ -143,6 +145,7 @@ impl Limits {
             per_fd: config.per_fd,
             aggregation: config.aggregation,
             idle_after: config.series_idle_after,
+            attributes: Selection::of(&config.attributes_include, &config.attributes_exclude),
         }
     }
 }
@@ -284,6 +287,7 @@ impl SeriesSet {
     ) -> Vec<Candidate> {
         let transition = model.rules().transition;
         let level = self.limits.aggregation;
+        let shared = level != Aggregation::Process || !self.limits.attributes.keeps_all();
         // Buffers of descriptors idle longer than their series are left out with them.
         let active_since = Instant::now().checked_sub(self.limits.idle_after);
         let mut present = HashSet::new();
@@ -296,10 +300,14 @@ impl SeriesSet {
             let rate = if seconds > 0.0 { delta.ops() as f64 / seconds } else { 0.0 };
             let gauges = Gauges::of(process, self.limits.per_fd, active_since);
             let wanted = tracked.group.is_some() || process.unbatched || rate >= self.limits.min_ops_per_sec;
-            // Above the process level, a process joins its group's series
-            // whatever its own rate: that is what keeps them in place.
-            let subject = (wanted || level != Aggregation::Process)
-                .then(|| level::subject(level, &identity::process_attributes(&process.identity, pods)))
+            // Where processes share series (above the process level, or
+            // without the pid), a process joins its group's series whatever
+            // its own rate: that is what keeps them in place.
+            let subject = (wanted || shared)
+                .then(|| {
+                    let attributes = identity::process_attributes(&process.identity, pods);
+                    level::subject(level, &self.limits.attributes, &attributes)
+                })
                 .filter(|subject| wanted || self.groups.contains_key(subject));
             let Some(subject) = subject else {
                 folded.add(delta, gauges, 1);

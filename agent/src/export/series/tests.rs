@@ -57,6 +57,7 @@ fn limits() -> Limits {
         per_fd: false,
         aggregation: Aggregation::Process,
         idle_after: Duration::from_secs(300),
+        attributes: Selection::all(),
     }
 }
 
