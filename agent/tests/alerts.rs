@@ -187,16 +187,22 @@ fn every_alert_names_its_subject_and_links_its_runbook() {
                 problem(why);
             }
         }
-        // A batching alert is about a process: its summary names the service and the process.
+        // A batching alert is about an executable of a service, not a pid or
+        // pod, so that it holds while the pods restart: its summary names both.
         if names.metrics.iter().any(|m| {
             m.starts_with("batchwatch_write_")
                 || m.starts_with("batchwatch_process_")
                 || m.starts_with("batchwatch_io_uring_")
         }) {
             let summary = annotations["summary"].as_str().unwrap_or_default();
-            for label in ["service_name", "process_executable_name", "process_pid"] {
+            for label in ["service_name", "process_executable_name"] {
                 if !summary.contains(&format!("$labels.{label}")) || !query.contains(label) {
                     problem(format!("its summary or grouping lacks {label}"));
+                }
+            }
+            for label in ["process_pid", "k8s_pod_name", "instance"] {
+                if query.contains(label) {
+                    problem(format!("its grouping has {label}, which changes when the pods restart"));
                 }
             }
         }

@@ -162,9 +162,12 @@ fn every_dashboard_query_and_alert_sees_a_live_workload() {
         }
         let alerts = wait_for_alerts(prometheus, &expected);
         for (name, _) in workload_alerts {
+            // About the workload's executable, not its pid or pod: they hold while pods restart.
             let mine: Vec<&Value> = alerts
                 .iter()
-                .filter(|a| a["labels"]["alertname"] == name && a["labels"]["process_pid"] == pid.as_str())
+                .filter(|a| {
+                    a["labels"]["alertname"] == name && a["labels"]["process_executable_name"] == demo_workload::NAME
+                })
                 .collect();
             assert!(!mine.is_empty(), "{server}: {name} is not about the workload: {alerts:#?}");
             for alert in mine {
@@ -173,7 +176,9 @@ fn every_dashboard_query_and_alert_sees_a_live_workload() {
                 if server == "labelled" {
                     assert!(summary.contains(&format!("service {}", demo_workload::NAME)), "{name}: {summary}");
                     let description = alert["annotations"]["description"].as_str().unwrap();
-                    assert!(description.contains(&pod), "{name}: {description}");
+                    let subject = format!("(service {}, namespace {NAMESPACE})", demo_workload::NAME);
+                    assert!(description.contains(&subject), "{name}: {description}");
+                    assert!(alert["labels"]["process_pid"].is_null() && alert["labels"]["k8s_pod_name"].is_null());
                 }
             }
         }
