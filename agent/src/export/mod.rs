@@ -340,7 +340,7 @@ impl Observer {
             next_tick = (next_tick + self.tick).max(Instant::now());
             let export = stopping || scheduled >= next_export;
             if export || self.endpoint.is_some() {
-                self.collect(export);
+                self.collect(export, stopping);
             }
             if export {
                 // A process that exited is in the collections of two export
@@ -357,12 +357,14 @@ impl Observer {
         }
     }
 
-    /// Collects for the Prometheus endpoint, and for OTLP when `export`.
-    fn collect(&mut self, export: bool) {
+    /// Collects for the Prometheus endpoint, and for OTLP when `export`;
+    /// `last` at exit.
+    fn collect(&mut self, export: bool, last: bool) {
         let started = Instant::now();
         let health = self.publisher.otlp.as_ref().map(|otlp| otlp.queue.health());
         let mut observation = Observation::of(&self.agent, self.max_fds);
         observation.endpoint = self.endpoint.as_ref().map(|endpoint| endpoint.health());
+        observation.last = last;
         let collection = self.series.collect(&observation, health.as_ref(), self.pods.as_deref(), SystemTime::now());
         let points = collection.points();
         self.publisher.publish(collection, export);

@@ -234,6 +234,7 @@ mod tests {
             evicted_fds: 0,
             max_fds: 16384,
             endpoint: None,
+            last: false,
         };
         SeriesSet::new(limits, start).collect(&observation, None, None, start + Duration::from_secs(1))
     }

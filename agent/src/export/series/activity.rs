@@ -3,7 +3,7 @@
 //! ([`Activity`]), and what a process shows now ([`Gauges`]).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     time::Instant,
 };
 
@@ -15,7 +15,7 @@ use agent_common::{
 };
 
 use crate::{
-    attribution::fds::FdInfo,
+    attribution::fds::{FdInfo, FdKind},
     export::{
         attributes::{Attr, attr},
         catalog,
@@ -123,14 +123,27 @@ pub(super) struct Seen {
     pub(super) rings: Vec<(EnterStats, RingOpStats)>,
     pub(super) setups: SetupStats,
     pub(super) syncs: SyncStats,
+    /// New sockets whose totals were held back one collection.
+    pub(super) held: HashSet<i32>,
 }
 
 impl Seen {
     /// What `process` did since the last call, and remembers its totals.
-    pub(super) fn advance(&mut self, process: &ProcessState, per_fd: bool, t: &Transition) -> Activity {
+    ///
+    /// A socket seen for the first time is known only as `socket` until the
+    /// depth sampler, at the next tick, finds its protocol (`unix`, `tcp`,
+    /// ...). When `hold`, its totals wait one collection, so that they go to
+    /// the series of its real kind rather than stay in `socket` for good
+    /// (with collections at every tick, a burst that ended in its first tick
+    /// would). The last collection, at exit, holds nothing back.
+    pub(super) fn advance(&mut self, process: &ProcessState, per_fd: bool, t: &Transition, hold: bool) -> Activity {
         let mut delta = Activity::default();
         let (mut calls, mut records) = (0, 0);
         for (&fd, state) in &process.fds {
+            let unrefined = state.info.as_ref().is_some_and(|info| info.kind == FdKind::Socket);
+            if hold && unrefined && !self.fds.contains_key(&fd) && self.held.insert(fd) {
+                continue;
+            }
             // The link target, not the kind, which the depth sampler refines.
             let target = state.info.as_ref().map(|info| info.target.clone());
             let before = self.fds.insert(fd, (target.clone(), state.total));

@@ -108,6 +108,8 @@ pub struct Observation<'a> {
     pub max_fds: u32,
     /// The Prometheus endpoint's connections, when it is on.
     pub endpoint: Option<EndpointHealth>,
+    /// The last collection, at exit: nothing is held back for the next.
+    pub last: bool,
 }
 
 impl<'a> Observation<'a> {
@@ -121,6 +123,7 @@ impl<'a> Observation<'a> {
             evicted_fds: agent.evicted_fds(),
             max_fds,
             endpoint: None,
+            last: false,
         }
     }
 }
@@ -255,7 +258,7 @@ impl SeriesSet {
         let seconds = now.duration_since(since).unwrap_or_default().as_secs_f64();
         let mut node = self.node_points(observation, health);
         let mut folded = Folded::default();
-        let mut candidates = self.candidates(observation.model, seconds, pods, &mut folded);
+        let mut candidates = self.candidates(observation, seconds, pods, &mut folded);
         // Flagged first, then the busiest: they keep their series under the cap.
         candidates.sort_by(|a, b| {
             b.unbatched.cmp(&a.unbatched).then(b.rate.total_cmp(&a.rate)).then(a.processes.cmp(&b.processes))
@@ -280,11 +283,12 @@ impl SeriesSet {
     /// processes the model forgot, and the groups left without processes.
     fn candidates(
         &mut self,
-        model: &Model,
+        observation: &Observation,
         seconds: f64,
         pods: Option<&dyn PodLookup>,
         folded: &mut Folded,
     ) -> Vec<Candidate> {
+        let model = observation.model;
         let transition = model.rules().transition;
         let level = self.limits.aggregation;
         let shared = level != Aggregation::Process || !self.limits.attributes.keeps_all();
@@ -296,7 +300,7 @@ impl SeriesSet {
             let key = (process.identity.pid, process.identity.start_ticks);
             present.insert(key);
             let tracked = self.processes.entry(key).or_default();
-            let delta = tracked.seen.advance(process, self.limits.per_fd, &transition);
+            let delta = tracked.seen.advance(process, self.limits.per_fd, &transition, !observation.last);
             let rate = if seconds > 0.0 { delta.ops() as f64 / seconds } else { 0.0 };
             let gauges = Gauges::of(process, self.limits.per_fd, active_since);
             let wanted = tracked.group.is_some() || process.unbatched || rate >= self.limits.min_ops_per_sec;

@@ -75,6 +75,7 @@ fn observe(model: &Model) -> Observation<'_> {
         evicted_fds: 4,
         max_fds: 16384,
         endpoint: None,
+        last: false,
     }
 }
 
@@ -568,4 +569,37 @@ fn a_closed_descriptors_series_go_after_the_idle_time_and_restart_if_it_writes_a
         point.unwrap().start
     };
     assert_eq!((started("3"), started("4")), (Some(at(11)), Some(at(0))));
+}
+
+#[test]
+fn a_new_sockets_first_writes_wait_one_collection_for_its_kind() {
+    let mut model = model();
+    let writer = process(10, 1, "writer");
+    let mut set = SeriesSet::new(limits(), at(0));
+    let socket = FdInfo { kind: FdKind::Socket, target: "socket:[77]".to_owned(), synced_writes: false };
+    model.record(&writer, 5, Some(&socket), &writes(1000, 8, 1000));
+    model.close_interval(1.0);
+    let first = set.collect(&observe(&model), None, None, at(1));
+    assert_eq!(value(&first, &catalog::WRITE_CALLS, &[PID_10, ("batchwatch.fd.kind", "socket")]), None);
+    // The depth sampler found it a UNIX socket at the next tick.
+    let sample = crate::depth::Depth {
+        queued_bytes: 0,
+        charged_bytes: 0,
+        capacity_bytes: 212_992,
+        protocol: Some(crate::depth::SocketProtocol::Unix),
+        exchange: None,
+    };
+    model.set_depth(10, 5, sample);
+    model.close_interval(1.0);
+    let second = set.collect(&observe(&model), None, None, at(2));
+    let write = ("batchwatch.syscall", "write");
+    assert_eq!(int(&second, &catalog::WRITE_CALLS, &[PID_10, ("batchwatch.fd.kind", "unix"), write]), 1000);
+    assert_eq!(value(&second, &catalog::WRITE_CALLS, &[PID_10, ("batchwatch.fd.kind", "socket")]), None);
+
+    // The last collection, at exit, holds nothing back.
+    let other = FdInfo { target: "socket:[78]".to_owned(), ..socket };
+    model.record(&writer, 6, Some(&other), &writes(5, 8, 1000));
+    model.close_interval(1.0);
+    let last = set.collect(&Observation { last: true, ..observe(&model) }, None, None, at(3));
+    assert_eq!(int(&last, &catalog::WRITE_CALLS, &[PID_10, ("batchwatch.fd.kind", "socket"), write]), 5);
 }
