@@ -2,7 +2,7 @@
 //! read from the `/proc/PID/fd/N` link, cached per (pid, fd) while the link
 //! stays the same.
 
-use std::{collections::HashMap, fmt, os::unix::fs::FileTypeExt as _, path::Path};
+use std::{collections::BTreeMap, fmt, os::unix::fs::FileTypeExt as _, path::Path};
 
 /// The kind of file behind a descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,9 +110,10 @@ fn fdinfo_flags(text: &str) -> Option<u32> {
 /// reused for another file.
 #[derive(Default)]
 pub struct FdResolver {
-    /// By pid, then fd: forgetting a process that exited is one removal,
-    /// not a walk of every process's descriptors.
-    cache: HashMap<u32, HashMap<i32, FdInfo>>,
+    /// Ordered by pid, then fd: forgetting a process that exited removes
+    /// its range, not a walk of every process's descriptors (and costs no
+    /// table per process, as a map of maps would: 2 MiB with 10,000).
+    cache: BTreeMap<(u32, i32), FdInfo>,
     /// Whether the lack of permission to read other processes' descriptors
     /// was said already.
     told_denied: bool,
@@ -136,7 +137,7 @@ impl FdResolver {
                 return None;
             }
         };
-        let cached = self.cache.entry(pid).or_default().entry(fd).or_insert_with(|| FdInfo {
+        let cached = self.cache.entry((pid, fd)).or_insert_with(|| FdInfo {
             kind: FdKind::Other,
             target: String::new(),
             synced_writes: false,
@@ -152,18 +153,36 @@ impl FdResolver {
 
     /// The last known state of `fd`, without looking at `/proc`.
     pub fn cached(&self, pid: u32, fd: i32) -> Option<&FdInfo> {
-        self.cache.get(&pid)?.get(&fd)
+        self.cache.get(&(pid, fd))
     }
 
     /// Forgets every descriptor of `pid`.
     pub fn forget(&mut self, pid: u32) {
-        self.cache.remove(&pid);
+        let fds: Vec<(u32, i32)> = self.cache.range((pid, i32::MIN)..=(pid, i32::MAX)).map(|(&key, _)| key).collect();
+        for key in fds {
+            self.cache.remove(&key);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forgetting_a_process_keeps_the_others_descriptors() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+        let (me, other) = (std::process::id(), child.id());
+        let mut resolver = FdResolver::default();
+        for pid in [me, other] {
+            assert!(resolver.resolve(pid, 0).is_some() && resolver.resolve(pid, 2).is_some());
+        }
+        resolver.forget(me);
+        assert!(resolver.cached(me, 0).is_none() && resolver.cached(me, 2).is_none());
+        assert!(resolver.cached(other, 0).is_some() && resolver.cached(other, 2).is_some());
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
 
     #[test]
     fn classifies_link_targets() {
