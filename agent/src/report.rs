@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::{
     agent::Agent,
     attribution::identity::Identity,
-    bpf::probes::AttachMode,
+    bpf::{collector::ProbeErrors, probes::AttachMode},
     model::{
         FdState, ProcessState, advice,
         classify::TimerFlush,
@@ -53,30 +53,10 @@ pub struct NodeReport {
     pub attach_fallback: Option<String>,
     pub probes_attached: Vec<String>,
     pub probes_failed: Vec<FailedProbe>,
-    /// New (process, fd) pairs the kernel could not track: its map was full.
-    pub stats_map_full: u64,
-    /// Calls whose iovecs or headers could not be read from user memory.
-    pub args_unreadable: u64,
-    /// Rings the kernel could not track: an io_uring map was full.
-    pub uring_map_full: u64,
-    /// Exits the kernel could not record (found later by a `/proc` sweep).
-    pub exit_map_full: u64,
-    /// Execs the kernel could not record: those processes keep their old name.
-    pub exec_map_full: u64,
-    /// `io_uring_enter` calls on a registered ring that could not be told.
-    pub ring_index_unresolved: u64,
-    /// Calls whose arguments asked for more than the kernel ever accepts,
-    /// counted clamped to its limits.
-    pub args_clamped: u64,
-    /// 32-bit (ia32) calls of traced syscalls skipped (raw-tracepoint mode).
-    pub compat_skipped: u64,
-    /// Calls the kernel ran no probe for, as one was already running on
-    /// that CPU (the programs' `recursion_misses`).
-    pub recursion_misses: u64,
-    /// Exits the kernel did not tell, found by a `/proc` sweep.
-    pub exits_missed: u64,
-    /// Syncs (or sync durations) the kernel could not record: a sync map was full.
-    pub sync_map_full: u64,
+    /// What the kernel side could not record, one field per probe error
+    /// kind (`stats_map_full`, `args_unreadable`, ...), at the node's level.
+    #[serde(flatten)]
+    pub probe_errors: ProbeErrors,
     /// Whether io_uring may be used here: `allowed`, `group-only`, `disabled`
     /// (from `kernel.io_uring_disabled`), or `unknown`.
     pub io_uring: &'static str,
@@ -263,7 +243,6 @@ impl Report {
     /// The report over the last `duration_s` seconds of `agent`'s model.
     pub fn build(agent: &Agent, duration_s: f64) -> Report {
         let node = agent.node();
-        let errors = agent.probe_errors();
         let mut processes: Vec<_> =
             agent.model().processes().map(|p| ProcessReport::build(p, duration_s, agent)).collect();
         processes.sort_by(|a, b| b.transition_cores.total_cmp(&a.transition_cores).then(a.pid.cmp(&b.pid)));
@@ -290,17 +269,7 @@ impl Report {
                     .iter()
                     .map(|f| FailedProbe { tracepoint: f.tracepoint.clone(), reason: f.reason.clone() })
                     .collect(),
-                stats_map_full: errors.stats_map_full,
-                args_unreadable: errors.args_unreadable,
-                uring_map_full: errors.uring_map_full,
-                exit_map_full: errors.exit_map_full,
-                exec_map_full: errors.exec_map_full,
-                ring_index_unresolved: errors.ring_index_unresolved,
-                args_clamped: errors.args_clamped,
-                compat_skipped: errors.compat_skipped,
-                recursion_misses: errors.recursion_misses,
-                exits_missed: errors.exits_missed,
-                sync_map_full: errors.sync_map_full,
+                probe_errors: agent.probe_errors(),
                 io_uring: match node.io_uring_disabled {
                     Some(0) => "allowed",
                     Some(1) => "group-only",

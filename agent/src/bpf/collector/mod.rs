@@ -45,7 +45,8 @@ pub enum CollectError {
 }
 
 /// What the kernel side could not record, as totals since the agent started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The report gives its fields under these names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProbeErrors {
     /// New (process, fd) pairs dropped because the statistics map was full.
     pub stats_map_full: u64,
