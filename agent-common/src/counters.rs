@@ -48,13 +48,38 @@ pub unsafe trait Counters: Copy {
     }
 }
 
-/// Declares `Counters` for structs of `u64`s, checking their size and alignment.
+/// A map value the agent turns into deltas: its counters, and whatever
+/// else the probes keep beside them for themselves (such as a clock).
+pub trait MapValue: Copy {
+    type Counters: Counters;
+
+    fn counters(&self) -> Self::Counters;
+}
+
+/// Declares `Counters` for structs of `u64`s, checking their size and
+/// alignment; such a map value is its counters.
 macro_rules! counters {
     ($($t:ty),*) => {$(
         const _: () = assert!(mem::size_of::<$t>() % 8 == 0 && mem::align_of::<$t>() == 8);
         // SAFETY: every field of these types is a u64 or an array of u64.
         unsafe impl Counters for $t {}
+
+        impl MapValue for $t {
+            type Counters = $t;
+
+            fn counters(&self) -> $t {
+                *self
+            }
+        }
     )*};
+}
+
+impl MapValue for crate::write::WriteEntry {
+    type Counters = crate::write::WriteStats;
+
+    fn counters(&self) -> crate::write::WriteStats {
+        self.stats
+    }
 }
 
 counters!(

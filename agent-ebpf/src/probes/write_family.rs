@@ -7,7 +7,7 @@
 use agent_common::{
     key::FdKey,
     maps::ProbeErrorKind,
-    write::{MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, Outcome, WriteStats, WriteSyscall},
+    write::{MARK_EVERY_NS, MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, Outcome, WriteEntry, WriteSyscall},
 };
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    aggregate::{add, count_probe_error, entry, hist_add},
+    aggregate::{add, count_probe_error, entry, hist_add, swap},
     syscall_args::{Args, iovec_bytes, mmsghdr_sent_bytes, msghdr_iov},
     tracepoint::traced_tgid,
 };
@@ -32,19 +32,20 @@ const MAX_FDS: u32 = 16384;
 /// burst of new writers cannot make it fail (178 of 10,000 writers forked in
 /// a row found the allocator dry without preallocation: measured here).
 #[map(name = "WRITE_STATS")]
-static WRITE_STATS: HashMap<FdKey, WriteStats> = HashMap::with_max_entries(MAX_FDS, 0);
+static WRITE_STATS: HashMap<FdKey, WriteEntry> = HashMap::with_max_entries(MAX_FDS, 0);
 
-/// When each tracked (process, fd) last wrote (kernel monotonic ns), for
-/// the gap to the next call. It has the keys of WRITE_STATS and no more
-/// (the agent deletes both together), so it never fills up, and it tells
-/// the agent which statistics changed since it last read them without
-/// copying every 0.9 KB entry.
+/// Which pairs wrote lately: when a call last marked each (kernel monotonic
+/// ns), at most [`MARK_EVERY_NS`] before the pair's last call. It has the
+/// keys of WRITE_STATS and no more (the agent deletes both together), so it
+/// never fills up, and it tells the agent which statistics changed since it
+/// last read them without copying every 0.9 KB entry. A call updates it
+/// only when the mark has aged, so that most calls look up one map.
 #[map(name = "LAST_WRITE")]
 static LAST_WRITE: HashMap<FdKey, u64> = HashMap::with_max_entries(MAX_FDS, 0);
 
 /// Never written: the zeroed value a new entry starts from (too big for the stack).
-#[map(name = "ZERO_STATS")]
-static ZERO_STATS: Array<WriteStats> = Array::with_max_entries(1, 0);
+#[map(name = "ZERO_ENTRY")]
+static ZERO_ENTRY: Array<WriteEntry> = Array::with_max_entries(1, 0);
 
 /// What one call asked for: bytes (or, for `sendmmsg`, messages) to compare
 /// the result with, bytes for the size histogram, and records. Bytes and
@@ -63,15 +64,15 @@ pub fn record_write(syscall: WriteSyscall, args: &Args, ret: i64) {
     let request = request(syscall, args, ret);
     let outcome = Outcome::classify(ret, request.wanted);
 
-    let Some(zero) = ZERO_STATS.get_ptr(0) else { return };
+    let Some(zero) = ZERO_ENTRY.get_ptr(0) else { return };
     // SAFETY: `zero` points at a map value of the right type.
-    let Some(stats) = entry(&WRITE_STATS, &key, unsafe { &*zero }, tgid, ProbeErrorKind::StatsMapFull) else {
+    let Some(entry) = entry(&WRITE_STATS, &key, unsafe { &*zero }, tgid, ProbeErrorKind::StatsMapFull) else {
         return;
     };
-    // Only for tracked pairs, so LAST_WRITE's keys are WRITE_STATS's.
-    let gap = stamp_last_write(&key);
-    // SAFETY: a valid map value, shared by all CPUs; updated with `add`.
-    let stats = unsafe { &mut *stats };
+    // SAFETY: a valid map value, shared by all CPUs; updated atomically.
+    let entry = unsafe { &mut *entry };
+    let gap = clock(entry, &key);
+    let stats = &mut entry.stats;
     add(&mut stats.calls[syscall as usize], 1);
     add(&mut stats.outcomes[outcome as usize], 1);
     if ret < 0 {
@@ -155,22 +156,29 @@ fn unreadable(ret: i64, records: u64) -> Request {
     Request { wanted: bytes, bytes, records }
 }
 
-/// Nanoseconds since the previous call on the same fd, and records this one.
+/// Nanoseconds since the previous call on the same pair, and records this
+/// one; marks the pair in LAST_WRITE if its mark has aged. Before the
+/// statistics change, so that a mark never trails them.
 #[inline(always)]
-fn stamp_last_write(key: &FdKey) -> Option<u64> {
+fn clock(entry: &mut WriteEntry, key: &FdKey) -> Option<u64> {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    if now.wrapping_sub(entry.marked_ns) >= MARK_EVERY_NS {
+        // Racing calls on other CPUs may both mark: the later mark stands.
+        entry.marked_ns = now;
+        mark(key, now);
+    }
+    let last = swap(&mut entry.last_ns, now);
+    (last != 0).then(|| now.saturating_sub(last))
+}
+
+#[inline(always)]
+fn mark(key: &FdKey, now: u64) {
     match LAST_WRITE.get_ptr_mut(key) {
-        Some(last) => {
-            // SAFETY: a valid map value; a racing writer on another CPU can
-            // at worst shift one gap sample.
-            let gap = now.saturating_sub(unsafe { *last });
-            unsafe { *last = now };
-            Some(gap)
-        }
+        // SAFETY: a valid map value.
+        Some(mark) => unsafe { *mark = now },
         None => {
             let _ = LAST_WRITE.insert(key, now, 0);
-            None
         }
     }
 }
@@ -182,7 +190,7 @@ fn stamp_last_write(key: &FdKey) -> Option<u64> {
 #[inline(always)]
 pub fn write_totals(key: &FdKey) -> Option<(u64, u64)> {
     // SAFETY: a valid map value, read word by word (each word is updated atomically).
-    let stats = unsafe { &*WRITE_STATS.get_ptr(key)? };
+    let stats = unsafe { &(*WRITE_STATS.get_ptr(key)?).stats };
     let mut calls = 0;
     for syscall_calls in stats.calls {
         calls += syscall_calls;

@@ -20,7 +20,7 @@ use agent_common::{
     key::FdKey,
     maps,
     sync::{SyncMark, SyncStats},
-    write::WriteStats,
+    write::WriteEntry,
 };
 use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
@@ -90,7 +90,7 @@ pub struct Probes {
 
 /// The maps the probes fill, owned by the collector.
 pub struct Maps {
-    pub write_stats: HashMap<MapData, FdKey, WriteStats>,
+    pub write_stats: HashMap<MapData, FdKey, WriteEntry>,
     pub last_write: HashMap<MapData, FdKey, u64>,
     pub sync_stats: HashMap<MapData, FdKey, SyncStats>,
     pub sync_marks: HashMap<MapData, FdKey, SyncMark>,

@@ -8,12 +8,12 @@ use std::{
 };
 
 use agent_common::{
-    counters::Counters,
+    counters::{Counters, MapValue},
     io_uring::{CqeErrorKey, EnterStats, RingKey, RingOpStats, RingSetup, SetupStats},
     key::FdKey,
     maps::{self, ProbeErrorKind},
     sync::{SyncMark, SyncStats},
-    write::WriteStats,
+    write::{MARK_EVERY_NS, WriteEntry, WriteStats},
 };
 use aya::{
     Pod,
@@ -151,41 +151,43 @@ impl OfProcess for u32 {
 }
 
 /// One map of counters, shared by all CPUs, and its previous reading.
-struct DeltaMap<K: Pod, V: Pod> {
+/// `E` is the map's value: its counters, and for some maps what the
+/// probes keep beside them (see [`MapValue`]).
+struct DeltaMap<K: Pod, E: Pod + MapValue> {
     name: &'static str,
-    map: aya::maps::HashMap<MapData, K, V>,
+    map: aya::maps::HashMap<MapData, K, E>,
     previous: HashMap<K, Packed>,
-    reader: BulkReader<K, V>,
+    reader: BulkReader<K, E>,
 }
 
-impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
-    fn new(name: &'static str, map: aya::maps::HashMap<MapData, K, V>) -> Self {
+impl<K: Pod + Eq + Hash + OfProcess, E: Pod + MapValue> DeltaMap<K, E> {
+    fn new(name: &'static str, map: aya::maps::HashMap<MapData, K, E>) -> Self {
         DeltaMap { name, map, previous: HashMap::new(), reader: BulkReader::default() }
     }
 
     /// Every entry that changed, with what changed: the whole map, in batches.
-    fn deltas(&mut self) -> Result<Vec<(K, V)>, CollectError> {
+    fn deltas(&mut self) -> Result<Vec<(K, E::Counters)>, CollectError> {
         let mut totals = Vec::new();
         self.reader
-            .read(self.map.map(), 1, |key, value| totals.push((key, value[0])))
+            .read(self.map.map(), 1, |key, value| totals.push((key, value[0].counters())))
             .map_err(|source| CollectError::BulkRead { map: self.name, source })?;
         Ok(totals.into_iter().filter_map(|(key, total)| self.delta(key, total)).collect())
     }
 
     /// What changed among `keys`, one lookup each (a key gone from the map
     /// is skipped).
-    fn deltas_of(&mut self, keys: impl IntoIterator<Item = K>) -> Vec<(K, V)> {
+    fn deltas_of(&mut self, keys: impl IntoIterator<Item = K>) -> Vec<(K, E::Counters)> {
         let keys = keys.into_iter();
         // Sized up front: a tick in which thousands of processes first wrote
         // would otherwise leave up to twice their size unused.
         let mut totals = Vec::with_capacity(keys.size_hint().0);
-        totals.extend(keys.filter_map(|key| Some((key, self.map.get(&key, 0).ok()?))));
+        totals.extend(keys.filter_map(|key| Some((key, self.map.get(&key, 0).ok()?.counters()))));
         totals.into_iter().filter_map(|(key, total)| self.delta(key, total)).collect()
     }
 
     /// What changed in `key` since the last reading, if anything; `total` becomes
     /// the new reading.
-    fn delta(&mut self, key: K, total: V) -> Option<(K, V)> {
+    fn delta(&mut self, key: K, total: E::Counters) -> Option<(K, E::Counters)> {
         let delta = match self.previous.insert(key, Packed::pack(&total)) {
             Some(before) => total.since(&before.unpack()),
             None => total,
@@ -198,7 +200,7 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
     /// and `more`, then deletes those entries here and in the kernel. Reading
     /// them again closes the window between the tick's reading and the exit
     /// check, in which they may have written.
-    fn drain(&mut self, gone: &HashSet<u32>, more: impl IntoIterator<Item = K>) -> Vec<(K, V)> {
+    fn drain(&mut self, gone: &HashSet<u32>, more: impl IntoIterator<Item = K>) -> Vec<(K, E::Counters)> {
         let mut keys: HashSet<K> = self.previous.keys().filter(|k| gone.contains(&k.tgid())).copied().collect();
         keys.extend(more.into_iter().filter(|k| gone.contains(&k.tgid())));
         self.forget(keys)
@@ -206,12 +208,12 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
 
     /// The last deltas (zero or not) of `keys`, then deletes them here and
     /// in the kernel.
-    fn forget(&mut self, keys: impl IntoIterator<Item = K>) -> Vec<(K, V)> {
+    fn forget(&mut self, keys: impl IntoIterator<Item = K>) -> Vec<(K, E::Counters)> {
         let mut last = Vec::new();
         for key in keys {
             if let Ok(total) = self.map.get(&key, 0) {
-                let before = self.previous.get(&key).map_or_else(V::zeroed, Packed::unpack);
-                last.push((key, total.since(&before)));
+                let before = self.previous.get(&key).map_or_else(E::Counters::zeroed, Packed::unpack);
+                last.push((key, total.counters().since(&before)));
             }
             // Already gone is fine.
             let _ = self.map.remove(&key);
@@ -221,9 +223,11 @@ impl<K: Pod + Eq + Hash + OfProcess, V: Pod + Counters> DeltaMap<K, V> {
     }
 }
 
-/// How far before the previous reading a stamp still marks its entry as
-/// changed: far longer than a probe takes between stamp and update.
-const STAMP_MARGIN_NS: u64 = 10_000_000;
+/// How far before the previous reading a mark still says its entry may
+/// have changed: a mark trails the pair's last call by up to
+/// `MARK_EVERY_NS`, and a call may be between its mark and its update as
+/// the agent reads (10 ms is far longer than a probe takes).
+const MARK_MARGIN_NS: u64 = MARK_EVERY_NS + 10_000_000;
 
 /// Now on the probes' clock (`bpf_ktime_get_ns` is `CLOCK_MONOTONIC`).
 fn monotonic_ns() -> u64 {
@@ -234,11 +238,12 @@ fn monotonic_ns() -> u64 {
 }
 
 pub struct Collector {
-    writes: DeltaMap<FdKey, WriteStats>,
+    writes: DeltaMap<FdKey, WriteEntry>,
     /// Reads `LAST_WRITE`, which says which write statistics changed.
     last_write_reader: BulkReader<FdKey, u64>,
     /// This tick's `LAST_WRITE`: every (process, fd) the probes saw write
-    /// and have not forgotten, with when (kernel monotonic ns).
+    /// and have not forgotten, with its mark (kernel monotonic ns, at most
+    /// `MARK_EVERY_NS` before its last call).
     recent: Vec<(FdKey, u64)>,
     /// When the previous reading began, on the probes' clock.
     last_read_ns: u64,
@@ -322,8 +327,8 @@ impl Collector {
 
     /// What the write statistics that changed since the last reading
     /// changed by. Reading every entry would copy 0.8 KB for every pair
-    /// that ever wrote, every tick; `LAST_WRITE` (one 8-byte stamp per
-    /// entry, read in batches) says which ones wrote since.
+    /// that ever wrote, every tick; `LAST_WRITE` (one 8-byte mark per
+    /// entry, read in batches) says which ones may have written since.
     fn write_deltas(&mut self) -> Result<Vec<(FdKey, WriteStats)>, CollectError> {
         let started_ns = monotonic_ns();
         self.recent.clear();
@@ -331,9 +336,10 @@ impl Collector {
         self.last_write_reader
             .read(self.last_write.map(), 1, |key, at| recent.push((key, at[0])))
             .map_err(|source| CollectError::BulkRead { map: maps::LAST_WRITE, source })?;
-        // A call stamps LAST_WRITE just before it updates its statistics:
-        // the margin covers a call that was between the two at the last reading.
-        let since = self.last_read_ns.saturating_sub(STAMP_MARGIN_NS);
+        // A mark is at most MARK_EVERY_NS older than the pair's last call,
+        // which marks before it updates the statistics: the margin covers
+        // both, so a pair is read again at most once for nothing.
+        let since = self.last_read_ns.saturating_sub(MARK_MARGIN_NS);
         self.last_read_ns = started_ns;
         let active: Vec<FdKey> = self.recent.iter().filter(|&&(_, at)| at >= since).map(|&(key, _)| key).collect();
         Ok(self.writes.deltas_of(active))
@@ -344,14 +350,16 @@ impl Collector {
     /// model keeps their totals; a pair that writes again starts a new entry,
     /// its first gap unknown). Returns their last deltas.
     fn evict_idle(&mut self) -> Vec<(FdKey, WriteStats)> {
-        let before = self.last_read_ns.saturating_sub(self.evict_idle_after_ns);
+        // A mark this old means the last call, at most MARK_EVERY_NS after
+        // it, was idle long enough; and any call since would have marked again.
+        let before = self.last_read_ns.saturating_sub(self.evict_idle_after_ns + MARK_EVERY_NS);
         let idle: Vec<FdKey> = self
             .recent
             .iter()
             .filter(|&&(key, at)| at < before && self.last_write.get(&key, 0).ok() == Some(at))
             .map(|&(key, _)| key)
             .collect();
-        // LAST_WRITE first: a call that comes in between stamps it again and
+        // LAST_WRITE first: a call that comes in between marks it again and
         // then finds its statistics gone, which loses that one call (the probe
         // may hold the entry as it is deleted); the other order could leave
         // statistics that LAST_WRITE no longer names.
