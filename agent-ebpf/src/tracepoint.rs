@@ -10,8 +10,23 @@ static SELF_TGID: Global<u32> = Global::new(0);
 /// The current process, unless it is the agent itself.
 #[inline(always)]
 pub fn traced_tgid() -> Option<u32> {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if tgid == SELF_TGID.load() { None } else { Some(tgid) }
+    traced_thread().map(|thread| thread.tgid)
+}
+
+/// The current thread and its process.
+#[derive(Clone, Copy)]
+pub struct Thread {
+    pub tgid: u32,
+    pub tid: u32,
+}
+
+/// The current thread, unless it is one of the agent's: both ids from one
+/// helper call.
+#[inline(always)]
+pub fn traced_thread() -> Option<Thread> {
+    let ids = bpf_get_current_pid_tgid();
+    let thread = Thread { tgid: (ids >> 32) as u32, tid: ids as u32 };
+    if thread.tgid == SELF_TGID.load() { None } else { Some(thread) }
 }
 
 /// Reads the record field `$field` (an `agent_common::tracepoints::Field`)

@@ -29,7 +29,6 @@ use agent_common::{
     },
 };
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap},
     programs::TracePointContext,
@@ -39,7 +38,7 @@ use super::sync::record_uring_sync;
 use crate::{
     aggregate::{add, count_probe_error, entry, hist_add},
     syscall_args::Args,
-    tracepoint::traced_tgid,
+    tracepoint::{Thread, traced_tgid, traced_thread},
 };
 
 /// Rings tracked at once (by fd and by context); the agent sets it at load.
@@ -89,12 +88,12 @@ pub fn io_uring_create(ctx: TracePointContext) -> u32 {
 /// Aggregates one finished `io_uring_enter` (see `syscalls`).
 #[inline(always)]
 pub fn record_enter(args: &Args, ret: i64) {
-    let Some(tgid) = traced_tgid() else { return };
+    let Some(Thread { tgid, tid }) = traced_thread() else { return };
     let flags = args.arg3;
     let fd = if flags & ENTER_REGISTERED_RING == 0 {
         args.arg0 as i32
     } else {
-        match registered_ring_fd() {
+        match registered_ring_fd(tid) {
             Some(fd) => fd,
             None => {
                 count_probe_error(ProbeErrorKind::RingIndexUnresolved);
@@ -126,11 +125,10 @@ pub fn record_enter(args: &Args, ret: i64) {
     }
 }
 
-/// The descriptor of the ring the current thread last submitted to, if the
+/// The descriptor of the ring thread `tid` last submitted to, if the
 /// probes saw that ring set up.
 #[inline(always)]
-fn registered_ring_fd() -> Option<i32> {
-    let tid = bpf_get_current_pid_tgid() as u32;
+fn registered_ring_fd(tid: u32) -> Option<i32> {
     // SAFETY: plain values, copied out at once.
     let ring = unsafe { *URING_SUBMITTING.get(tid)? };
     // SAFETY: as above.
@@ -143,8 +141,7 @@ fn registered_ring_fd() -> Option<i32> {
 /// (a lock, and a fresh element from the free list) for every SQE this
 /// program ran 368 ns a run, with this 159 (bpf_stats, docs/performance.md).
 #[inline(always)]
-fn note_submitting(ring: u64) {
-    let tid = bpf_get_current_pid_tgid() as u32;
+fn note_submitting(tid: u32, ring: u64) {
     match URING_SUBMITTING.get_ptr_mut(tid) {
         // SAFETY: a valid map value; only this thread's programs write it.
         Some(last) => unsafe {
@@ -162,10 +159,11 @@ fn note_submitting(ring: u64) {
 pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
     let opcode = read_field!(&ctx, SUBMIT_OPCODE as u8);
     let by_sqpoll = read_field!(&ctx, SUBMIT_SQ_THREAD as u8);
+    let Some(thread) = traced_thread() else { return 0 };
     if by_sqpoll == 0 {
-        note_submitting(read_field!(&ctx, RING_CTX as u64));
+        note_submitting(thread.tid, read_field!(&ctx, RING_CTX as u64));
     }
-    with_ring_ops(&ctx, |ops| {
+    ring_ops_of(thread.tgid, &ctx, |ops| {
         add(&mut ops.sqes, 1);
         if let Some(class) = ops.sqes_by_class.get_mut(OpClass::of(opcode) as usize) {
             add(class, 1);
@@ -174,8 +172,8 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
             add(&mut ops.sqpoll_sqes, 1);
         }
     });
-    if let (Some(call), Some(tgid)) = (SyncCall::of_uring_op(opcode), traced_tgid()) {
-        record_uring_sync(call, tgid);
+    if let Some(call) = SyncCall::of_uring_op(opcode) {
+        record_uring_sync(call, thread.tgid);
     }
     0
 }
@@ -229,16 +227,25 @@ pub fn record_setup(ret: i64) {
     }
 }
 
-/// The ring of a record whose first field is `void *ctx`.
+/// The ring of `tgid` in a record whose first field is `void *ctx`.
 #[inline(always)]
-fn ring_key(ctx: &TracePointContext) -> Option<RingKey> {
-    Some(RingKey { tgid: traced_tgid()?, _pad: 0, ctx: read_field!(ctx, RING_CTX as u64) })
+fn ring_key(tgid: u32, ctx: &TracePointContext) -> RingKey {
+    RingKey { tgid, _pad: 0, ctx: read_field!(ctx, RING_CTX as u64) }
 }
 
-/// Applies `update` to the statistics of the record's ring.
+/// Applies `update` to the statistics of the record's ring, if the current
+/// process is traced.
 #[inline(always)]
 fn with_ring_ops(ctx: &TracePointContext, update: impl FnOnce(&mut RingOpStats)) {
-    let Some(key) = ring_key(ctx) else { return };
+    if let Some(tgid) = traced_tgid() {
+        ring_ops_of(tgid, ctx, update);
+    }
+}
+
+/// Applies `update` to the statistics of `tgid`'s ring in the record.
+#[inline(always)]
+fn ring_ops_of(tgid: u32, ctx: &TracePointContext, update: impl FnOnce(&mut RingOpStats)) {
+    let key = ring_key(tgid, ctx);
     if let Some(ops) = entry(&URING_OPS, &key, &RingOpStats::ZERO, key.tgid, ProbeErrorKind::UringMapFull) {
         // SAFETY: a valid map value, shared by all CPUs; updated with `add`.
         update(unsafe { &mut *ops });
@@ -247,7 +254,8 @@ fn with_ring_ops(ctx: &TracePointContext, update: impl FnOnce(&mut RingOpStats))
 
 #[inline(always)]
 fn count_cqe_error(ctx: &TracePointContext, errno: u32) {
-    let Some(ring) = ring_key(ctx) else { return };
+    let Some(tgid) = traced_tgid() else { return };
+    let ring = ring_key(tgid, ctx);
     let key = CqeErrorKey { ring, errno, _pad: 0 };
     if let Some(count) = entry(&URING_CQE_ERRORS, &key, &0, ring.tgid, ProbeErrorKind::UringMapFull) {
         // SAFETY: as above.
