@@ -149,8 +149,8 @@ fn dd_has_exact_values(request: &ExportMetricsServiceRequest, pid: &str) {
     assert!(point.start_time_unix_nano > 0 && point.start_time_unix_nano < point.time_unix_nano);
 
     let sizes = histogram(request, "batchwatch.write.batch.size", &series).expect("batch sizes");
-    // 512 lies in slot 10, [512, 1023]: the bucket whose upper bound is 1023.
-    assert_eq!(sizes.explicit_bounds[10], 1023.0);
+    // 512 lies in slot 10, (256, 512]: the bucket whose upper bound is 512.
+    assert_eq!(sizes.explicit_bounds[10], 512.0);
     assert_eq!((sizes.count, sizes.bucket_counts[10], sizes.sum), (BLOCKS, BLOCKS, Some((BLOCKS * BLOCK) as f64)));
     let records = histogram(request, "batchwatch.write.batch.records", &series).expect("records");
     assert_eq!((records.count, records.bucket_counts[1], records.sum), (BLOCKS, BLOCKS, Some(BLOCKS as f64)));

@@ -55,12 +55,12 @@ fn prometheus_scrapes_the_workload_under_the_translated_names() {
     wait_for(&prometheus, &calls, BLOCKS as f64);
     let bytes = format!("last_over_time(batchwatch_write_io_bytes_total{{{series}}}[5m])");
     assert_eq!(value_of(&prometheus, &bytes), (BLOCKS * BLOCK) as f64);
-    // Every block lies in the bucket (511, 1023]: Prometheus interpolates
-    // the median at its middle, and p99 near its top.
+    // Every block lies in the bucket (256, 512]: Prometheus interpolates
+    // the median at its middle, and p99 near its top, 512 itself.
     let sizes = format!("last_over_time(batchwatch_write_batch_size_bytes_bucket{{{series}}}[5m])");
-    assert_eq!(value_of(&prometheus, &format!("histogram_quantile(0.5, {sizes})")), 767.0);
+    assert_eq!(value_of(&prometheus, &format!("histogram_quantile(0.5, {sizes})")), 384.0);
     let p99 = value_of(&prometheus, &format!("histogram_quantile(0.99, {sizes})"));
-    assert!((p99 - (511.0 + 512.0 * 0.99)).abs() < 1e-9, "{p99}");
+    assert!((p99 - (256.0 + 256.0 * 0.99)).abs() < 1e-9, "{p99}");
     let count = format!("last_over_time(batchwatch_write_batch_size_bytes_count{{{series}}}[5m])");
     assert_eq!(value_of(&prometheus, &count), BLOCKS as f64);
     let cost = format!("last_over_time(batchwatch_process_transition_time_seconds_total{{process_pid=\"{pid}\"}}[5m])");
