@@ -18,6 +18,13 @@ pub const fn log2_slot(value: u64, slots: usize) -> usize {
     if slot < slots { slot } else { slots - 1 }
 }
 
+/// Bucket index of slot `slot >= 1` in a base-2 exponential histogram at
+/// scale 0, whose bucket `i` holds `(2^i, 2^(i+1)]`: slot 1 (the value 1) is
+/// bucket -1, slot `k` bucket `k - 2`.
+pub const fn exponential_index(slot: usize) -> i32 {
+    slot as i32 - 2
+}
+
 /// Smallest value that lands in `slot`.
 pub const fn slot_lower_bound(slot: usize) -> u64 {
     if slot < 2 { slot as u64 } else { (1 << (slot - 2)) + 1 }

@@ -37,6 +37,24 @@ pub fn dd_blocks() -> u32 {
     pid
 }
 
+/// The writes [`mixed_writes`] makes to /dev/null: (bytes, how many).
+pub const MIXED_WRITES: [(u64, u64); 5] = [(0, 10), (1, 1000), (100, 600), (4096, 300), (5000, 90)];
+
+/// A python3 writing [`MIXED_WRITES`] to /dev/null, one `os.write` (one
+/// write()) each, in five log2 buckets: the zero bucket, 1, (64, 128],
+/// (2048, 4096] and (4096, 8192]. It stays a moment so that the agent sees
+/// it alive; returns its pid once it has exited.
+pub fn mixed_writes() -> u32 {
+    let script = format!(
+        "import os, time\nfd = os.open('/dev/null', os.O_WRONLY)\nfor size, n in {MIXED_WRITES:?}:\n    \
+         block = b'x' * size\n    for _ in range(n):\n        os.write(fd, block)\ntime.sleep(1.5)\n"
+    );
+    let mut python = Command::new("python3").args(["-c", &script]).spawn().expect("start python3");
+    let pid = python.id();
+    assert!(python.wait().expect("python3").success());
+    pid
+}
+
 /// A free port on the loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
