@@ -15,11 +15,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use batchwatch::export::catalog::{self, Instrument};
+use agent_common::{hist::log2_slot, write::BYTES_SLOTS};
+use batchwatch::{
+    export::catalog::{self, Instrument},
+    model::metrics::Quantiles,
+};
 
 use self::{
     prometheus_server::PrometheusServer,
-    support::{Agent, BLOCK, BLOCKS, dd_blocks, free_port, run_command},
+    support::{Agent, BLOCK, BLOCKS, MIXED_WRITES, dd_blocks, free_port, mixed_writes, run_command},
 };
 
 /// Starts `batchwatch run` serving /metrics on a free port, without OTLP.
@@ -163,7 +167,18 @@ fn scraping(target: &str) -> PrometheusServer {
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
          scrape_configs:\n  - job_name: batchwatch\n    static_configs:\n      - targets: ['{target}']\n"
     );
-    PrometheusServer::start("prometheus", &format!("127.0.0.1:{}", free_port()), &config, &[])
+    PrometheusServer::start("prometheus", &format!("127.0.0.1:{}", free_port()), &config, &[], &[])
+}
+
+/// The same Prometheus, asking for native histograms: it scrapes the
+/// protobuf exposition.
+fn scraping_native(target: &str) -> PrometheusServer {
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+         scrape_configs:\n  - job_name: batchwatch\n    static_configs:\n      - targets: ['{target}']\n"
+    );
+    let flags = ["--enable-feature=native-histograms"];
+    PrometheusServer::start("native", &format!("127.0.0.1:{}", free_port()), &config, &[], &flags)
 }
 
 /// The value of a PromQL instant query that returns one sample.
@@ -205,6 +220,41 @@ fn get_from(mut stream: TcpStream, addr: &str, path: &str) -> (u16, String, Stri
         .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()))
         .unwrap_or_default();
     (status, content_type, body.to_owned())
+}
+
+#[test]
+fn native_histograms_give_the_reports_quantiles_within_a_bucket() {
+    let (agent, target) = start_serving();
+    let prometheus = scraping_native(&target);
+    wait_for(&prometheus, "up{job=\"batchwatch\"}", 1.0);
+    let pid = mixed_writes().to_string();
+
+    let series = format!("process_pid=\"{pid}\",batchwatch_fd_kind=\"chardev\"");
+    let sizes = format!("last_over_time(batchwatch_write_batch_size_bytes{{{series}}}[5m])");
+    let calls: u64 = MIXED_WRITES.iter().map(|&(_, n)| n).sum();
+    wait_for(&prometheus, &format!("histogram_count({sizes})"), calls as f64);
+    let bytes: u64 = MIXED_WRITES.iter().map(|&(size, n)| size * n).sum();
+    assert_eq!(value_of(&prometheus, &format!("histogram_sum({sizes})")), bytes as f64);
+    // Native only: no classic series for this histogram.
+    let classic = format!("batchwatch_write_batch_size_bytes_bucket{{{series}}}");
+    assert_eq!(prometheus.query(&classic).map(|samples| samples.len()), Ok(0));
+
+    // What the report says for this workload: p50 and p99 as the upper
+    // edges of their buckets, 100 B in (64, 128] and 5000 B in (4096, 8192].
+    let mut slots = [0; BYTES_SLOTS];
+    MIXED_WRITES.iter().for_each(|&(size, n)| slots[log2_slot(size, BYTES_SLOTS)] += n);
+    let report = Quantiles::of(&slots).unwrap();
+    assert_eq!((report.p50, report.p99), (128, 8192));
+    for (q, edge) in [(0.5, report.p50), (0.99, report.p99)] {
+        let quantile = value_of(&prometheus, &format!("histogram_quantile({q}, {sizes})"));
+        let bucket = (edge as f64 / 2.0, edge as f64);
+        assert!(bucket.0 < quantile && quantile <= bucket.1, "p{}: {quantile} outside {bucket:?}", q * 100.0);
+    }
+    // The waits, in seconds, stay classic.
+    let waits = format!("last_over_time(batchwatch_write_batch_wait_seconds_count{{{series}}}[5m])");
+    assert_eq!(value_of(&prometheus, &waits), (calls - 1) as f64);
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
 }
 
 #[test]

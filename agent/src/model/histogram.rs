@@ -8,7 +8,7 @@
 //! [`Log2Histogram::median`], which uses those totals to be exact where it
 //! can and interpolates where it cannot.
 
-use agent_common::hist::{slot_lower_bound, slot_upper_bound};
+use agent_common::hist::{exponential_index, slot_lower_bound, slot_upper_bound};
 
 /// A log2 histogram borrowed from a `WriteStats`.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +93,18 @@ impl<'a> Log2Histogram<'a> {
     /// Highest slot with a sample.
     pub fn max_slot(&self) -> Option<usize> {
         self.slots.iter().rposition(|&n| n > 0)
+    }
+
+    /// The slots from 1 on as the positive buckets of a base-2 exponential
+    /// histogram at scale 0 (`agent_common::hist`): the bucket index of the
+    /// first slot that holds samples, and the counts from it to the last
+    /// that does; `(0, [])` when none does. Slot 0 is the zero bucket.
+    pub fn exponential_buckets(&self) -> (i32, &'a [u64]) {
+        let positive = &self.slots[1..];
+        match (positive.iter().position(|&n| n > 0), positive.iter().rposition(|&n| n > 0)) {
+            (Some(first), Some(last)) => (exponential_index(first + 1), &positive[first..=last]),
+            _ => (0, &[]),
+        }
     }
 
     /// `(lower, upper, count)` for every slot; `upper` is `None` for the last,
@@ -188,6 +200,15 @@ mod tests {
         assert_eq!(h.quantile(0.5), None);
         assert_eq!(h.mode_slot(), None);
         assert_eq!(h.share(3), 0.0);
+    }
+
+    #[test]
+    fn exponential_buckets_run_from_the_first_to_the_last_filled_slot() {
+        let slots = hist_of(&[0, 3, 4, 100]);
+        // 3 and 4 in (2, 4], index 1; 100 in (64, 128], index 6.
+        assert_eq!(Log2Histogram::new(&slots).exponential_buckets(), (1, &[2, 0, 0, 0, 0, 1][..]));
+        assert_eq!(Log2Histogram::new(&hist_of(&[1])).exponential_buckets(), (-1, &[1][..]));
+        assert_eq!(Log2Histogram::new(&hist_of(&[0, 0])).exponential_buckets(), (0, &[][..]));
     }
 
     #[test]

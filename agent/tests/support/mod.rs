@@ -38,7 +38,7 @@ pub fn dd_blocks() -> u32 {
 }
 
 /// The writes [`mixed_writes`] makes to /dev/null: (bytes, how many).
-pub const MIXED_WRITES: [(u64, u64); 5] = [(0, 10), (1, 1000), (100, 600), (4096, 300), (5000, 90)];
+pub const MIXED_WRITES: [(u64, u64); 5] = [(0, 10), (1, 400), (100, 1200), (4096, 300), (5000, 90)];
 
 /// A python3 writing [`MIXED_WRITES`] to /dev/null, one `os.write` (one
 /// write()) each, in five log2 buckets: the zero bucket, 1, (64, 128],

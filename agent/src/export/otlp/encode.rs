@@ -9,7 +9,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use agent_common::hist::{exponential_index, slot_lower_bound, slot_upper_bound};
+use agent_common::hist::{slot_lower_bound, slot_upper_bound};
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
     common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
@@ -30,6 +30,7 @@ use crate::{
         catalog::{self, Instrument, Scale},
         series::{Collection, Point, Value},
     },
+    model::histogram::Log2Histogram,
 };
 
 /// The request for `collection`, from the node's `resource`; its points of
@@ -146,13 +147,7 @@ fn histogram_point(point: &Point, bounds: &[f64], time: u64) -> Option<Histogram
 /// also holds every larger value.
 fn exponential_point(point: &Point, time: u64) -> Option<ExponentialHistogramDataPoint> {
     let Value::Histogram { counts, sum } = &point.value else { return None };
-    let positive = &counts[1..];
-    let buckets = match (positive.iter().position(|&n| n > 0), positive.iter().rposition(|&n| n > 0)) {
-        (Some(first), Some(last)) => {
-            Buckets { offset: exponential_index(first + 1), bucket_counts: positive[first..=last].to_vec() }
-        }
-        _ => Buckets::default(),
-    };
+    let (offset, positive) = Log2Histogram::new(counts).exponential_buckets();
     let only = only_value(counts, *sum);
     Some(ExponentialHistogramDataPoint {
         attributes: attributes(point),
@@ -163,7 +158,7 @@ fn exponential_point(point: &Point, time: u64) -> Option<ExponentialHistogramDat
         scale: 0,
         zero_count: counts[0],
         zero_threshold: 0.0,
-        positive: Some(buckets),
+        positive: Some(Buckets { offset, bucket_counts: positive.to_vec() }),
         // Known exactly only when every sample had one value.
         min: only,
         max: only,
