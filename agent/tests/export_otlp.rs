@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::{
 
 use self::{
     receiver::{Receiver, ServerTls, Transport, exponential, histogram, metric, metrics, number, text, value},
-    support::{Agent, BLOCK, BLOCKS, MIXED_WRITES, dd_blocks, free_port, mixed_writes, run_command},
+    support::{Agent, BLOCK, BLOCKS, MIXED_WRITES, MixedWriter, dd_blocks, free_port, run_command},
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -424,7 +424,8 @@ fn delta_points_sum_to_the_cumulative_ones() {
 fn exponential_histograms_carry_the_kernel_slots_at_scale_0() {
     let mut receiver = Receiver::start(Transport::Grpc);
     let agent = start_exporting(&receiver, Transport::Grpc, &[("BATCHWATCH_HISTOGRAMS", "exponential")]);
-    let pid = mixed_writes().to_string();
+    let writer = MixedWriter::start();
+    let pid = writer.pid().to_string();
     let series = [("process.pid", pid.as_str()), ("batchwatch.fd.kind", "chardev")];
     let calls: u64 = MIXED_WRITES.iter().map(|&(_, n)| n).sum();
     let got = receiver.wait_for(WAIT, |r| {

@@ -223,6 +223,9 @@ impl Collector for Exposition {
                             // The text encoder writes the classic buckets only.
                             Instrument::Histogram { scale: Scale::Unit, .. } => {
                                 let (offset, positive) = Log2Histogram::new(counts).exponential_buckets();
+                                // Prometheus numbers a bucket by its upper edge, 2^i
+                                // ((2^(i-1), 2^i]), OpenTelemetry by its lower one: one more.
+                                let offset = offset + 1;
                                 let deltas = deltas(positive);
                                 // Prometheus takes no span at all for no bucket: one of length 0.
                                 let spans = [(offset, positive.len() as u32)];
@@ -390,8 +393,8 @@ mod tests {
         // 3000 calls of 512 B (1000 per descriptor kind, one series each).
         let sizes = histogram("batchwatch_write_batch_size_bytes");
         assert_eq!((sizes.schema, sizes.zero_threshold, sizes.zero_count), (0, ZERO_THRESHOLD, 0));
-        // 512 lies in (256, 512], bucket index 8.
-        assert_eq!(sizes.positive_span, [BucketSpan { offset: 8, length: 1 }]);
+        // 512 lies in (256, 512], Prometheus's bucket 9 (2^9 its upper edge).
+        assert_eq!(sizes.positive_span, [BucketSpan { offset: 9, length: 1 }]);
         assert_eq!((sizes.positive_delta.as_slice(), sizes.sample_count), (&[1000][..], 1000));
         assert_eq!(sizes.bucket.len(), catalog_bounds("batchwatch_write_batch_size_bytes") + 1, "classic too");
         // Gaps of 1000 ns, in seconds: classic only.
