@@ -2,11 +2,12 @@
 //!
 //! Slot 0 holds the value 0, slot 1 the value 1, and slot `k >= 2` the values
 //! in `(2^(k-2), 2^(k-1)]`, upper bound inclusive: the buckets of a base-2
-//! exponential histogram at scale 0 (OpenTelemetry's `ExponentialHistogram`,
-//! Prometheus's native histograms with schema 0), where bucket index `i`
-//! holds `(2^i, 2^(i+1)]`, so slot `k` is bucket index `k - 2`. A power of
-//! two is the largest value of its slot. The last slot of a histogram also
-//! takes every larger value.
+//! exponential histogram at scale 0 with a zero bucket. OpenTelemetry's
+//! `ExponentialHistogram` numbers bucket `i` as `(2^i, 2^(i+1)]`, so slot `k`
+//! is its bucket `k - 2`; Prometheus's native histograms (schema 0) number
+//! it by its upper edge, `(2^(i-1), 2^i]`, so slot `k` is their bucket
+//! `k - 1`. A power of two is the largest value of its slot. The last slot
+//! of a histogram also takes every larger value.
 
 /// Slot of `value` in a log2 histogram with `slots` slots.
 ///
