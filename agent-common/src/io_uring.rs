@@ -7,8 +7,8 @@
 //! - the ring's set-up, keyed by its context, which ties the two together.
 
 /// Slots of the SQEs-per-enter histogram: a ring has at most 32768 SQ
-/// entries, which lands in slot 16.
-pub const SUBMIT_SLOTS: usize = 17;
+/// entries, which lands in slot 17, `(2^14, 2^15]`.
+pub const SUBMIT_SLOTS: usize = 18;
 
 /// `IORING_SETUP_SQPOLL`.
 pub const SETUP_SQPOLL: u32 = 1 << 1;

@@ -8,12 +8,13 @@
 //! with the number of CPUs.
 
 /// Slots of the latency and between-syncs histograms, in nanoseconds: the
-/// last slot starts at `2^38` ns (about 4.6 minutes) and takes every longer one.
+/// last slot takes every one above `2^37` ns (about 2.3 minutes).
 pub const NS_SLOTS: usize = 40;
-/// Slots of the writes-per-sync histogram: the last starts at `2^19`
-/// (524,288 writes) and takes every larger batch.
+/// Slots of the writes-per-sync histogram: the last takes every batch above
+/// `2^18` (262,144 writes).
 pub const WRITES_SLOTS: usize = 21;
-/// Slots of the bytes-per-sync histogram: the last starts at `2^38` B (256 GiB).
+/// Slots of the bytes-per-sync histogram: the last takes every batch above
+/// `2^37` B (128 GiB).
 pub const BYTES_SLOTS: usize = 40;
 
 /// The pseudo-descriptor under which a process's `sync` and `syncfs` calls

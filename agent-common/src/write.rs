@@ -1,14 +1,15 @@
 //! The write family: which syscalls, how their results are classified, and
 //! the per-(process, fd) statistics the probes aggregate.
 
-/// Number of slots of the bytes-per-call histogram: a single write moves at
-/// most `0x7ffff000` bytes, below `2^31`, so 32 slots never saturate.
+/// Number of slots of the bytes-per-call histogram. A single write moves at
+/// most `0x7ffff000` bytes, which lands in slot 32, `(2^30, 2^31]`: with 32
+/// slots the last one, slot 31, holds every call above `2^29` B (512 MiB).
 pub const BYTES_SLOTS: usize = 32;
 /// Number of slots of the records-per-call histogram: `IOV_MAX` and
 /// `UIO_MAXIOV` are 1024, which lands in slot 11.
 pub const RECORDS_SLOTS: usize = 12;
-/// Number of slots of the gap histogram, in nanoseconds: the last slot starts
-/// at `2^38` ns (about 4.6 minutes) and takes every longer gap.
+/// Number of slots of the gap histogram, in nanoseconds: the last slot takes
+/// every gap above `2^37` ns (about 2.3 minutes).
 pub const GAP_SLOTS: usize = 40;
 
 /// The most iovecs (or mmsghdrs) one call may carry, and so the most the

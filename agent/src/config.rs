@@ -208,6 +208,11 @@ pub struct ExportSettings {
     /// (`process.command,k8s.pod.*`), comma-separated [default: none].
     #[arg(long, global = true, env = "BATCHWATCH_ATTRIBUTES_EXCLUDE", value_delimiter = ',')]
     pub attributes_exclude: Option<Vec<String>>,
+    /// How OTLP histograms go on the wire: explicit buckets with one fixed
+    /// bound list per metric, or exponential histograms at scale 0
+    /// [default: explicit].
+    #[arg(long, global = true, env = "BATCHWATCH_HISTOGRAMS", value_enum)]
+    pub histograms: Option<Histograms>,
     /// How long the series of a descriptor (or kind of descriptor) that
     /// writes nothing, such as a closed one, are still exported [default: 5m].
     #[arg(long, global = true, env = "BATCHWATCH_SERIES_IDLE_AFTER", value_parser = humantime::parse_duration)]
@@ -253,6 +258,7 @@ impl ExportSettings {
             series_idle_after: over.series_idle_after.or(self.series_idle_after),
             attributes_include: over.attributes_include.or(self.attributes_include),
             attributes_exclude: over.attributes_exclude.or(self.attributes_exclude),
+            histograms: over.histograms.or(self.histograms),
             queue_capacity: over.queue_capacity.or(self.queue_capacity),
             otlp_endpoint: over.otlp_endpoint.or(self.otlp_endpoint),
             otlp_protocol: over.otlp_protocol.or(self.otlp_protocol),
@@ -270,12 +276,19 @@ impl Settings {
         Settings::parse(&text, &path.display().to_string())
     }
 
-    /// Parses settings in TOML; `origin` names where the text came from.
+    /// Parses settings in TOML; `origin` names where the text came from. A
+    /// bad value is named by its key (`export.histograms`), other errors by
+    /// the text at fault.
     pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
-        toml::from_str(text).map_err(|error| ConfigError::Parse {
+        let error = |error: toml::de::Error, key: Option<String>| ConfigError::Parse {
             path: origin.to_owned(),
             message: error.message().to_owned(),
-            key: error.span().and_then(|span| text.get(span)).unwrap_or_default().to_owned(),
+            key: key.unwrap_or_else(|| error.span().and_then(|span| text.get(span)).unwrap_or_default().to_owned()),
+        };
+        let document = toml::Deserializer::parse(text).map_err(|e| error(e, None))?;
+        serde_path_to_error::deserialize(document).map_err(|e| {
+            let key = e.path().to_string();
+            error(e.into_inner(), (key != ".").then_some(key))
         })
     }
 
@@ -353,6 +366,18 @@ pub enum Aggregation {
     Workload,
 }
 
+/// How OTLP histograms go on the wire (`export.histograms`; see
+/// `export::otlp::encode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Histograms {
+    /// Explicit buckets, one fixed bound list per metric.
+    Explicit,
+    /// Exponential histograms at scale 0, whose buckets are the kernel's
+    /// slots; the metrics in seconds stay explicit.
+    Exponential,
+}
+
 /// When a descriptor counts as an un-batched hot writer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HotWriterRule {
@@ -419,6 +444,7 @@ pub struct ExportConfig {
     /// Patterns of the process attributes kept, and of those left out.
     pub attributes_include: Vec<String>,
     pub attributes_exclude: Vec<String>,
+    pub histograms: Histograms,
     pub queue_capacity: u32,
     pub otlp_endpoint: Option<String>,
     pub otlp_protocol: Option<String>,
@@ -576,6 +602,7 @@ impl ExportConfig {
             )?,
             attributes_include: attribute_patterns("export.attributes_include", s.attributes_include, &["*"])?,
             attributes_exclude: attribute_patterns("export.attributes_exclude", s.attributes_exclude, &[])?,
+            histograms: s.histograms.unwrap_or(Histograms::Explicit),
             queue_capacity: check("export.queue_capacity", s.queue_capacity, 10, 1..=1000)?,
             otlp_endpoint: s.otlp_endpoint,
             otlp_protocol: s.otlp_protocol,
@@ -745,6 +772,19 @@ mod tests {
                 "config key `export.attributes_exclude` (flag --attributes-exclude, env BATCHWATCH_ATTRIBUTES_EXCLUDE) \
                  has `pod.name`, which matches no process attribute; they are: process.pid, process.executable.name"
             ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn histograms_are_explicit_or_exponential() {
+        assert_eq!(Config::default().export.histograms, Histograms::Explicit);
+        let settings = Settings::parse("[export]\nhistograms = \"exponential\"\n", "test").unwrap();
+        assert_eq!(Config::resolve(settings).unwrap().export.histograms, Histograms::Exponential);
+        let error = Settings::parse("[export]\nhistograms = \"native\"\n", "test").unwrap_err().to_string();
+        assert!(
+            error.contains("unknown variant `native`, expected `explicit` or `exponential`")
+                && error.contains("export.histograms"),
             "{error}"
         );
     }

@@ -219,7 +219,7 @@ pub struct WriteReport {
     pub gap_ns: Distribution,
 }
 
-/// Percentiles are log2 bucket lower edges (the value lies in `[p, 2p)`);
+/// Percentiles are log2 bucket upper edges (the value lies in `(p/2, p]`);
 /// `null` when there was no sample. `mean` is exact; `median` is exact when
 /// every sample lies in one bucket, else interpolated inside its bucket.
 #[derive(Debug, Serialize)]

@@ -124,7 +124,7 @@ fn loaded_rules() -> Vec<Value> {
         format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let config = "global:\n  evaluation_interval: 1m\nrule_files: [rules.yaml]\n";
     let rules = rules_file();
-    let prometheus = PrometheusServer::start("rules", &addr, config, &[("rules.yaml", &rules)]);
+    let prometheus = PrometheusServer::start("rules", &addr, config, &[("rules.yaml", &rules)], &[]);
     let data = prometheus.api("/api/v1/rules").unwrap();
     data["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap().clone()).collect()
 }

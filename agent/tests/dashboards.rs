@@ -102,14 +102,20 @@ fn every_dashboard_query_and_alert_sees_a_live_workload() {
     let pod = format!("{}-{pid}", demo_workload::NAME);
 
     let rules = repo_root().join("alerts/batchwatch-rules.yaml");
-    let plain =
-        PrometheusServer::start("plain", &free_addr(), &prometheus_config(&target, None), &[("rules.yaml", &rules)]);
+    let plain = PrometheusServer::start(
+        "plain",
+        &free_addr(),
+        &prometheus_config(&target, None),
+        &[("rules.yaml", &rules)],
+        &[],
+    );
     let gone = free_addr();
     let labelled = PrometheusServer::start(
         "labelled",
         &free_addr(),
         &prometheus_config(&target, Some(&gone)),
         &[("rules.yaml", &rules)],
+        &[],
     );
 
     // The flags (hot_writer, io_uring_unbatched, sqpoll_trickle,

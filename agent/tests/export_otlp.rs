@@ -22,8 +22,8 @@ use opentelemetry_proto::tonic::{
 };
 
 use self::{
-    receiver::{Receiver, ServerTls, Transport, histogram, metric, metrics, number, text, value},
-    support::{Agent, BLOCK, BLOCKS, dd_blocks, free_port, run_command},
+    receiver::{Receiver, ServerTls, Transport, exponential, histogram, metric, metrics, number, text, value},
+    support::{Agent, BLOCK, BLOCKS, MIXED_WRITES, MixedWriter, dd_blocks, free_port, run_command},
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -149,8 +149,8 @@ fn dd_has_exact_values(request: &ExportMetricsServiceRequest, pid: &str) {
     assert!(point.start_time_unix_nano > 0 && point.start_time_unix_nano < point.time_unix_nano);
 
     let sizes = histogram(request, "batchwatch.write.batch.size", &series).expect("batch sizes");
-    // 512 lies in slot 10, [512, 1023]: the bucket whose upper bound is 1023.
-    assert_eq!(sizes.explicit_bounds[10], 1023.0);
+    // 512 lies in slot 10, (256, 512]: the bucket whose upper bound is 512.
+    assert_eq!(sizes.explicit_bounds[10], 512.0);
     assert_eq!((sizes.count, sizes.bucket_counts[10], sizes.sum), (BLOCKS, BLOCKS, Some((BLOCKS * BLOCK) as f64)));
     let records = histogram(request, "batchwatch.write.batch.records", &series).expect("records");
     assert_eq!((records.count, records.bucket_counts[1], records.sum), (BLOCKS, BLOCKS, Some(BLOCKS as f64)));
@@ -418,6 +418,52 @@ fn delta_points_sum_to_the_cumulative_ones() {
     }
     assert!(deltas >= 2, "dd's series in {deltas} export(s)");
     assert_eq!((total_calls, sizes, sized_bytes), (BLOCKS as f64, BLOCKS, (BLOCKS * BLOCK) as f64));
+}
+
+#[test]
+fn exponential_histograms_carry_the_kernel_slots_at_scale_0() {
+    let mut receiver = Receiver::start(Transport::Grpc);
+    let agent = start_exporting(&receiver, Transport::Grpc, &[("BATCHWATCH_HISTOGRAMS", "exponential")]);
+    let writer = MixedWriter::start();
+    let pid = writer.pid().to_string();
+    let series = [("process.pid", pid.as_str()), ("batchwatch.fd.kind", "chardev")];
+    let calls: u64 = MIXED_WRITES.iter().map(|&(_, n)| n).sum();
+    let got = receiver.wait_for(WAIT, |r| {
+        exponential(&r.request, "batchwatch.write.batch.size", &series).is_some_and(|p| p.count == calls)
+    });
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+
+    let sizes = exponential(&got.request, "batchwatch.write.batch.size", &series).unwrap();
+    let bytes: u64 = MIXED_WRITES.iter().map(|&(size, n)| size * n).sum();
+    assert_eq!((sizes.scale, sizes.zero_threshold, sizes.sum), (0, 0.0, Some(bytes as f64)));
+    // 10 empty writes in the zero bucket; 1 B in (1/2, 1], index -1, the
+    // first; 100 B in (64, 128], index 6; 4096 B in (2048, 4096], index 11;
+    // 5000 B in (4096, 8192], index 12.
+    assert_eq!(sizes.zero_count, 10);
+    let positive = sizes.positive.as_ref().expect("positive buckets");
+    let mut expected = vec![0; 14];
+    (expected[0], expected[7], expected[12], expected[13]) = (400, 1200, 300, 90);
+    assert_eq!((positive.offset, &positive.bucket_counts), (-1, &expected));
+    assert_eq!((sizes.min, sizes.max), (None, None), "sizes differ: no exact extremes");
+    // Every call wrote one record: exactly 1, so min and max are known.
+    let records = exponential(&got.request, "batchwatch.write.batch.records", &series).expect("records");
+    assert_eq!((records.zero_count, records.count, records.min, records.max), (0, calls, Some(1.0), Some(1.0)));
+    assert_eq!(records.positive.as_ref().map(|b| (b.offset, b.bucket_counts.clone())), Some((-1, vec![calls])));
+    // The waits, in seconds, stay explicit.
+    let waits = histogram(&got.request, "batchwatch.write.batch.wait", &series).expect("explicit waits");
+    assert_eq!(waits.count, calls - 1);
+    for received in metrics(&got.request) {
+        let documented = catalog::find(&received.name).unwrap();
+        let exponential = matches!(documented.instrument, Instrument::Histogram { scale: catalog::Scale::Unit, .. });
+        assert_eq!(
+            matches!(received.data, Some(Data::ExponentialHistogram(_))),
+            exponential,
+            "{}: {:?}",
+            received.name,
+            documented.instrument
+        );
+    }
 }
 
 /// A CA, a receiver certificate for 127.0.0.1 and a client certificate it

@@ -15,11 +15,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use batchwatch::export::catalog::{self, Instrument};
+use agent_common::{hist::log2_slot, write::BYTES_SLOTS};
+use batchwatch::{
+    export::catalog::{self, Instrument},
+    model::metrics::Quantiles,
+};
 
 use self::{
     prometheus_server::PrometheusServer,
-    support::{Agent, BLOCK, BLOCKS, dd_blocks, free_port, run_command},
+    support::{Agent, BLOCK, BLOCKS, MIXED_WRITES, MixedWriter, dd_blocks, free_port, run_command},
 };
 
 /// Starts `batchwatch run` serving /metrics on a free port, without OTLP.
@@ -55,12 +59,12 @@ fn prometheus_scrapes_the_workload_under_the_translated_names() {
     wait_for(&prometheus, &calls, BLOCKS as f64);
     let bytes = format!("last_over_time(batchwatch_write_io_bytes_total{{{series}}}[5m])");
     assert_eq!(value_of(&prometheus, &bytes), (BLOCKS * BLOCK) as f64);
-    // Every block lies in the bucket (511, 1023]: Prometheus interpolates
-    // the median at its middle, and p99 near its top.
+    // Every block lies in the bucket (256, 512]: Prometheus interpolates
+    // the median at its middle, and p99 near its top, 512 itself.
     let sizes = format!("last_over_time(batchwatch_write_batch_size_bytes_bucket{{{series}}}[5m])");
-    assert_eq!(value_of(&prometheus, &format!("histogram_quantile(0.5, {sizes})")), 767.0);
+    assert_eq!(value_of(&prometheus, &format!("histogram_quantile(0.5, {sizes})")), 384.0);
     let p99 = value_of(&prometheus, &format!("histogram_quantile(0.99, {sizes})"));
-    assert!((p99 - (511.0 + 512.0 * 0.99)).abs() < 1e-9, "{p99}");
+    assert!((p99 - (256.0 + 256.0 * 0.99)).abs() < 1e-9, "{p99}");
     let count = format!("last_over_time(batchwatch_write_batch_size_bytes_count{{{series}}}[5m])");
     assert_eq!(value_of(&prometheus, &count), BLOCKS as f64);
     let cost = format!("last_over_time(batchwatch_process_transition_time_seconds_total{{process_pid=\"{pid}\"}}[5m])");
@@ -163,7 +167,18 @@ fn scraping(target: &str) -> PrometheusServer {
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
          scrape_configs:\n  - job_name: batchwatch\n    static_configs:\n      - targets: ['{target}']\n"
     );
-    PrometheusServer::start("prometheus", &format!("127.0.0.1:{}", free_port()), &config, &[])
+    PrometheusServer::start("prometheus", &format!("127.0.0.1:{}", free_port()), &config, &[], &[])
+}
+
+/// The same Prometheus, asking for native histograms: it scrapes the
+/// protobuf exposition.
+fn scraping_native(target: &str) -> PrometheusServer {
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+         scrape_configs:\n  - job_name: batchwatch\n    static_configs:\n      - targets: ['{target}']\n"
+    );
+    let flags = ["--enable-feature=native-histograms"];
+    PrometheusServer::start("native", &format!("127.0.0.1:{}", free_port()), &config, &[], &flags)
 }
 
 /// The value of a PromQL instant query that returns one sample.
@@ -205,6 +220,46 @@ fn get_from(mut stream: TcpStream, addr: &str, path: &str) -> (u16, String, Stri
         .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()))
         .unwrap_or_default();
     (status, content_type, body.to_owned())
+}
+
+#[test]
+fn native_histograms_give_the_reports_quantiles_within_a_bucket() {
+    let (agent, target) = start_serving();
+    let prometheus = scraping_native(&target);
+    wait_for(&prometheus, "up{job=\"batchwatch\"}", 1.0);
+    let writer = MixedWriter::start();
+    let pid = writer.pid().to_string();
+
+    let series = format!("process_pid=\"{pid}\",batchwatch_fd_kind=\"chardev\"");
+    // Prometheus 2.42's last_over_time takes no native histogram: the
+    // writer stays alive, its series fresh.
+    let sizes = format!("batchwatch_write_batch_size_bytes{{{series}}}");
+    let calls: u64 = MIXED_WRITES.iter().map(|&(_, n)| n).sum();
+    wait_for(&prometheus, &format!("histogram_count({sizes})"), calls as f64);
+    let bytes: u64 = MIXED_WRITES.iter().map(|&(size, n)| size * n).sum();
+    assert_eq!(value_of(&prometheus, &format!("histogram_sum({sizes})")), bytes as f64);
+    // Native only: no classic series for this histogram.
+    let classic = format!("batchwatch_write_batch_size_bytes_bucket{{{series}}}");
+    assert_eq!(prometheus.query(&classic).map(|samples| samples.len()), Ok(0));
+
+    // What the report says for this workload: p50 and p99 as the upper
+    // edges of their buckets, 100 B in (64, 128] and 5000 B in (4096, 8192].
+    let mut slots = [0; BYTES_SLOTS];
+    MIXED_WRITES.iter().for_each(|&(size, n)| slots[log2_slot(size, BYTES_SLOTS)] += n);
+    let report = Quantiles::of(&slots).unwrap();
+    assert_eq!((report.p50, report.p99), (128, 8192));
+    for (q, edge) in [(0.5, report.p50), (0.99, report.p99)] {
+        let quantile = value_of(&prometheus, &format!("histogram_quantile({q}, {sizes})"));
+        let bucket = (edge as f64 / 2.0, edge as f64);
+        println!("p{}: Prometheus {quantile}, the report {edge}", q * 100.0);
+        assert!(bucket.0 < quantile && quantile <= bucket.1, "p{}: {quantile} outside {bucket:?}", q * 100.0);
+    }
+    // The waits, in seconds, stay classic.
+    let waits = format!("batchwatch_write_batch_wait_seconds_count{{{series}}}");
+    assert_eq!(value_of(&prometheus, &waits), (calls - 1) as f64);
+    drop(writer);
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
 }
 
 #[test]

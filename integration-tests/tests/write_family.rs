@@ -97,7 +97,7 @@ fn timer_driven_flushing_every_20ms() {
     let process = observed.process();
     let fd = &process.fds[&observed.report.fd];
     assert_eq!(fd.total.total_calls(), 60);
-    // 20 ms lies in the log2 bucket [2^24, 2^25) ns. The ticker keeps
+    // 20 ms lies in the log2 bucket (2^24, 2^25] ns. The ticker keeps
     // absolute deadlines, so on a loaded machine a late flush makes its gap
     // long and the next one short: every gap is in that bucket or a
     // neighbour, most in it, and their exact sum gives the period.

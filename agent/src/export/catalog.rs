@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use Instrument::{Counter, Gauge};
 use Subject::{Descriptor, Node, Process};
 use agent_common::{
+    hist::slot_upper_bound,
     io_uring::SUBMIT_SLOTS,
     sync,
     write::{BYTES_SLOTS, GAP_SLOTS, RECORDS_SLOTS},
@@ -174,9 +175,9 @@ pub const METRIC_ATTRIBUTES: [&Attribute; 13] = [
 /// What a log2 histogram's bucket bounds count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
-    /// Bounds in the metric's unit: 0, 1, 3, 7, ... 2^k-1.
+    /// Bounds in the metric's unit: 0, 1, 2, 4, ... 2^k.
     Unit,
-    /// The kernel counts nanoseconds, the metric is in seconds: bounds (2^k-1)·1e-9.
+    /// The kernel counts nanoseconds, the metric is in seconds: bounds 2^k·1e-9.
     NanosAsSeconds,
 }
 
@@ -186,7 +187,8 @@ pub enum Instrument {
     Counter,
     Gauge,
     /// A cumulative histogram with the kernel's log2 buckets: `slots` counts,
-    /// slot 0 holding 0, slot k holding [2^(k-1), 2^k-1], the last one open.
+    /// slot 0 holding 0, slot 1 holding 1, slot k >= 2 holding
+    /// (2^(k-2), 2^(k-1)], the last one open (`agent_common::hist`).
     Histogram {
         slots: usize,
         scale: Scale,
@@ -703,7 +705,7 @@ impl Metric {
         let Instrument::Histogram { slots, scale } = self.instrument else { return Vec::new() };
         (0..slots - 1)
             .map(|k| {
-                let bound = ((1u64 << k) - 1) as f64;
+                let bound = slot_upper_bound(k) as f64;
                 match scale {
                     Scale::Unit => bound,
                     Scale::NanosAsSeconds => bound * 1e-9,
@@ -835,10 +837,10 @@ mod tests {
     fn histogram_bounds_are_the_log2_slots() {
         let bounds = WRITE_BATCH_RECORDS.bucket_bounds();
         assert_eq!(bounds.len(), RECORDS_SLOTS - 1);
-        assert_eq!(&bounds[..5], &[0.0, 1.0, 3.0, 7.0, 15.0]);
+        assert_eq!(&bounds[..5], &[0.0, 1.0, 2.0, 4.0, 8.0]);
         let seconds = WRITE_BATCH_WAIT.bucket_bounds();
         assert_eq!(seconds[1], 1e-9);
-        assert_eq!(seconds[10], 1023e-9);
+        assert_eq!(seconds[11], 1024e-9);
         assert!(WRITE_CALLS.bucket_bounds().is_empty());
     }
 }

@@ -49,7 +49,7 @@ use self::{
 use crate::{
     agent::Agent,
     bpf::collector::CollectError,
-    config::{Config, EndpointLimits, describe_key},
+    config::{Config, EndpointLimits, Histograms, describe_key},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +176,7 @@ async fn serve(agent: Agent, exporters: Exporters, pods: Option<Box<dyn PodLooku
             queue: otlp.queue.clone(),
             resource: ResourceProto::from(&resource),
             deltas: Deltas::new(config.temporality),
+            histograms: config.histograms,
         }),
     };
 
@@ -290,6 +291,7 @@ struct OtlpSide {
     queue: Arc<ExportQueue>,
     resource: ResourceProto,
     deltas: Deltas,
+    histograms: Histograms,
 }
 
 impl Publisher {
@@ -298,7 +300,7 @@ impl Publisher {
         let collection = Arc::new(collection);
         if let Some(otlp) = self.otlp.as_mut().filter(|_| export) {
             let exported = otlp.deltas.apply(&collection);
-            let request = otlp::request(&exported, &otlp.resource, otlp.deltas.temporality());
+            let request = otlp::request(&exported, &otlp.resource, otlp.deltas.temporality(), otlp.histograms);
             otlp.queue.push(Batch { request, points: collection.points(), collected: Instant::now() });
         }
         self.status.publish(collection);

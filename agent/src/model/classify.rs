@@ -103,7 +103,7 @@ impl TimerFlush {
             share,
             batch_bytes: sizes.median(stats.bytes_requested)?,
             median_bytes: sizes.quantile(0.5)?,
-            largest_bytes: slot_lower_bound(sizes.max_slot()?),
+            largest_bytes: sizes.quantile(1.0)?,
         })
     }
 
@@ -126,12 +126,12 @@ impl TimerFlush {
 /// mark of a full buffer being flushed (4 KiB for Go's `bufio.Writer`, 8 KiB
 /// for Java's `BufferedOutputStream` and Python's buffered files, 16 KiB for
 /// a Node stream's high-water mark). The histogram and the exact total prove
-/// it: when every call lies in the bucket `[2^k, 2^(k+1))` and the calls
-/// average `2^k`, the bucket's least value, every call was exactly `2^k`.
+/// it: when every call lies in the bucket `(2^(k-1), 2^k]` and the calls
+/// average `2^k`, the bucket's largest value, every call was exactly `2^k`.
 pub fn full_buffer_bytes(stats: &WriteStats) -> Option<u64> {
     let calls: u64 = stats.bytes_hist.iter().sum();
     let slot = stats.bytes_hist.iter().position(|&n| n > 0)?;
-    let size = slot_lower_bound(slot);
+    let size = slot_upper_bound(slot);
     // A buffer of one byte or less is no buffer.
     (stats.bytes_hist[slot] == calls && size > 1 && stats.bytes_requested == calls * size).then_some(size)
 }
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn the_byte_limit_is_the_median_itself_not_its_bucket_edge() {
-        // 600 B lies in the bucket [512, 1024), whose edge passed for "at most 512 B".
+        // 600 B lies in the bucket (512, 1024], whose lower edge passed for "at most 512 B".
         assert!(!is_hot_unbatched(&interval(5000, 1, 600), &HOT));
         assert!(is_hot_unbatched(&interval(5000, 1, 512), &HOT));
     }
@@ -207,8 +207,8 @@ mod tests {
     fn timer_seen_when_gaps_peak_and_batches_vary() {
         let small = [100, 200, 300, 400, 100, 200, 300, 400, 6400];
         let t = TimerFlush::detect(&flushes(20_000_000, 50, &small), &TIMER).unwrap();
-        assert_eq!((t.period_ns, t.period_min_ns, t.period_max_ns), (20_000_000, 1 << 24, (1 << 25) - 1));
-        assert_eq!((t.median_bytes, t.largest_bytes), (256, 4096));
+        assert_eq!((t.period_ns, t.period_min_ns, t.period_max_ns), (20_000_000, (1 << 24) + 1, 1 << 25));
+        assert_eq!((t.median_bytes, t.largest_bytes), (512, 8192));
         assert!(
             t.describe().starts_with("flushes on a timer every 20.0ms (100% of gaps in 16.8ms-33.6ms)"),
             "{}",
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn a_ticker_over_a_trickle_is_a_timer_though_its_batches_are_alike() {
-        // About 19 records of 50 B each tick: every batch in [512, 1024).
+        // About 19 records of 50 B each tick: every batch in (512, 1024].
         let trickle = [950, 900, 950, 1000, 950, 950, 900, 950, 950, 1000, 950];
         let t = TimerFlush::detect(&flushes(20_000_000, 50, &trickle), &TIMER).expect("a timer");
         assert_eq!(t.period_ns, 20_000_000);

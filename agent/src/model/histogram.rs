@@ -1,12 +1,14 @@
 //! Reading the kernel's log2 histograms: counts, percentiles, bucket bounds.
 //!
-//! A percentile is reported as the lower edge of the log2 bucket that holds
-//! it: the true value lies in `[p, 2p)` (exactly `p` for 0 and 1). Exact
+//! A percentile is reported as the upper edge of the log2 bucket that holds
+//! it, the bucket's `le` in Prometheus's words: the true value lies in
+//! `(p/2, p]` (exactly `p` for 0 and 1), and a writer of one power-of-two
+//! size (4096 B) reads as exactly that size. Exact
 //! means come from the separate byte and record totals. The verdicts use
 //! [`Log2Histogram::median`], which uses those totals to be exact where it
 //! can and interpolates where it cannot.
 
-use agent_common::hist::{slot_lower_bound, slot_upper_bound};
+use agent_common::hist::{exponential_index, slot_lower_bound, slot_upper_bound};
 
 /// A log2 histogram borrowed from a `WriteStats`.
 #[derive(Debug, Clone, Copy)]
@@ -40,9 +42,11 @@ impl<'a> Log2Histogram<'a> {
         })
     }
 
-    /// Lower edge of the bucket holding the `q`-quantile.
+    /// Upper edge, inclusive, of the bucket holding the `q`-quantile (for the
+    /// last, open bucket: its least value).
     pub fn quantile(&self, q: f64) -> Option<u64> {
-        self.quantile_slot(q).map(slot_lower_bound)
+        let last = self.slots.len() - 1;
+        self.quantile_slot(q).map(|slot| if slot == last { slot_lower_bound(slot) } else { slot_upper_bound(slot) })
     }
 
     /// The median value, given `sum`, the exact total of all samples. When
@@ -62,16 +66,16 @@ impl<'a> Log2Histogram<'a> {
             return Some(mean.clamp(slot_lower_bound(slot) as f64, upper));
         }
         let below: u64 = self.slots[..slot].iter().sum();
-        let lower = slot_lower_bound(slot) as f64;
-        if slot == 0 || slot == self.slots.len() - 1 {
-            // One value (0), or an open end with no upper edge to reach for.
-            return Some(lower);
+        if slot < 2 || slot == self.slots.len() - 1 {
+            // One value (0 or 1), or an open end with no upper edge to reach for.
+            return Some(slot_lower_bound(slot) as f64);
         }
         // The median's rank, 0.5-based, within its bucket of `n` samples
-        // that spread evenly over `[lower, upper + 1)`.
+        // that spread evenly over `(lower - 1, upper]`.
         let rank = count as f64 / 2.0 - below as f64;
-        let width = (slot_upper_bound(slot) + 1) as f64 - lower;
-        Some(lower + width * (rank / self.slots[slot] as f64))
+        let open_lower = (slot_lower_bound(slot) - 1) as f64;
+        let width = slot_upper_bound(slot) as f64 - open_lower;
+        Some(open_lower + width * (rank / self.slots[slot] as f64))
     }
 
     /// Slot with the most samples (the lowest one on a tie).
@@ -89,6 +93,18 @@ impl<'a> Log2Histogram<'a> {
     /// Highest slot with a sample.
     pub fn max_slot(&self) -> Option<usize> {
         self.slots.iter().rposition(|&n| n > 0)
+    }
+
+    /// The slots from 1 on as the positive buckets of a base-2 exponential
+    /// histogram at scale 0 (`agent_common::hist`): the bucket index of the
+    /// first slot that holds samples, and the counts from it to the last
+    /// that does; `(0, [])` when none does. Slot 0 is the zero bucket.
+    pub fn exponential_buckets(&self) -> (i32, &'a [u64]) {
+        let positive = &self.slots[1..];
+        match (positive.iter().position(|&n| n > 0), positive.iter().rposition(|&n| n > 0)) {
+            (Some(first), Some(last)) => (exponential_index(first + 1), &positive[first..=last]),
+            _ => (0, &[]),
+        }
     }
 
     /// `(lower, upper, count)` for every slot; `upper` is `None` for the last,
@@ -121,11 +137,16 @@ mod tests {
         assert_eq!(log2_slot(0, 16), 0);
         assert_eq!(log2_slot(1, 16), 1);
         assert_eq!(log2_slot(2, 16), 2);
-        assert_eq!(log2_slot(3, 16), 2);
+        assert_eq!(log2_slot(3, 16), 3);
+        assert_eq!(log2_slot(4, 16), 3);
+        assert_eq!(log2_slot(5, 16), 4);
         assert_eq!(log2_slot(4096, 16), 13);
-        assert_eq!(log2_slot(8191, 16), 13);
+        assert_eq!(log2_slot(4097, 16), 14);
+        assert_eq!(log2_slot(8192, 16), 14);
         assert_eq!(log2_slot(u64::MAX, 16), 15);
-        for slot in 1..15 {
+        assert_eq!(log2_slot(u64::MAX, 66), 65);
+        assert_eq!(log2_slot(1 << 63, 66), 64);
+        for slot in 0..15 {
             assert_eq!(log2_slot(slot_lower_bound(slot), 16), slot);
             assert_eq!(log2_slot(slot_upper_bound(slot), 16), slot);
         }
@@ -133,25 +154,27 @@ mod tests {
 
     #[test]
     fn quantiles_pick_the_bucket_of_the_rank() {
-        let slots = hist_of(&[1, 1, 1, 100, 100, 100, 100, 5000, 5000, 9000]);
+        let slots = hist_of(&[1, 1, 1, 100, 100, 100, 100, 4096, 5000, 9000]);
         let h = Log2Histogram::new(&slots);
         assert_eq!(h.count(), 10);
         assert_eq!(h.quantile(0.3), Some(1));
-        assert_eq!(h.quantile(0.5), Some(64));
-        assert_eq!(h.quantile(0.7), Some(64));
+        assert_eq!(h.quantile(0.5), Some(128));
+        assert_eq!(h.quantile(0.7), Some(128));
         assert_eq!(h.quantile(0.8), Some(4096));
-        assert_eq!(h.quantile(0.99), Some(8192));
-        assert_eq!(h.mode_slot(), Some(7));
-        assert_eq!(h.max_slot(), Some(14));
-        assert!((h.share(7) - 0.4).abs() < 1e-9);
+        assert_eq!(h.quantile(0.9), Some(8192));
+        // The last, open bucket has no upper edge: its least value.
+        assert_eq!(h.quantile(0.99), Some(8193));
+        assert_eq!(h.mode_slot(), Some(8));
+        assert_eq!(h.max_slot(), Some(15));
+        assert!((h.share(8) - 0.4).abs() < 1e-9);
     }
 
     #[test]
     fn a_median_in_one_bucket_is_the_exact_mean() {
-        // writev([4 B header, 20 B payload]): 24 B, in the bucket [16, 32).
+        // writev([4 B header, 20 B payload]): 24 B, in the bucket (16, 32].
         let slots = hist_of(&[24; 1000]);
         assert_eq!(Log2Histogram::new(&slots).median(24_000), Some(24.0));
-        // 600 B calls sit in [512, 1024): the median is 600, not 512.
+        // 600 B calls sit in (512, 1024]: the median is 600, not 1024.
         let slots = hist_of(&[600; 10]);
         assert_eq!(Log2Histogram::new(&slots).median(6000), Some(600.0));
         // A sum read one call ahead of the slots stays inside the bucket.
@@ -162,8 +185,8 @@ mod tests {
 
     #[test]
     fn a_median_across_buckets_is_interpolated_in_its_bucket() {
-        // 4 samples in [1, 2), 6 in [64, 128): the median (rank 5 of 10) is
-        // the first sixth of the way into [64, 128).
+        // 4 samples of 1, 6 in (64, 128]: the median (rank 5 of 10) is the
+        // first sixth of the way into (64, 128].
         let slots = hist_of(&[1, 1, 1, 1, 100, 100, 100, 100, 100, 100]);
         let median = Log2Histogram::new(&slots).median(604).unwrap();
         assert!((median - (64.0 + 64.0 / 6.0)).abs() < 1e-9, "{median}");
@@ -180,11 +203,20 @@ mod tests {
     }
 
     #[test]
+    fn exponential_buckets_run_from_the_first_to_the_last_filled_slot() {
+        let slots = hist_of(&[0, 3, 4, 100]);
+        // 3 and 4 in (2, 4], index 1; 100 in (64, 128], index 6.
+        assert_eq!(Log2Histogram::new(&slots).exponential_buckets(), (1, &[2, 0, 0, 0, 0, 1][..]));
+        assert_eq!(Log2Histogram::new(&hist_of(&[1])).exponential_buckets(), (-1, &[1][..]));
+        assert_eq!(Log2Histogram::new(&hist_of(&[0, 0])).exponential_buckets(), (0, &[][..]));
+    }
+
+    #[test]
     fn buckets_have_bounds_and_an_open_end() {
         let slots = hist_of(&[0, 3, 1 << 40]);
         let buckets: Vec<_> = Log2Histogram::new(&slots).buckets().collect();
         assert_eq!(buckets[0], (0, Some(0), 1));
-        assert_eq!(buckets[2], (2, Some(3), 1));
-        assert_eq!(buckets[15], (1 << 14, None, 1));
+        assert_eq!(buckets[3], (3, Some(4), 1));
+        assert_eq!(buckets[15], ((1 << 13) + 1, None, 1));
     }
 }

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::histogram::Log2Histogram;
 
-/// p50 and p99 of a log2 histogram, each the lower edge of its bucket.
+/// p50 and p99 of a log2 histogram, each the upper edge (inclusive) of its
+/// bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Quantiles {
     pub p50: u64,
@@ -138,7 +139,7 @@ mod tests {
         let m = BatchingMetrics::of(&writes(10_000, 1, 100), 2.0, &transition);
         assert_eq!(m.calls_per_sec, 5000.0);
         assert_eq!(m.bytes_per_sec, 500_000.0);
-        assert_eq!(m.bytes_per_call, Some(Quantiles { p50: 64, p99: 64 }));
+        assert_eq!(m.bytes_per_call, Some(Quantiles { p50: 128, p99: 128 }));
         assert_eq!(m.records_per_call, Some(Quantiles { p50: 1, p99: 1 }));
         assert_eq!(m.mean_bytes_per_call, 100.0);
         assert_eq!((m.median_bytes_per_call, m.median_records_per_call), (Some(100.0), Some(1.0)));

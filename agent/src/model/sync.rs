@@ -147,7 +147,7 @@ impl SyncMetrics {
 
 /// Whether one interval of a descriptor makes each write durable on its
 /// own: at least `sync.min_per_sec` syncs a second carrying a median of one
-/// or two writes (log2 buckets: the median lies in `[1, 4)`).
+/// or two writes (log2 buckets 1 and 2, which hold exactly 1 and 2).
 pub fn is_sync_per_write(m: &SyncMetrics, rule: &SyncRule) -> bool {
     m.calls_per_sec >= rule.min_per_sec && m.writes_per_sync.is_some_and(|q| (1..=2).contains(&q.p50))
 }
@@ -276,7 +276,7 @@ mod tests {
         let m = SyncMetrics::of(&synced_writes(&writes), 1.0);
         assert_eq!((m.calls, m.writes, m.bytes), (200, 200, 20_000));
         assert_eq!(m.writes_per_sync, Some(Quantiles { p50: 1, p99: 1 }));
-        assert_eq!(m.bytes_per_sync, Some(Quantiles { p50: 64, p99: 64 }));
+        assert_eq!(m.bytes_per_sync, Some(Quantiles { p50: 128, p99: 128 }));
         assert_eq!(m.latency_ns, None, "inside the writes");
         assert!(is_sync_per_write(&m, &RULE));
     }

@@ -1,6 +1,6 @@
 //! A log2 histogram drawn as horizontal bars: one line per bucket that holds
-//! samples, labelled with the bucket's lower edge, with its share of all
-//! samples.
+//! samples, labelled with the bucket's upper edge (inclusive; the last, open
+//! bucket with its least value), with its share of all samples.
 
 use std::cmp::Reverse;
 
@@ -8,7 +8,7 @@ use ratatui::{style::Stylize as _, text::Line};
 
 use crate::model::histogram::Log2Histogram;
 
-/// Names a bucket by its lower edge, in the histogram's unit.
+/// Names a bucket by its edge, in the histogram's unit.
 pub type Label = fn(u64) -> String;
 
 /// Lines for `slots` in `width` columns and at most `height` lines; `empty`
@@ -21,8 +21,11 @@ pub fn bars(slots: &[u64], label: Label, width: usize, height: usize, empty: &st
     if total == 0 {
         return vec![Line::from(empty.to_owned()).dim()];
     }
-    let mut shown: Vec<(u64, u64)> =
-        histogram.buckets().filter(|&(_, _, count)| count > 0).map(|(lower, _, count)| (lower, count)).collect();
+    let mut shown: Vec<(u64, u64)> = histogram
+        .buckets()
+        .filter(|&(_, _, count)| count > 0)
+        .map(|(lower, upper, count)| (upper.unwrap_or(lower), count))
+        .collect();
     if shown.len() > height {
         let mut counts: Vec<u64> = shown.iter().map(|&(_, count)| count).collect();
         counts.sort_unstable_by_key(|&count| Reverse(count));
@@ -30,7 +33,7 @@ pub fn bars(slots: &[u64], label: Label, width: usize, height: usize, empty: &st
         shown.retain(|&(_, count)| count >= least_kept);
         shown.truncate(height);
     }
-    let labels: Vec<String> = shown.iter().map(|&(lower, _)| label(lower)).collect();
+    let labels: Vec<String> = shown.iter().map(|&(edge, _)| label(edge)).collect();
     let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     // Label, space, bar, space, "100%".
     let bar_width = width.saturating_sub(label_width + 6).max(1);
@@ -67,8 +70,8 @@ mod tests {
     #[test]
     fn one_line_per_bucket_with_samples() {
         let mut slots = [0; 16];
-        slots[7] = 300; // 64-127
-        slots[13] = 100; // 4096-8191
+        slots[7] = 300; // 33-64
+        slots[13] = 100; // 2049-4096
         let lines = text(&bars(&slots, |lower| lower.to_string(), 20, 10, ""));
         assert_eq!(lines, ["  64 ██████████  75%", "4096 ████        25%"]);
     }
@@ -78,7 +81,8 @@ mod tests {
         let slots = [0, 5, 1, 9, 2, 7];
         let lines = text(&bars(&slots, |lower| lower.to_string(), 12, 3, ""));
         let labels: Vec<&str> = lines.iter().map(|l| l.split_whitespace().next().unwrap()).collect();
-        assert_eq!(labels, ["1", "4", "16"], "buckets of 5, 9 and 7 samples");
+        // The last bucket, open, is named by its least value, 2^3 + 1.
+        assert_eq!(labels, ["1", "4", "9"], "buckets of 5, 9 and 7 samples");
     }
 
     #[test]
@@ -86,7 +90,7 @@ mod tests {
         let mut slots = [0; 4];
         (slots[1], slots[3]) = (1000, 1);
         let lines = text(&bars(&slots, |lower| lower.to_string(), 12, 5, ""));
-        assert_eq!(lines, ["1 █████ 100%", "4 █      <1%"]);
+        assert_eq!(lines, ["1 █████ 100%", "3 █      <1%"]);
     }
 
     #[test]

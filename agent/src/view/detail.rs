@@ -315,7 +315,7 @@ mod tests {
         );
         assert_eq!(
             words(&screen[usize::from(fd_header) + 1]),
-            ["3", "tcp", "socket:[7]", "50.0k", "64", "B/64", "B", "1.0", "16.4µs/16.4µs", "0", "-", "UNBATCHED"]
+            ["3", "tcp", "socket:[7]", "50.0k", "128", "B/128", "B", "1.0", "32.8µs/32.8µs", "0", "-", "UNBATCHED"]
         );
         let (_, reason) = line_with(&screen, "median 1 record");
         assert!(
@@ -331,8 +331,8 @@ mod tests {
         for title in ["bytes per call", "records per call", "gap between writes"] {
             assert!(titles.contains(&format!(" {title} · all fds · last interval ")), "{titles}");
         }
-        // One bucket each in the last interval: 64-127 B, 1 record, 16-32 µs.
-        assert_eq!(panels(&screen[usize::from(titles_row) + 1]), ["64 B █ 100%", "1 █ 100%", "16.4µs █ 100%"]);
+        // One bucket each in the last interval: 65-128 B, 1 record, 16-32 µs.
+        assert_eq!(panels(&screen[usize::from(titles_row) + 1]), ["128 B █ 100%", "1 █ 100%", "32.8µs █ 100%"]);
         assert!(screen[usize::from(titles_row) + 2].starts_with('└'), "the pane fits its content");
     }
 
@@ -348,13 +348,13 @@ mod tests {
 
         let screen = detail_screen(&shown, &[]);
         let (titles_row, _) = line_with(&screen, " bytes per call · all fds · last interval ");
-        assert_eq!(panels(&screen[usize::from(titles_row) + 1]), ["64 B █ 100%", "1 █ 100%", "16.4µs █ 100%"]);
+        assert_eq!(panels(&screen[usize::from(titles_row) + 1]), ["128 B █ 100%", "1 █ 100%", "32.8µs █ 100%"]);
         // 10 of 50010 calls: a sliver, still drawn.
-        assert_eq!(panels(&screen[usize::from(titles_row) + 2]), ["64 KiB █ <1%", "4 █ <1%", "2.1ms █ <1%"]);
+        assert_eq!(panels(&screen[usize::from(titles_row) + 2]), ["128 KiB █ <1%", "4 █ <1%", "4.2ms █ <1%"]);
 
         let screen = detail_screen(&shown, &[KeyCode::Tab, KeyCode::Tab]);
         let (titles_row, _) = line_with(&screen, " bytes per call · fd 9 · last interval ");
-        assert_eq!(panels(&screen[usize::from(titles_row) + 1]), ["64 KiB █ 100%", "4 █ 100%", "2.1ms █ 100%"]);
+        assert_eq!(panels(&screen[usize::from(titles_row) + 1]), ["128 KiB █ 100%", "4 █ 100%", "4.2ms █ 100%"]);
         let (_, fd9) = line_with(&screen, "socket:[70]");
         assert_eq!(words(fd9)[..4], ["9", "tcp", "socket:[70]", "10"]);
     }

@@ -293,15 +293,15 @@ mod tests {
         assert_eq!((logger, batcher, dropper), (header + 1, header + 2, header + 3), "sorted by est. cores");
         assert_eq!(
             words(logger_line),
-            ["100", "logger", "50.0k", "64", "B/64", "B", "1.0", "16.4µs/16.4µs", "0", "-", "0.050", "UNBATCHED"]
+            ["100", "logger", "50.0k", "128", "B/128", "B", "1.0", "32.8µs/32.8µs", "0", "-", "0.050", "UNBATCHED"]
         );
         assert_eq!(
             words(batcher_line),
-            ["200", "batcher", "2.0k", "8", "KiB/8", "KiB", "16.0", "262.1µs/262.1µs", "0", "-", "0.002"]
+            ["200", "batcher", "2.0k", "8", "KiB/8", "KiB", "16.0", "524.3µs/524.3µs", "0", "-", "0.002"]
         );
         assert_eq!(
             words(dropper_line),
-            ["300", "dropper", "1.2k", "4", "KiB/4", "KiB", "1.0", "524.3µs/524.3µs", "300", "-", "0.001"]
+            ["300", "dropper", "1.2k", "4", "KiB/4", "KiB", "1.0", "1.0ms/1.0ms", "300", "-", "0.001"]
         );
         let flag_x = logger_line.find("UNBATCHED").map(|byte| logger_line[..byte].chars().count()).unwrap();
         assert_eq!(buffer[(flag_x as u16, logger)].fg, Color::Red, "the flag stands out");

@@ -37,6 +37,51 @@ pub fn dd_blocks() -> u32 {
     pid
 }
 
+/// The writes [`mixed_writes`] makes to /dev/null: (bytes, how many).
+pub const MIXED_WRITES: [(u64, u64); 5] = [(0, 10), (1, 400), (100, 1200), (4096, 300), (5000, 90)];
+
+/// A python3 that has written [`MIXED_WRITES`] to /dev/null, one
+/// `os.write` (one write()) each, in five log2 buckets: the zero bucket, 1,
+/// (64, 128], (2048, 4096] and (4096, 8192]. It stays alive, its series
+/// with it, until dropped.
+pub struct MixedWriter {
+    python: Child,
+}
+
+impl MixedWriter {
+    /// Starts it and waits until it has written everything.
+    pub fn start() -> MixedWriter {
+        let script = format!(
+            "import os, sys\nfd = os.open('/dev/null', os.O_WRONLY)\nfor size, n in {MIXED_WRITES:?}:\n    \
+             block = b'x' * size\n    for _ in range(n):\n        os.write(fd, block)\n\
+             print('done', flush=True)\nsys.stdin.read()\n"
+        );
+        let mut python = Command::new("python3")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python3");
+        let mut done = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(python.stdout.as_mut().unwrap()), &mut done)
+            .expect("python3's output");
+        assert_eq!(done, "done\n");
+        MixedWriter { python }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.python.id()
+    }
+}
+
+impl Drop for MixedWriter {
+    fn drop(&mut self) {
+        // Its stdin closed, it reads the end and exits.
+        drop(self.python.stdin.take());
+        let _ = self.python.wait();
+    }
+}
+
 /// A free port on the loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

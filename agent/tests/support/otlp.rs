@@ -16,7 +16,9 @@ use opentelemetry_proto::tonic::{
         metrics_service_server::{MetricsService, MetricsServiceServer},
     },
     common::v1::{KeyValue, any_value},
-    metrics::v1::{HistogramDataPoint, Metric, NumberDataPoint, metric::Data, number_data_point},
+    metrics::v1::{
+        ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint, metric::Data, number_data_point,
+    },
 };
 use prost::Message as _;
 
@@ -319,6 +321,16 @@ pub fn value(point: &NumberDataPoint) -> f64 {
         Some(number_data_point::Value::AsDouble(x)) => x,
         None => f64::NAN,
     }
+}
+
+/// The exponential histogram point of `name` whose attributes include `wanted`.
+pub fn exponential<'a>(
+    request: &'a ExportMetricsServiceRequest,
+    name: &str,
+    wanted: &[(&str, &str)],
+) -> Option<&'a ExponentialHistogramDataPoint> {
+    let Data::ExponentialHistogram(histogram) = metric(request, name)?.data.as_ref()? else { return None };
+    histogram.data_points.iter().find(|p| matches(&p.attributes, wanted))
 }
 
 /// The histogram point of `name` whose attributes include `wanted`.

@@ -22,8 +22,9 @@ pub struct PrometheusServer {
 
 impl PrometheusServer {
     /// Starts `prometheus` with `config` (YAML) on `addr`, and waits until it is ready.
-    /// `files` are written next to the configuration first (rule files, say).
-    pub fn start(name: &str, addr: &str, config: &str, files: &[(&str, &Path)]) -> PrometheusServer {
+    /// `files` are written next to the configuration first (rule files, say);
+    /// `flags` go on its command line (`--enable-feature=native-histograms`).
+    pub fn start(name: &str, addr: &str, config: &str, files: &[(&str, &Path)], flags: &[&str]) -> PrometheusServer {
         let dir = std::env::temp_dir().join(format!("bw-{name}-{}-{}", std::process::id(), addr.replace(':', "-")));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -37,6 +38,7 @@ impl PrometheusServer {
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--log.level=warn")
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -13,7 +13,7 @@ use opentelemetry_otlp::{
 use opentelemetry_sdk::metrics::Temporality;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
 
-use crate::config::{ExportConfig, describe_key};
+use crate::config::{ExportConfig, Histograms, describe_key};
 
 /// Which exporters `OTEL_METRICS_EXPORTER` asks for.
 const METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
@@ -42,6 +42,8 @@ pub struct OtlpConfig {
     /// Cumulative, or delta for counters and histograms (`delta`), or for
     /// histograms only (`lowmemory`): see [`super::temporality`].
     pub temporality: Temporality,
+    /// Explicit or exponential histograms (`export.histograms`).
+    pub histograms: Histograms,
 }
 
 /// How request bodies are compressed.
@@ -177,7 +179,16 @@ impl OtlpConfig {
             Some(value) => value.trim().parse().map_err(|()| OtlpConfigError::Temporality { value })?,
         };
         let endpoint = endpoint(config, protocol, env)?;
-        Ok(OtlpConfig { protocol, endpoint, headers, timeout, compression, tls: ClientTls::read(env)?, temporality })
+        Ok(OtlpConfig {
+            protocol,
+            endpoint,
+            headers,
+            timeout,
+            compression,
+            tls: ClientTls::read(env)?,
+            temporality,
+            histograms: config.histograms,
+        })
     }
 }
 
