@@ -18,6 +18,9 @@ fn main() -> anyhow::Result<()> {
         root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../agent-ebpf"),
         ..Default::default()
     };
+    // aya-build watches agent-ebpf only; the layouts it shares live in
+    // agent-common, and a stale program would refuse to load (value sizes).
+    println!("cargo:rerun-if-changed={}/../agent-common/src", env!("CARGO_MANIFEST_DIR"));
     aya_build::build_ebpf([package], aya_build::Toolchain::default())
         .context(format!("building the kernel programs (agent-ebpf) failed; if a tool is missing, {SETUP_HINT}"))
 }

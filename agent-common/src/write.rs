@@ -1,10 +1,10 @@
 //! The write family: which syscalls, how their results are classified, and
 //! the per-(process, fd) statistics the probes aggregate.
 
-/// Number of slots of the bytes-per-call histogram. A single write moves at
-/// most `0x7ffff000` bytes, which lands in slot 32, `(2^30, 2^31]`: with 32
-/// slots the last one, slot 31, holds every call above `2^29` B (512 MiB).
-pub const BYTES_SLOTS: usize = 32;
+/// Number of slots of the bytes-per-call histogram: a single write moves at
+/// most `0x7ffff000` bytes, which lands in slot 32, `(2^30, 2^31]`, so 33
+/// slots never saturate.
+pub const BYTES_SLOTS: usize = 33;
 /// Number of slots of the records-per-call histogram: `IOV_MAX` and
 /// `UIO_MAXIOV` are 1024, which lands in slot 11.
 pub const RECORDS_SLOTS: usize = 12;
@@ -179,5 +179,19 @@ mod user {
         pub fn calls_through(&self) -> u64 {
             self.outcomes[Outcome::Complete as usize] + self.outcomes[Outcome::Short as usize]
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hist::log2_slot;
+
+    #[test]
+    fn the_largest_call_has_a_slot_of_its_own() {
+        assert_eq!(log2_slot(MAX_BYTES_PER_CALL, BYTES_SLOTS), BYTES_SLOTS - 1);
+        assert_eq!(log2_slot(1 << 30, BYTES_SLOTS), BYTES_SLOTS - 2);
+        assert_eq!(log2_slot(MAX_RECORDS_PER_CALL, RECORDS_SLOTS), RECORDS_SLOTS - 1);
+        assert_eq!(log2_slot(MAX_RECORDS_PER_CALL / 2, RECORDS_SLOTS), RECORDS_SLOTS - 2);
     }
 }
