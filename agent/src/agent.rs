@@ -472,22 +472,27 @@ impl Agent {
     /// Makes `self.identities[pid]` the process that owns `pid` now; returns
     /// whether it is still running.
     fn resolve_identity(&mut self, pid: u32, seconds: f64) -> bool {
-        let start = identity::start_ticks(pid);
-        match (self.identities.get(&pid), start) {
-            (Some(known), Some(start)) if known.start_ticks == start => return true,
-            // It wrote, then exited: its last delta is still its own.
-            (Some(_), None) => return false,
-            // The pid now belongs to another process: close the old one
-            // first. Where the kernel tells exits, it missed this one.
-            (Some(_), Some(_)) => {
-                self.exits_missed += u64::from(self.tracks_exits);
-                self.model.exit(pid, seconds);
+        if let Some(known) = self.identities.get(&pid) {
+            match identity::start_ticks(pid) {
+                Some(start) if known.start_ticks == start => return true,
+                // It wrote, then exited: its last delta is still its own.
+                None => return false,
+                // The pid now belongs to another process: close the old one
+                // first. Where the kernel tells exits, it missed this one.
+                Some(_) => {
+                    self.exits_missed += u64::from(self.tracks_exits);
+                    self.model.exit(pid, seconds);
+                }
             }
-            (None, _) => {}
         }
-        let identity = start
-            .and_then(|_| Identity::read(pid, &mut self.runtimes))
-            .unwrap_or_else(|| Identity::exited(pid, self.kernel_comm(pid)));
+        // A new process's identity holds its start time: read once.
+        let identity = match Identity::read_at(pid, &mut self.runtimes) {
+            Some((identity, inode)) => {
+                self.proc_sweep.confirm(pid, inode);
+                identity
+            }
+            None => Identity::exited(pid, self.kernel_comm(pid)),
+        };
         let alive = identity.start_ticks != 0;
         self.fds.forget(pid);
         self.identities.insert(pid, identity);

@@ -85,12 +85,16 @@ impl RuntimeDetector {
     pub fn detect(&mut self, pid: u32) -> Option<Runtime> {
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
         let meta = std::fs::metadata(&exe).ok()?;
-        let path = std::fs::read_link(&exe).ok()?;
-        if self.by_executable.len() >= MAX_EXECUTABLES {
-            self.by_executable.clear();
+        let key = (meta.dev(), meta.ino());
+        if !self.by_executable.contains_key(&key) {
+            // The name, read only for an executable not met yet.
+            let path = std::fs::read_link(&exe).ok()?;
+            if self.by_executable.len() >= MAX_EXECUTABLES {
+                self.by_executable.clear();
+            }
+            self.by_executable.insert(key, of_executable(&path, &exe));
         }
-        let runtime =
-            self.by_executable.entry((meta.dev(), meta.ino())).or_insert_with(|| of_executable(&path, &exe)).clone();
+        let runtime = self.by_executable[&key].clone();
         if runtime.name != RuntimeName::Native {
             return Some(runtime);
         }

@@ -23,13 +23,9 @@ pub struct Container {
 }
 
 impl Container {
-    /// The container of `pid`, or `None` for a process on the host.
-    pub fn of_process(pid: u32) -> Option<Container> {
-        Container::from_cgroup_file(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
-    }
-
-    /// Parses a `/proc/PID/cgroup` file: the first line whose path names a
-    /// container wins (cgroup v1 lists a path per hierarchy, v2 just one).
+    /// Parses a `/proc/PID/cgroup` file (`None` for a process on the host):
+    /// the first line whose path names a container wins (cgroup v1 lists a
+    /// path per hierarchy, v2 just one).
     pub fn from_cgroup_file(text: &str) -> Option<Container> {
         text.lines().filter_map(|line| line.splitn(3, ':').nth(2)).find_map(Container::from_cgroup_path)
     }

@@ -1,9 +1,15 @@
 //! Who a process is: pid, start time, command. The start time tells a
 //! process from a later one that was given the same pid.
 
-use std::{collections::HashMap, fs, io, os::unix::fs::DirEntryExt as _};
+use std::{
+    collections::HashMap,
+    fs::{self, File},
+    io::{self, Read as _},
+    os::{fd::OwnedFd, unix::fs::DirEntryExt as _},
+};
 
-use procfs::process::Process;
+use procfs::{FromRead as _, process::Process};
+use rustix::fs::{Mode, OFlags};
 
 use crate::{
     attribution::container::Container,
@@ -30,17 +36,37 @@ impl Identity {
     /// Reads the identity of `pid`, or `None` if it has exited; `runtimes`
     /// tells its runtime.
     pub fn read(pid: u32, runtimes: &mut RuntimeDetector) -> Option<Identity> {
-        let process = Process::new(pid as i32).ok()?;
-        let stat = process.stat().ok()?;
-        let command = process.cmdline().map(|args| args.join(" ")).unwrap_or_default();
-        Some(Identity {
+        Identity::read_at(pid, runtimes).map(|(identity, _)| identity)
+    }
+
+    /// Reads the identity of `pid` as [`Identity::read`] does, with the
+    /// inode of the `/proc/PID` directory it was read through (which a
+    /// [`ProcSweep`] takes as confirmed). Every file is opened through that
+    /// one directory: the process it names cannot change under the reads,
+    /// and each open walks one name, not `/proc/PID/...` afresh. About 15
+    /// system calls.
+    pub fn read_at(pid: u32, runtimes: &mut RuntimeDetector) -> Option<(Identity, u64)> {
+        let dir = ProcDir::open(pid).ok()?;
+        let mut buf = Vec::with_capacity(1024);
+        dir.read("stat", &mut buf).ok()?;
+        let stat = procfs::process::Stat::from_read(buf.as_slice()).ok()?;
+        let command = match dir.read("cmdline", &mut buf) {
+            Ok(()) => command_line(&buf),
+            Err(_) => String::new(),
+        };
+        let container = match dir.read("cgroup", &mut buf) {
+            Ok(()) => Container::from_cgroup_file(&String::from_utf8_lossy(&buf)),
+            Err(_) => None,
+        };
+        let identity = Identity {
             pid,
             start_ticks: stat.starttime,
             comm: stat.comm,
             command,
-            container: Container::of_process(pid),
+            container,
             runtime: runtimes.detect(pid),
-        })
+        };
+        Some((identity, dir.inode))
     }
 
     /// An identity for a process that exited before `/proc` could be read:
@@ -98,10 +124,57 @@ impl ProcSweep {
         alive
     }
 
+    /// Takes `pid` as running at the `/proc/PID` inode its identity was just
+    /// read through ([`Identity::read_at`]): its first sweep then reads no
+    /// stat of its own.
+    pub fn confirm(&mut self, pid: u32, inode: u64) {
+        self.confirmed.insert(pid, inode);
+    }
+
     /// Forgets a process that exited.
     pub fn forget(&mut self, pid: u32) {
         self.confirmed.remove(&pid);
     }
+}
+
+/// A process's `/proc/PID` directory, held open (`O_PATH`) so that the files
+/// read through it all belong to the process it named when opened.
+struct ProcDir {
+    dir: OwnedFd,
+    /// The directory's inode, as a listing of `/proc` gives it.
+    inode: u64,
+}
+
+impl ProcDir {
+    fn open(pid: u32) -> io::Result<ProcDir> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::open(format!("/proc/{pid}"), flags, Mode::empty())?;
+        let inode = rustix::fs::fstat(&dir)?.st_ino;
+        Ok(ProcDir { dir, inode })
+    }
+
+    /// Reads the file `name` of the directory whole into `buf`: an open, reads
+    /// until the end, a close. (`fs::read` would also `statx` and `lseek` each
+    /// file for a size that `/proc` does not know.)
+    fn read(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+        let mut file =
+            File::from(rustix::fs::openat(&self.dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?);
+        buf.clear();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match file.read(&mut chunk)? {
+                0 => return Ok(()),
+                n => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// A `/proc/PID/cmdline` (arguments ended by NULs) as one line: the
+/// arguments joined by spaces, empty ones left out.
+fn command_line(cmdline: &[u8]) -> String {
+    let text = String::from_utf8_lossy(cmdline);
+    text.split('\0').filter(|arg| !arg.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// Every pid `/proc` lists, with its directory's inode number.
@@ -126,6 +199,34 @@ mod tests {
     use std::process::Command;
 
     use super::*;
+
+    #[test]
+    fn an_identity_is_read_through_the_directory_a_sweep_lists() {
+        let mut child = Command::new("sleep").args(["30", "x"]).spawn().expect("sleep");
+        let pid = child.id();
+        let (identity, inode) = Identity::read_at(pid, &mut RuntimeDetector::default()).expect("a running child");
+        let stat = Process::new(pid as i32).unwrap().stat().unwrap();
+        assert_eq!((identity.start_ticks, identity.comm.as_str()), (stat.starttime, "sleep"));
+        assert_eq!(identity.command, "sleep 30 x");
+        assert!(identity.runtime.is_some(), "its executable was read");
+        let mut sweep = ProcSweep::default();
+        sweep.confirm(pid, inode);
+        sweep.start();
+        assert_eq!(sweep.listing.as_ref().and_then(|listing| listing.get(&pid)), Some(&inode), "the inode listed");
+        // Confirmed at that inode: taken as running with no stat read, even
+        // for a start time that does not match (which a stat read would refute).
+        assert!(sweep.is_alive(&Identity { start_ticks: identity.start_ticks + 1, ..identity.clone() }));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert!(Identity::read_at(pid, &mut RuntimeDetector::default()).is_none(), "gone");
+    }
+
+    #[test]
+    fn command_lines_join_their_arguments() {
+        assert_eq!(command_line(b"redis-server\0*:6379\0\0"), "redis-server *:6379");
+        assert_eq!(command_line(b"nginx: worker process\0\0\0"), "nginx: worker process");
+        assert_eq!(command_line(b""), "");
+    }
 
     #[test]
     fn a_sweep_trusts_an_unchanged_inode_and_finds_a_process_gone() {
