@@ -471,7 +471,8 @@ fn dump_tables(
 ///   1,000 sockets came in 7), covering every socket of that table in the
 ///   netns, whether asked for or not; the kernel walks the node-wide hash
 ///   table of the protocol to find them;
-/// - per pipe, 7 syscalls (see the `pipe` submodule);
+/// - per pipe, 7 syscalls (see the `pipe` submodule), once per round
+///   however many descriptors point to it;
 /// - the first time a netns is seen (or after a failure): a helper thread and
 ///   about 9 syscalls, 5 in our own netns.
 ///
@@ -517,9 +518,21 @@ impl DepthSampler {
         let mut netns_of: HashMap<u32, Option<NetnsId>> = HashMap::new();
         let mut groups: BTreeMap<NetnsId, Group> = BTreeMap::new();
         let mut netns_error = false;
+        // By inode: the depth of each pipe sampled this round (`None`: not
+        // yet read through a live descriptor).
+        let mut pipes: HashMap<u64, Option<Depth>> = HashMap::new();
         for request in requests {
             match request.kind {
-                DepthKind::Pipe => self.sample_pipe(request, &mut round),
+                DepthKind::Pipe => {
+                    // A pipe's fill is the pipe's, whichever descriptor
+                    // points to it: processes that share one (a container's
+                    // stdout, a supervisor's workers) cost one sample.
+                    let sampled = pipes.entry(request.inode).or_default();
+                    if sampled.is_none() {
+                        *sampled = self.sample_pipe(request, &mut round);
+                    }
+                    round.depths.extend(sampled.map(|depth| (request.key(), depth)));
+                }
                 DepthKind::Socket => {
                     let netns = *netns_of.entry(request.pid).or_insert_with(|| {
                         round.stats.syscalls += 1;
@@ -557,17 +570,18 @@ impl DepthSampler {
         round
     }
 
-    fn sample_pipe(&mut self, request: &DepthRequest, round: &mut DepthRound) {
+    /// The fill of the pipe of `request`, if its descriptor still names it.
+    fn sample_pipe(&mut self, request: &DepthRequest, round: &mut DepthRound) -> Option<Depth> {
         round.stats.pipes += 1;
         round.stats.syscalls += 7;
         match self.pipes.sample(request.pid, request.fd, request.inode) {
-            Ok(Some(depth)) => round.depths.push((request.key(), depth)),
-            Ok(None) => {}
+            Ok(depth) => depth,
             Err(source) => {
                 round.stats.pipe_failures += 1;
                 if round.stats.pipe_failures == 1 {
                     round.errors.push(DepthError::Pipe { pid: request.pid, fd: request.fd, source });
                 }
+                None
             }
         }
     }

@@ -441,6 +441,36 @@ fn pipe_sampling_leaves_no_end_open() {
     assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EPIPE));
 }
 
+/// Descriptors that share a pipe (a container's stdout, a supervisor's
+/// workers) get its fill from one sample; one that no longer holds it does
+/// not stand in for the others.
+#[test]
+fn a_shared_pipe_is_sampled_once_per_round() {
+    if !is_root() {
+        return;
+    }
+    let (reader, writer) = pipe_pair();
+    // SAFETY: a buffer of 300 bytes.
+    assert_eq!(unsafe { libc::write(writer.as_raw_fd(), [3u8; 300].as_ptr().cast(), 300) }, 300);
+    let copies: Vec<OwnedFd> = (0..3).map(|_| writer.try_clone().unwrap()).collect();
+    let (other_reader, _other_writer) = pipe_pair();
+    // The first request's fd now names another pipe: it gets no depth, the
+    // next one is sampled.
+    let stale = DepthRequest { fd: other_reader.as_raw_fd(), ..request(writer.as_raw_fd()) };
+    let mut requests = vec![stale, request(writer.as_raw_fd())];
+    requests.extend(copies.iter().map(|fd| request(fd.as_raw_fd())));
+    let round = DepthSampler::new().unwrap().sample(&requests);
+    assert!(round.errors.is_empty(), "{:?}", round.errors);
+    assert_eq!(round.stats.pipes, 2, "the stale fd, then one sample for the four that hold the pipe");
+    let mut keys: Vec<DepthKey> = round.depths.iter().map(|(key, _)| *key).collect();
+    keys.sort();
+    let mut expected: Vec<DepthKey> = requests[1..].iter().map(DepthRequest::key).collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+    assert!(round.depths.iter().all(|(_, depth)| depth.queued_bytes == 300));
+    drop(reader);
+}
+
 /// Named FIFOs, and fds that no longer hold the pipe asked for, are not opened.
 #[test]
 fn pipe_not_opened_unless_the_same_anonymous_pipe() {
