@@ -386,19 +386,29 @@ impl Model {
     }
 
     /// Records the depth sampled for `fd` of `pid`, and the protocol it
-    /// revealed for a socket.
+    /// revealed for a socket. The process is judged at the next close only
+    /// when the sample tells the judgement something (a socket's protocol, a
+    /// TCP exchange): a depth alone is read as it is by the report, the
+    /// views and the exporters, and a writer that wrote once and idles (a
+    /// pipe is sampled for ten intervals after its last write) is not judged
+    /// again at every sample.
     pub fn set_depth(&mut self, pid: u32, fd: i32, depth: Depth) {
         let Some(state) = self.live.get_mut(&pid).and_then(|p| p.fds.get_mut(&fd)) else { return };
-        self.unsettled.insert(pid);
+        let mut judged = false;
         if let (Some(info), Some(protocol)) = (&mut state.info, depth.protocol)
             && info.kind == FdKind::Socket
         {
             info.kind = protocol.fd_kind();
+            judged = true;
         }
         if let Some(exchange) = depth.exchange {
             state.conversation.get_or_insert_default().observe(exchange);
+            judged = true;
         }
         state.depth = Some(depth);
+        if judged {
+            self.unsettled.insert(pid);
+        }
     }
 
     /// Names the local peers of connections: a process of this node whose
@@ -781,6 +791,28 @@ mod tests {
         record(&mut model, 2);
         model.close_interval(1.0);
         assert_eq!(calls(&model), (3, 19));
+    }
+
+    #[test]
+    fn a_depth_alone_does_not_keep_an_idle_writer_to_judge() {
+        let identity =
+            Identity { pid: 10, start_ticks: 1, comm: "w".into(), command: "w".into(), container: None, runtime: None };
+        let pipe = FdInfo { kind: FdKind::Pipe, target: "pipe:[1]".into(), synced_writes: false };
+        let socket = FdInfo { kind: FdKind::Socket, target: "socket:[2]".into(), synced_writes: false };
+        let mut model = model();
+        model.record(&identity, 3, Some(&pipe), &writes(1));
+        model.record(&identity, 4, Some(&socket), &writes(1));
+        model.close_interval(1.0);
+        model.close_interval(1.0);
+        assert!(!model.unsettled.contains(&10), "settled once idle");
+        let depth =
+            |protocol| Depth { queued_bytes: 1, charged_bytes: 1, capacity_bytes: 65536, protocol, exchange: None };
+        model.set_depth(10, 3, depth(None));
+        assert!(!model.unsettled.contains(&10), "a pipe's fill changes no verdict");
+        assert_eq!(model.process(10).unwrap().fds[&3].depth, Some(depth(None)), "and is kept for the views");
+        model.set_depth(10, 4, depth(Some(crate::depth::SocketProtocol::Unix)));
+        assert!(model.unsettled.contains(&10), "a socket's protocol is judged");
+        assert_eq!(model.process(10).unwrap().fds[&4].info.as_ref().map(|info| info.kind), Some(FdKind::Unix));
     }
 
     /// A TCP connection 127.0.0.1:6379 ↔ 127.0.0.1:50122 that carried
