@@ -41,10 +41,12 @@ impl Identity {
 
     /// Reads the identity of `pid` as [`Identity::read`] does, with the
     /// inode of the `/proc/PID` directory it was read through (which a
-    /// [`ProcSweep`] takes as confirmed). Every file is opened through that
-    /// one directory: the process it names cannot change under the reads,
-    /// and each open walks one name, not `/proc/PID/...` afresh. About 15
-    /// system calls.
+    /// [`ProcSweep`] takes as confirmed). Its stat, cmdline and cgroup are
+    /// opened through that one directory: the process it names cannot change
+    /// under those reads, and each open walks one name, not `/proc/PID/...`
+    /// afresh. 15 system calls (open and `fstat` the directory, open, read
+    /// to the end and close each file, close it), and the runtime's (one
+    /// `statx` of `/proc/PID/exe` for an executable met before).
     pub fn read_at(pid: u32, runtimes: &mut RuntimeDetector) -> Option<(Identity, u64)> {
         let dir = ProcDir::open(pid).ok()?;
         let mut buf = Vec::with_capacity(1024);
