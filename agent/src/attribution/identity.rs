@@ -198,18 +198,25 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
+    use std::{
+        io::{BufRead as _, BufReader, Write as _},
+        process::{Command, Stdio},
+    };
 
     use super::*;
 
     #[test]
     fn an_identity_is_read_through_the_directory_a_sweep_lists() {
-        let mut child = Command::new("sleep").args(["30", "x"]).spawn().expect("sleep");
+        // Read once `cat` echoes a line: its exec has completed (`spawn`
+        // returns as the exec begins, with the command line not set yet).
+        let mut child = Command::new("cat").arg("-").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("cat");
+        child.stdin.as_mut().unwrap().write_all(b"x\n").unwrap();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut String::new()).unwrap();
         let pid = child.id();
         let (identity, inode) = Identity::read_at(pid, &mut RuntimeDetector::default()).expect("a running child");
         let stat = Process::new(pid as i32).unwrap().stat().unwrap();
-        assert_eq!((identity.start_ticks, identity.comm.as_str()), (stat.starttime, "sleep"));
-        assert_eq!(identity.command, "sleep 30 x");
+        assert_eq!((identity.start_ticks, identity.comm.as_str()), (stat.starttime, "cat"));
+        assert_eq!(identity.command, "cat -");
         assert!(identity.runtime.is_some(), "its executable was read");
         let mut sweep = ProcSweep::default();
         sweep.confirm(pid, inode);
