@@ -7,6 +7,7 @@
 //! flag `--min-calls-per-sec` and the variable `BATCHWATCH_MIN_CALLS_PER_SEC`.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     ops::RangeInclusive,
     path::{Path, PathBuf},
@@ -15,7 +16,10 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::model::flag::Window;
+use crate::{
+    export::catalog::{self, PROCESS_ATTRIBUTES},
+    model::flag::Window,
+};
 
 /// Everything that can be set, all optional: one value of this per source.
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
@@ -208,6 +212,11 @@ pub struct ExportSettings {
     /// (`process.command,k8s.pod.*`), comma-separated [default: none].
     #[arg(long, global = true, env = "BATCHWATCH_ATTRIBUTES_EXCLUDE", value_delimiter = ',')]
     pub attributes_exclude: Option<Vec<String>>,
+    /// The attributes of a group of metrics, by metric-name pattern
+    /// (`"batchwatch.sync.*"`): config file only, a table of its own.
+    #[arg(skip)]
+    #[serde(default)]
+    pub attributes_select: Option<BTreeMap<String, GroupSelection>>,
     /// How OTLP histograms go on the wire: explicit buckets with one fixed
     /// bound list per metric, or exponential histograms at scale 0
     /// [default: explicit].
@@ -237,6 +246,15 @@ pub struct ExportSettings {
     pub otlp_timeout: Option<Duration>,
 }
 
+/// The `include` and `exclude` lists of one group of metrics; a list left
+/// out is the global one (`export.attributes_include`, `..._exclude`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSelection {
+    pub include: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+}
+
 impl ExportSettings {
     /// `self` with every value that `over` sets replaced by it.
     fn overridden_by(self, over: ExportSettings) -> ExportSettings {
@@ -258,6 +276,7 @@ impl ExportSettings {
             series_idle_after: over.series_idle_after.or(self.series_idle_after),
             attributes_include: over.attributes_include.or(self.attributes_include),
             attributes_exclude: over.attributes_exclude.or(self.attributes_exclude),
+            attributes_select: over.attributes_select.or(self.attributes_select),
             histograms: over.histograms.or(self.histograms),
             queue_capacity: over.queue_capacity.or(self.queue_capacity),
             otlp_endpoint: over.otlp_endpoint.or(self.otlp_endpoint),
@@ -444,12 +463,23 @@ pub struct ExportConfig {
     /// Patterns of the process attributes kept, and of those left out.
     pub attributes_include: Vec<String>,
     pub attributes_exclude: Vec<String>,
+    /// Groups of metrics with attribute patterns of their own.
+    pub attributes_select: Vec<AttributeGroup>,
     pub histograms: Histograms,
     pub queue_capacity: u32,
     pub otlp_endpoint: Option<String>,
     pub otlp_protocol: Option<String>,
     pub otlp_headers: Option<String>,
     pub otlp_timeout: Option<Duration>,
+}
+
+/// The metrics whose names match `metrics` (`*` a wildcard) keep the
+/// process attributes that match `include` and no `exclude` pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeGroup {
+    pub metrics: String,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
 }
 
 /// A certificate chain and its private key, in PEM files.
@@ -555,6 +585,10 @@ impl ExportConfig {
         let optional = |key, value: Option<Duration>, allowed: RangeInclusive<Duration>| {
             value.map(|v| check(key, Some(v), v, allowed)).transpose()
         };
+        let attributes_include = attribute_patterns("export.attributes_include", s.attributes_include, &["*"])?;
+        let attributes_exclude = attribute_patterns("export.attributes_exclude", s.attributes_exclude, &[])?;
+        let attributes_select =
+            attribute_groups(s.attributes_select.unwrap_or_default(), &attributes_include, &attributes_exclude)?;
         Ok(ExportConfig {
             prometheus: s.prometheus,
             prometheus_limits: EndpointLimits {
@@ -600,8 +634,9 @@ impl ExportConfig {
                 ms(300_000),
                 ms(10_000)..=ms(86_400_000),
             )?,
-            attributes_include: attribute_patterns("export.attributes_include", s.attributes_include, &["*"])?,
-            attributes_exclude: attribute_patterns("export.attributes_exclude", s.attributes_exclude, &[])?,
+            attributes_include,
+            attributes_exclude,
+            attributes_select,
             histograms: s.histograms.unwrap_or(Histograms::Explicit),
             queue_capacity: check("export.queue_capacity", s.queue_capacity, 10, 1..=1000)?,
             otlp_endpoint: s.otlp_endpoint,
@@ -678,6 +713,18 @@ pub enum ConfigError {
     /// An attribute pattern that matches no process attribute.
     #[error("{} has `{pattern}`, which matches no process attribute; they are: {known}", describe_key(key))]
     Attribute { key: &'static str, pattern: String, known: String },
+    /// A metric-name pattern of `export.attributes_select` that matches no
+    /// metric with process attributes.
+    #[error(
+        "config key `export.attributes_select.\"{group}\"` matches no metric with process attributes; they are: {known}"
+    )]
+    MetricGroup { group: String, known: String },
+    /// An attribute pattern of a group of metrics that matches no process attribute.
+    #[error(
+        "config key `export.attributes_select.\"{group}\".{field}` has `{pattern}`, which matches no process \
+         attribute; they are: {known}"
+    )]
+    GroupAttribute { group: String, field: &'static str, pattern: String, known: String },
 }
 
 /// `patterns`, or `default`, if each matches at least one process attribute.
@@ -687,14 +734,58 @@ fn attribute_patterns(
     default: &[&str],
 ) -> Result<Vec<String>, ConfigError> {
     let patterns = patterns.unwrap_or_else(|| default.iter().map(|&pattern| pattern.to_owned()).collect());
-    let known = crate::export::catalog::PROCESS_ATTRIBUTES.map(|attribute| attribute.key);
-    for pattern in &patterns {
-        let wildcard = wildmatch::WildMatch::new(pattern.trim());
-        if !known.iter().any(|key| wildcard.matches(key)) {
-            return Err(ConfigError::Attribute { key, pattern: pattern.clone(), known: known.join(", ") });
-        }
+    match unmatched(&patterns, &PROCESS_ATTRIBUTES.map(|attribute| attribute.key)) {
+        Some((pattern, known)) => Err(ConfigError::Attribute { key, pattern, known }),
+        None => Ok(trimmed(patterns)),
     }
-    Ok(patterns.into_iter().map(|pattern| pattern.trim().to_owned()).collect())
+}
+
+/// `export.attributes_select`, each group's metric-name pattern matching
+/// at least one metric with process attributes, and its attribute patterns
+/// at least one of those; the lists a group leaves out are `include` and
+/// `exclude`.
+fn attribute_groups(
+    groups: BTreeMap<String, GroupSelection>,
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<AttributeGroup>, ConfigError> {
+    let metrics: Vec<&str> =
+        catalog::ALL.iter().filter(|m| m.subject != catalog::Subject::Node).map(|m| m.name).collect();
+    let attributes = PROCESS_ATTRIBUTES.map(|attribute| attribute.key);
+    groups
+        .into_iter()
+        .map(|(group, selection)| {
+            if let Some((_, known)) = unmatched(std::slice::from_ref(&group), &metrics) {
+                return Err(ConfigError::MetricGroup { group, known });
+            }
+            let list = |field: &'static str, patterns: Option<Vec<String>>, global: &[String]| {
+                let patterns = patterns.unwrap_or_else(|| global.to_vec());
+                match unmatched(&patterns, &attributes) {
+                    Some((pattern, known)) => {
+                        Err(ConfigError::GroupAttribute { group: group.clone(), field, pattern, known })
+                    }
+                    None => Ok(trimmed(patterns)),
+                }
+            };
+            let include = list("include", selection.include, include)?;
+            let exclude = list("exclude", selection.exclude, exclude)?;
+            Ok(AttributeGroup { metrics: group.trim().to_owned(), include, exclude })
+        })
+        .collect()
+}
+
+/// The first of `patterns` (`*` a wildcard) that matches none of `known`,
+/// with `known` as an error shows them.
+fn unmatched(patterns: &[String], known: &[&str]) -> Option<(String, String)> {
+    let matches_none = |pattern: &&String| {
+        let wildcard = wildmatch::WildMatch::new(pattern.trim());
+        !known.iter().any(|key| wildcard.matches(key))
+    };
+    patterns.iter().find(matches_none).map(|pattern| (pattern.clone(), known.join(", ")))
+}
+
+fn trimmed(patterns: Vec<String>) -> Vec<String> {
+    patterns.into_iter().map(|pattern| pattern.trim().to_owned()).collect()
 }
 
 /// How a user sets `key`, for errors found after [`Config::resolve`]:
@@ -774,6 +865,48 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn attribute_selection_per_group_of_metrics() {
+        let text = "[export]\nattributes_exclude = [\"process.command\"]\n\
+                    [export.attributes_select.\"batchwatch.sync.*\"]\nexclude = [\"process.pid\"]\n\
+                    [export.attributes_select.\"batchwatch.write.calls\"]\ninclude = [\"k8s.*\"]\n";
+        let export = Config::resolve(Settings::parse(text, "test").unwrap()).unwrap().export;
+        let group = |metrics: &str, include: &[&str], exclude: &[&str]| AttributeGroup {
+            metrics: metrics.to_owned(),
+            include: include.iter().map(|&p| p.to_owned()).collect(),
+            exclude: exclude.iter().map(|&p| p.to_owned()).collect(),
+        };
+        // A list a group leaves out is the global one.
+        assert_eq!(
+            export.attributes_select,
+            [
+                group("batchwatch.sync.*", &["*"], &["process.pid"]),
+                group("batchwatch.write.calls", &["k8s.*"], &["process.command"])
+            ]
+        );
+        assert!(Config::default().export.attributes_select.is_empty());
+
+        let error = |text: &str| Config::resolve(Settings::parse(text, "test").unwrap()).unwrap_err().to_string();
+        let no_metric = error("[export.attributes_select.\"batchwatch.node.*\"]\ninclude = [\"*\"]\n");
+        assert!(
+            no_metric.starts_with(
+                "config key `export.attributes_select.\"batchwatch.node.*\"` matches no metric with process \
+                 attributes; they are: batchwatch.write.calls, batchwatch.write.io"
+            ),
+            "{no_metric}"
+        );
+        let no_attribute = error("[export.attributes_select.\"batchwatch.sync.*\"]\nexclude = [\"pid\"]\n");
+        assert!(
+            no_attribute.starts_with(
+                "config key `export.attributes_select.\"batchwatch.sync.*\".exclude` has `pid`, which matches no \
+                 process attribute; they are: process.pid, process.executable.name"
+            ),
+            "{no_attribute}"
+        );
+        let unknown = Settings::parse("[export.attributes_select.\"batchwatch.sync.*\"]\ndrop = [\"x\"]\n", "test");
+        assert!(unknown.unwrap_err().to_string().contains("unknown field `drop`, expected `include` or `exclude`"));
     }
 
     #[test]

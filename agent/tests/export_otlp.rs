@@ -561,3 +561,38 @@ fn bad_otlp_settings_are_named_before_the_probes_load() {
         assert!(!stderr.contains("probes attached"), "{var:?} failed only after loading: {stderr}");
     }
 }
+
+#[test]
+fn a_group_of_metrics_arrives_with_exactly_its_selected_attributes() {
+    let config = std::env::temp_dir().join(format!("batchwatch-select-otlp-{}.toml", std::process::id()));
+    std::fs::write(&config, "[export.attributes_select.\"batchwatch.write.io\"]\ninclude = [\"process.pid\"]\n")
+        .unwrap();
+    let mut receiver = Receiver::start(Transport::Http);
+    let agent = start_exporting(&receiver, Transport::Http, &[("BATCHWATCH_CONFIG", config.to_str().unwrap())]);
+    let pid = dd_blocks().to_string();
+    let got = receiver.wait_for(WAIT, |r| has_all_dd_writes(&r.request, &pid));
+    let (status, stderr) = agent.terminate();
+    std::fs::remove_file(&config).unwrap();
+    assert!(status.success(), "{stderr}");
+
+    let keys = |name: &str, attributes: &[(&str, &str)]| -> Vec<String> {
+        let point = number(&got.request, name, attributes).unwrap_or_else(|| panic!("{name} of dd"));
+        point.attributes.iter().map(|attribute| attribute.key.clone()).collect()
+    };
+    let io = keys("batchwatch.write.io", &dd_devnull(&pid));
+    assert_eq!(io, ["process.pid", "batchwatch.fd.kind"]);
+    assert_eq!(value(number(&got.request, "batchwatch.write.io", &dd_devnull(&pid)).unwrap()), (BLOCKS * BLOCK) as f64);
+    let [process, kind] = dd_devnull(&pid);
+    let calls = keys("batchwatch.write.calls", &[process, kind, ("batchwatch.syscall", "write")]);
+    assert_eq!(
+        calls,
+        [
+            "process.pid",
+            "process.executable.name",
+            "process.command",
+            "process.runtime.name",
+            "batchwatch.fd.kind",
+            "batchwatch.syscall"
+        ]
+    );
+}

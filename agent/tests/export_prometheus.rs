@@ -114,6 +114,49 @@ fn at_the_executable_level_restarts_add_to_one_series_without_pid() {
 }
 
 #[test]
+fn a_group_of_metrics_carries_exactly_its_selected_attributes() {
+    // `batchwatch.write.io` keeps only the pid; every other metric all the
+    // process attributes, as by default.
+    let config = std::env::temp_dir().join(format!("batchwatch-select-{}.toml", std::process::id()));
+    std::fs::write(&config, "[export.attributes_select.\"batchwatch.write.io\"]\ninclude = [\"process.pid\"]\n")
+        .unwrap();
+    let (mut agent, addr) = start_serving_with(&[("BATCHWATCH_CONFIG", config.to_str().unwrap())]);
+    wait_until_ready(&addr);
+    let pid = dd_blocks().to_string();
+    let body = scrape_with(&addr, &pid);
+    let of_dd = |family: &str| -> Vec<(Vec<String>, String)> {
+        (body.lines())
+            .filter_map(|line| line.strip_prefix(family)?.strip_prefix('{'))
+            .filter_map(|rest| rest.split_once("} "))
+            .filter(|(labels, _)| labels.contains(&format!("process_pid=\"{pid}\"")))
+            .map(|(labels, value)| {
+                let keys = labels.split("\",").map(|label| label.split('=').next().unwrap().to_owned()).collect();
+                (keys, value.to_owned())
+            })
+            .collect()
+    };
+    let io = of_dd("batchwatch_write_io_bytes_total");
+    assert_eq!(io, [(vec!["process_pid".to_owned(), "batchwatch_fd_kind".to_owned()], (BLOCKS * BLOCK).to_string())]);
+    let calls = of_dd("batchwatch_write_calls_total");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0],
+        (
+            ["pid", "executable_name", "command", "runtime_name"]
+                .map(|key| format!("process_{key}"))
+                .into_iter()
+                .chain(["batchwatch_fd_kind".to_owned(), "batchwatch_syscall".to_owned()])
+                .collect::<Vec<_>>(),
+            BLOCKS.to_string()
+        )
+    );
+    assert!(agent.is_running());
+    let (status, stderr) = agent.terminate();
+    std::fs::remove_file(&config).unwrap();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
 fn the_endpoint_serves_catalog_names_and_answers_probes() {
     let (agent, addr) = start_serving();
     let deadline = Instant::now() + Duration::from_secs(10);

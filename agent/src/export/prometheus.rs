@@ -314,6 +314,7 @@ mod tests {
             aggregation: Aggregation::Process,
             idle_after: Duration::from_secs(300),
             attributes: crate::export::series::level::Selection::all(),
+            groups: Vec::new(),
         };
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let observation = Observation {

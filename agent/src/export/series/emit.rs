@@ -31,10 +31,16 @@ pub(super) struct Emit<'a> {
     /// Only calls and bytes are known (the degraded mode): the rest is
     /// left out rather than sent as zeros.
     pub(super) averages_only: bool,
+    /// The metrics it emits, by name, when not all: the others belong to
+    /// another attribute selection's part.
+    pub(super) only: Option<&'a [&'static str]>,
 }
 
 impl Emit<'_> {
     fn point(&mut self, metric: &'static Metric, own: Vec<Attr>, start: Option<SystemTime>, value: Value) {
+        if self.only.is_some_and(|names| !names.contains(&metric.name)) {
+            return;
+        }
         self.out.push((metric, Point { subject: self.subject.clone(), own, start, value }));
     }
 

@@ -1,7 +1,8 @@
 //! The aggregation level (`export.aggregation`) and the attribute
-//! selection (`export.attributes_include`, `export.attributes_exclude`):
-//! which of a process's attributes its series keep, so that the processes
-//! that share them share one series.
+//! selection (`export.attributes_include`, `export.attributes_exclude`, and
+//! per group of metrics `export.attributes_select`): which of a process's
+//! attributes its series keep, so that the processes that share them share
+//! one series.
 //!
 //! - `process`: all of them, `process.pid` included: a restart is a new series.
 //! - `executable`: all but `process.pid`: the processes of one executable
@@ -21,7 +22,7 @@ use crate::{
     export::{
         attributes::Attr,
         catalog::{
-            CONTAINER_ID, K8S_DAEMONSET_NAME, K8S_DEPLOYMENT_NAME, K8S_JOB_NAME, K8S_NAMESPACE_NAME,
+            self, CONTAINER_ID, K8S_DAEMONSET_NAME, K8S_DEPLOYMENT_NAME, K8S_JOB_NAME, K8S_NAMESPACE_NAME,
             K8S_STATEFULSET_NAME, PROCESS_EXECUTABLE_NAME, PROCESS_PID, SERVICE_NAME,
         },
     },
@@ -68,6 +69,29 @@ impl Selection {
     fn keeps(&self, key: &str) -> bool {
         self.include.iter().any(|p| p.matches(key)) && !self.exclude.iter().any(|p| p.matches(key))
     }
+}
+
+/// Splits the metrics that have process attributes between `default` and
+/// `groups` (metric-name patterns, `*` a wildcard, and their selections):
+/// a metric goes to the group with the longest pattern that matches its
+/// name (the most specific), else to `default`. Returns each selection
+/// that serves a metric, with the names of those it serves; `default`
+/// comes first, even when it serves none.
+pub fn by_metric(default: &Selection, groups: &[(String, Selection)]) -> Vec<(Selection, Vec<&'static str>)> {
+    let patterns: Vec<WildMatch> = groups.iter().map(|(pattern, _)| WildMatch::new(pattern)).collect();
+    let mut served: Vec<Vec<&'static str>> = vec![Vec::new(); groups.len() + 1];
+    for metric in catalog::ALL.iter().filter(|metric| metric.subject != catalog::Subject::Node) {
+        let group = (0..groups.len())
+            .filter(|&i| patterns[i].matches(metric.name))
+            .max_by_key(|&i| (groups[i].0.len(), std::cmp::Reverse(i)))
+            .map_or(0, |i| i + 1);
+        served[group].push(metric.name);
+    }
+    let selections = std::iter::once(default).chain(groups.iter().map(|(_, selection)| selection));
+    (selections.zip(served).enumerate())
+        .filter(|(i, (_, names))| *i == 0 || !names.is_empty())
+        .map(|(_, (selection, names))| (selection.clone(), names))
+        .collect()
 }
 
 /// What a process of `attributes` is at `level`, with the attributes
@@ -144,5 +168,40 @@ mod tests {
             subject(Aggregation::Process, &no_pid, &pod_process(10, "web-1")),
             subject(Aggregation::Executable, &Selection::all(), &pod_process(11, "web-1"))
         );
+    }
+
+    #[test]
+    fn a_metric_takes_the_selection_of_its_most_specific_group() {
+        let only = |key: &str| Selection::of(&[key.to_owned()], &[]);
+        let groups = [
+            ("batchwatch.sync.*".to_owned(), only("process.pid")),
+            ("batchwatch.sync.calls".to_owned(), only("container.id")),
+            ("batchwatch.write.batch.*".to_owned(), only("k8s.*")),
+            // Every metric it matches has a longer pattern: it serves none.
+            ("batchwatch.sync*".to_owned(), only("process.command")),
+        ];
+        let parts = by_metric(&Selection::all(), &groups);
+        let served: Vec<&[&str]> = parts.iter().map(|(_, names)| names.as_slice()).collect();
+        assert_eq!(parts.len(), 4);
+        assert!(served[0].contains(&"batchwatch.write.calls") && !served[0].contains(&"batchwatch.sync.drops"));
+        assert!(!served[0].contains(&"batchwatch.agent.degraded"), "node metrics have no process attributes");
+        assert_eq!(
+            served[1],
+            [
+                "batchwatch.sync.batch.writes",
+                "batchwatch.sync.batch.size",
+                "batchwatch.sync.duration",
+                "batchwatch.sync.drops"
+            ]
+        );
+        assert_eq!(served[2], ["batchwatch.sync.calls"]);
+        assert_eq!(
+            served[3],
+            ["batchwatch.write.batch.size", "batchwatch.write.batch.records", "batchwatch.write.batch.wait"]
+        );
+        let keys_of =
+            |part: usize| keys(&subject(Aggregation::Process, &parts[part].0, &pod_process(10, "web-1"))).join(",");
+        assert_eq!(keys_of(2), "container.id");
+        assert_eq!(keys_of(3), "k8s.namespace.name,k8s.pod.name,k8s.deployment.name");
     }
 }

@@ -20,6 +20,15 @@
 //! `export.max_series` points are exported: when they would be more, the
 //! flagged processes and then the busiest keep their series, and the others
 //! are folded into `other` (their own series restart if they come back).
+//!
+//! # Groups of metrics
+//! A group of metrics with an attribute selection of its own
+//! (`export.attributes_select`) groups processes by its own subjects: it
+//! has a part of its own, which differences the processes, keeps series
+//! and folds into an `other` of its own for its metrics alone, so that
+//! each of its series stays cumulative whatever the other groups keep.
+//! The parts share `export.max_series`, in order: the default selection's
+//! part (with the node's points) first.
 
 mod activity;
 mod emit;
@@ -137,7 +146,10 @@ pub struct Limits {
     pub aggregation: Aggregation,
     /// How long a group of descriptors may write nothing before its series go.
     pub idle_after: Duration,
+    /// The selection of every metric no group of `groups` takes.
     pub attributes: Selection,
+    /// Metric-name patterns with selections of their own.
+    pub groups: Vec<(String, Selection)>,
 }
 
 impl Limits {
@@ -149,6 +161,9 @@ impl Limits {
             aggregation: config.aggregation,
             idle_after: config.series_idle_after,
             attributes: Selection::of(&config.attributes_include, &config.attributes_exclude),
+            groups: (config.attributes_select.iter())
+                .map(|group| (group.metrics.clone(), Selection::of(&group.include, &group.exclude)))
+                .collect(),
         }
     }
 }
@@ -157,9 +172,61 @@ impl Limits {
 /// aggregation level (a process's own, with its pid, at `process`).
 type Subject = Arc<[Attr]>;
 
-/// The series of the groups and of `other`, from one collection to the next.
+/// The series of every metric, from one collection to the next: a part
+/// per attribute selection in use.
 pub struct SeriesSet {
+    max_series: usize,
+    parts: Vec<Part>,
+}
+
+impl SeriesSet {
+    pub fn new(limits: Limits, started: SystemTime) -> SeriesSet {
+        // Without groups, the one part serves every metric.
+        let whole = limits.groups.is_empty();
+        let parts = level::by_metric(&limits.attributes, &limits.groups)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (attributes, metrics))| {
+                let limits = Limits { attributes, groups: Vec::new(), ..limits.clone() };
+                Part::new(limits, (!whole).then_some(metrics), i == 0, started)
+            })
+            .collect();
+        SeriesSet { max_series: limits.max_series, parts }
+    }
+
+    /// Builds the points of everything since the last collection, at `now`.
+    /// `health` is the OTLP queue's, when it exports over OTLP.
+    pub fn collect(
+        &mut self,
+        observation: &Observation,
+        health: Option<&ExportHealth>,
+        pods: Option<&dyn PodLookup>,
+        now: SystemTime,
+    ) -> Collection {
+        let mut points = Vec::new();
+        let mut folded = 0;
+        for part in &mut self.parts {
+            let cap = self.max_series.saturating_sub(points.len());
+            let (part_points, part_folded) = part.collect(observation, health, pods, now, cap);
+            points.extend(part_points);
+            // A process folded by one part may keep its series in another.
+            folded = folded.max(part_folded);
+        }
+        set_gauge(&mut points, &catalog::EXPORT_FOLDED, folded as u64);
+        let total = points.len();
+        set_gauge(&mut points, &catalog::EXPORT_SERIES, total as u64);
+        Collection { time: now, families: by_metric(points) }
+    }
+}
+
+/// The series of the metrics of one attribute selection: of the groups of
+/// processes and of `other`.
+struct Part {
     limits: Limits,
+    /// The metrics it emits, by name; `None` for all.
+    metrics: Option<Vec<&'static str>>,
+    /// It emits the node's and the agent's own points.
+    node: bool,
     /// The model knows only calls and bytes (the degraded mode).
     averages_only: bool,
     started: SystemTime,
@@ -231,10 +298,12 @@ struct Accepted {
     points: Vec<(&'static Metric, Point)>,
 }
 
-impl SeriesSet {
-    pub fn new(limits: Limits, started: SystemTime) -> SeriesSet {
-        SeriesSet {
+impl Part {
+    fn new(limits: Limits, metrics: Option<Vec<&'static str>>, node: bool, started: SystemTime) -> Part {
+        Part {
             limits,
+            metrics,
+            node,
             averages_only: false,
             started,
             last: started,
@@ -244,19 +313,20 @@ impl SeriesSet {
         }
     }
 
-    /// Builds the points of everything since the last collection, at `now`.
-    /// `health` is the OTLP queue's, when it exports over OTLP.
-    pub fn collect(
+    /// The points of its metrics since the last collection, at `now`, at
+    /// most `cap` of them, and how many processes it folded into `other`.
+    fn collect(
         &mut self,
         observation: &Observation,
         health: Option<&ExportHealth>,
         pods: Option<&dyn PodLookup>,
         now: SystemTime,
-    ) -> Collection {
+        cap: usize,
+    ) -> (Vec<(&'static Metric, Point)>, usize) {
         self.averages_only = observation.model.rules().degraded;
         let since = std::mem::replace(&mut self.last, now);
         let seconds = now.duration_since(since).unwrap_or_default().as_secs_f64();
-        let mut node = self.node_points(observation, health);
+        let node = if self.node { self.node_points(observation, health) } else { Vec::new() };
         let mut folded = Folded::default();
         let mut candidates = self.candidates(observation, seconds, pods, &mut folded);
         // Flagged first, then the busiest: they keep their series under the cap.
@@ -265,17 +335,14 @@ impl SeriesSet {
         });
 
         self.apply_folded(&mut folded);
-        let budget = self.limits.max_series.saturating_sub(node.len() + self.other_points(&folded.gauges).len());
+        let budget = cap.saturating_sub(node.len() + self.other_points(&folded.gauges).len());
         let mut accepted = self.admit_all(candidates, budget, since, &mut folded);
-        let other = self.fit_under_cap(&mut accepted, &mut folded, node.len());
+        let other = self.fit_under_cap(&mut accepted, &mut folded, node.len(), cap);
 
         let mut points: Vec<(&'static Metric, Point)> = accepted.into_iter().flat_map(|a| a.points).collect();
         points.extend(other);
-        set_gauge(&mut node, &catalog::EXPORT_FOLDED, folded.processes as u64);
-        let total = points.len() + node.len();
-        set_gauge(&mut node, &catalog::EXPORT_SERIES, total as u64);
         points.extend(node);
-        Collection { time: now, families: by_metric(points) }
+        (points, folded.processes)
     }
 
     /// Differences every process in the model, and gathers those that may
@@ -376,6 +443,7 @@ impl SeriesSet {
             start: series.start,
             write_starts: Some(&series.writes),
             averages_only: self.averages_only,
+            only: self.metrics.as_deref(),
         };
         emit.activity(&series.total);
         emit.gauges(&candidate.gauges, Some(series.total.uring.is_some()));
@@ -406,12 +474,13 @@ impl SeriesSet {
         accepted: &mut Vec<Accepted>,
         folded: &mut Folded,
         node: usize,
+        cap: usize,
     ) -> Vec<(&'static Metric, Point)> {
         loop {
             self.apply_folded(folded);
             let other = self.other_points(&folded.gauges);
             let used = accepted.iter().map(|a| a.points.len()).sum::<usize>() + other.len() + node;
-            let Some(last) = accepted.pop_if(|_| used > self.limits.max_series) else { return other };
+            let Some(last) = accepted.pop_if(|_| used > cap) else { return other };
             self.refuse(last.candidate, folded);
         }
     }
@@ -433,6 +502,7 @@ impl SeriesSet {
                 start: other.start,
                 write_starts: None,
                 averages_only: self.averages_only,
+                only: self.metrics.as_deref(),
             };
             emit.activity(&other.total);
             emit.gauges(gauges, None);
@@ -450,6 +520,7 @@ impl SeriesSet {
             start: self.started,
             write_starts: None,
             averages_only: self.averages_only,
+            only: None,
         };
         emit.gauge(&catalog::NODE_TRANSITION_COST, vec![], Value::Float(observation.transition_cost_ns * 1e-9));
         if let Some(at) = observation.transition_measured_at {

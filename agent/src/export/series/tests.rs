@@ -58,6 +58,7 @@ fn limits() -> Limits {
         aggregation: Aggregation::Process,
         idle_after: Duration::from_secs(300),
         attributes: Selection::all(),
+        groups: Vec::new(),
     }
 }
 
@@ -347,7 +348,7 @@ fn a_reused_pid_is_another_process() {
     let second = [PID_10, ("process.executable.name", "second")];
     assert_eq!(int(&s, &catalog::WRITE_CALLS, &second), 40);
     assert!(value(&s, &catalog::WRITE_CALLS, &[("process.executable.name", "first")]).is_none());
-    assert_eq!(set.processes.len(), 1, "the first is forgotten once the model forgot it");
+    assert_eq!(set.parts[0].processes.len(), 1, "the first is forgotten once the model forgot it");
 }
 
 #[test]
@@ -603,4 +604,43 @@ fn a_new_sockets_first_writes_wait_one_collection_for_its_kind() {
     model.close_interval(1.0);
     let last = set.collect(&Observation { last: true, ..observe(&model) }, None, None, at(3));
     assert_eq!(int(&last, &catalog::WRITE_CALLS, &[PID_10, ("batchwatch.fd.kind", "socket"), write]), 5);
+}
+
+/// `export.attributes_select`: the sync metrics of two processes of one
+/// executable without `process.pid` (one series for both, which keeps
+/// counting after one exits), their write metrics each with its pid.
+#[test]
+fn a_group_of_metrics_keeps_its_own_attributes_and_cumulative_series() {
+    use agent_common::sync::{SyncCall, SyncStats};
+    let mut syncs = SyncStats::ZERO;
+    syncs.calls[SyncCall::Fsync as usize] = 7;
+    let sync_group = ("batchwatch.sync.*".to_owned(), Selection::of(&["*".to_owned()], &["process.pid".to_owned()]));
+    let mut set = SeriesSet::new(Limits { groups: vec![sync_group], ..limits() }, at(0));
+    let mut model = model();
+    let (first, second) = (process(10, 1, "app"), process(11, 2, "app"));
+    for app in [&first, &second] {
+        model.record(app, 3, Some(&file("/var/lib/app.db")), &writes(100, 100, 1000));
+        model.record_sync(app, 3, Some(&file("/var/lib/app.db")), &syncs);
+    }
+    model.close_interval(1.0);
+    let s = set.collect(&observe(&model), None, None, at(1));
+
+    let keys = |metric: &Metric| -> Vec<Vec<&str>> {
+        let (_, points) = s.families.iter().find(|(m, _)| m.name == metric.name).unwrap();
+        points.iter().map(|point| point.subject.iter().map(|(key, _)| *key).collect()).collect()
+    };
+    let fsyncs = [("process.executable.name", "app"), ("batchwatch.sync.call", "fsync")];
+    assert_eq!(int(&s, &catalog::SYNC_CALLS, &fsyncs), 14);
+    assert_eq!(keys(&catalog::SYNC_CALLS), [["process.executable.name", "process.command"]]);
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &[PID_10, ("batchwatch.syscall", "write")]), 100);
+    assert_eq!(int(&s, &catalog::WRITE_CALLS, &[("process.pid", "11"), ("batchwatch.syscall", "write")]), 100);
+    assert!(keys(&catalog::WRITE_CALLS).iter().all(|subject| subject.contains(&"process.pid")));
+    assert_eq!(int(&s, &catalog::EXPORT_SERIES, &[]), s.points() as u64);
+
+    // The first exits; the second syncs 7 times more: the sum goes on.
+    model.exit(first.pid, 1.0);
+    model.record_sync(&second, 3, Some(&file("/var/lib/app.db")), &syncs);
+    model.close_interval(1.0);
+    let s = set.collect(&observe(&model), None, None, at(2));
+    assert_eq!(int(&s, &catalog::SYNC_CALLS, &fsyncs), 21);
 }
