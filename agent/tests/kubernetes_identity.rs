@@ -1,10 +1,12 @@
 //! Kubernetes identity: from a pod list in the API's own format, served to
 //! the agent over HTTP in the test. A small HTTP server on 127.0.0.1 plays
-//! the API server: it answers `GET /api/v1/pods` with a `PodList` as the
-//! real API writes it, and records every request. The containers looked up
+//! the API server: it answers `GET /api/v1/pods` with a `PodList` and
+//! `GET /apis/batch/v1/namespaces/<ns>/jobs/<name>` with a `Job` as the
+//! real API writes them, and records every request. The containers looked up
 //! come from cgroup paths, as the agent gets them.
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -13,7 +15,7 @@ use std::{
 
 use batchwatch::{
     attribution::container::Container,
-    kubernetes::{ContainerPod, KubernetesError, PodDirectory, RefreshPolicy, Workload, WorkloadKind},
+    kubernetes::{ApiFailures, ContainerPod, KubernetesError, PodDirectory, RefreshPolicy, Workload, WorkloadKind},
 };
 use http_body_util::Full;
 use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
@@ -67,7 +69,7 @@ fn pod(
                 "apiVersion": if kind == "Job" { "batch/v1" } else { "apps/v1" },
                 "kind": kind,
                 "name": owner,
-                "uid": "9d5b0c61-3f44-4f6e-9a4b-0c1d2e3f4a5b",
+                "uid": owner_uid(owner),
                 "controller": true,
                 "blockOwnerDeletion": true
             })
@@ -120,6 +122,66 @@ fn pod(
     })
 }
 
+/// The uid of the workload named `name`.
+fn owner_uid(name: &str) -> String {
+    let digits: String = name.bytes().map(|byte| format!("{byte:02x}")).collect();
+    format!("9d5b0c61-3f44-4f6e-9a4b-{:0>12.12}", digits)
+}
+
+/// A Job in the API's JSON, owned by the CronJob `cronjob` if there is one.
+fn job(namespace: &str, name: &str, cronjob: Option<&str>) -> Value {
+    let owner_references: Vec<Value> = cronjob
+        .map(|cronjob| {
+            json!({
+                "apiVersion": "batch/v1",
+                "kind": "CronJob",
+                "name": cronjob,
+                "uid": owner_uid(cronjob),
+                "controller": true,
+                "blockOwnerDeletion": true
+            })
+        })
+        .into_iter()
+        .collect();
+    json!({
+        "kind": "Job",
+        "apiVersion": "batch/v1",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": owner_uid(name),
+            "resourceVersion": "48160",
+            "creationTimestamp": "2026-05-04T10:00:00Z",
+            "ownerReferences": owner_references
+        },
+        "spec": {
+            "parallelism": 1,
+            "completions": 1,
+            "backoffLimit": 6,
+            "template": {"spec": {"containers": [{"name": "job", "image": "registry.example/job:1.0"}], "restartPolicy": "Never"}}
+        },
+        "status": {"active": 1, "startTime": "2026-05-04T10:00:00Z"}
+    })
+}
+
+/// What the API answers when the service account may not read a Job.
+fn job_forbidden(namespace: &str, name: &str) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("jobs.batch \"{name}\" is forbidden: User \"system:serviceaccount:batchwatch:batchwatch\" cannot get resource \"jobs\" in API group \"batch\" in the namespace \"{namespace}\""),
+        "reason": "Forbidden",
+        "details": {"name": name, "group": "batch", "kind": "jobs"},
+        "code": 403
+    })
+}
+
+fn job_path(namespace: &str, name: &str) -> String {
+    format!("/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+}
+
 fn pod_list(items: Vec<Value>) -> Value {
     json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "48200"}, "items": items})
 }
@@ -128,6 +190,8 @@ fn pod_list(items: Vec<Value>) -> Value {
 struct ApiState {
     status: u16,
     body: Value,
+    /// The answers to reads of single objects (Jobs), by path.
+    objects: HashMap<String, (u16, Value)>,
     requests: Vec<(Instant, String)>,
 }
 
@@ -143,7 +207,7 @@ impl FakeApi {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1:0");
         let address = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(ApiState { status, body, requests: Vec::new() }));
+        let state = Arc::new(Mutex::new(ApiState { status, body, objects: HashMap::new(), requests: Vec::new() }));
         let served = state.clone();
         runtime.spawn(async move {
             loop {
@@ -171,18 +235,36 @@ impl FakeApi {
         self.state.lock().unwrap().body = body;
     }
 
+    /// Answers reads of these objects, all from the same moment on.
+    fn serve_objects(&self, objects: impl IntoIterator<Item = (String, u16, Value)>) {
+        let mut state = self.state.lock().unwrap();
+        state.objects.extend(objects.into_iter().map(|(path, status, body)| (path, (status, body))));
+    }
+
     fn requests(&self) -> Vec<(Instant, String)> {
         self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The lists of pods asked for.
+    fn lists(&self) -> Vec<(Instant, String)> {
+        self.requests().into_iter().filter(|(_, uri)| uri.starts_with("/api/v1/pods")).collect()
+    }
+
+    /// The Jobs read, by path.
+    fn job_reads(&self) -> Vec<String> {
+        self.requests().into_iter().map(|(_, uri)| uri).filter(|uri| uri.starts_with("/apis/batch/")).collect()
     }
 }
 
 fn answer(state: &Mutex<ApiState>, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let mut state = state.lock().unwrap();
     state.requests.push((Instant::now(), request.uri().to_string()));
-    let (status, body) = if request.method() == hyper::Method::GET && request.uri().path() == "/api/v1/pods" {
-        (state.status, state.body.to_string())
-    } else {
-        (404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}).to_string())
+    let path = request.uri().path();
+    let object = state.objects.get(path).cloned();
+    let (status, body) = match (request.method() == hyper::Method::GET, path == "/api/v1/pods", object) {
+        (true, true, _) => (state.status, state.body.to_string()),
+        (true, false, Some((status, body))) => (status, body.to_string()),
+        _ => (404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}).to_string()),
     };
     Response::builder()
         .status(status)
@@ -191,7 +273,7 @@ fn answer(state: &Mutex<ApiState>, request: &Request<hyper::body::Incoming>) -> 
         .unwrap()
 }
 
-/// Asserts that every request listed this node's pods, and no others.
+/// Asserts that every list of pods was of this node's, and no others.
 fn assert_node_filtered(requests: &[(Instant, String)]) {
     for (_, uri) in requests {
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
@@ -217,6 +299,7 @@ fn expected(namespace: &str, pod_name: &str, pod_uid: &str, container_name: &str
         container_name: container_name.to_owned(),
         service_name: service_name.to_owned(),
         workload: None,
+        cronjob: None,
     }
 }
 
@@ -359,7 +442,7 @@ fn kubernetes_identity_from_the_nodes_pod_list() {
     assert_eq!(directory.lookup(&Container { id: id(10), runtime: "docker", pod_uid: None }), None);
 
     drop(directory);
-    let requests = api.requests();
+    let requests = api.lists();
     assert!(!requests.is_empty());
     assert_node_filtered(&requests);
     let cached = requests.iter().all(|(_, uri)| uri.contains("resourceVersion=0"));
@@ -374,7 +457,7 @@ fn kubernetes_miss_lists_again_at_most_once_per_gap() {
     let policy = quick_policy();
     let directory = PodDirectory::with_api_url(&api.url(), NODE, policy).expect("directory");
     assert_eq!(directory.wait_for_list(Duration::from_secs(10)).expect("first list"), 1);
-    assert_eq!(api.requests().len(), 1);
+    assert_eq!(api.lists().len(), 1);
 
     // Two pods start; the agent sees their processes before any new list.
     let second =
@@ -405,7 +488,7 @@ fn kubernetes_miss_lists_again_at_most_once_per_gap() {
             "reindex-29160"
         ))
     );
-    let requests = api.requests();
+    let requests = api.lists();
     assert_eq!(requests.len(), 2, "many misses, one list: {requests:?}");
     let gap = requests[1].0 - requests[0].0;
     assert!(gap >= policy.min_gap - Duration::from_millis(100), "lists {gap:?} apart");
@@ -414,10 +497,10 @@ fn kubernetes_miss_lists_again_at_most_once_per_gap() {
     let foreign = Container { id: id(20), runtime: "docker", pod_uid: None };
     assert_eq!(directory.lookup(&foreign), None);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while api.requests().len() < 3 && Instant::now() < deadline {
+    while api.lists().len() < 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let requests = api.requests();
+    let requests = api.lists();
     assert_eq!(requests.len(), 3, "the miss asked for a list");
     let gap = requests[2].0 - requests[1].0;
     assert!(gap >= policy.min_gap - Duration::from_millis(100), "lists {gap:?} apart");
@@ -427,8 +510,8 @@ fn kubernetes_miss_lists_again_at_most_once_per_gap() {
         assert_eq!(directory.lookup(&foreign), None);
         std::thread::sleep(policy.min_gap / 10);
     }
-    assert_eq!(api.requests().len(), 3, "an unknown container does not make the agent list every gap");
-    assert_node_filtered(&api.requests());
+    assert_eq!(api.lists().len(), 3, "an unknown container does not make the agent list every gap");
+    assert_node_filtered(&api.lists());
 }
 
 #[test]
@@ -451,6 +534,7 @@ fn kubernetes_refused_list_says_why() {
     assert!(message.starts_with("listing the pods of node node-a: "), "{message}");
     assert!(message.contains("cannot list resource \"pods\""), "{message}");
     assert_eq!(directory.lookup(&containerd(&id(1), &uid(1))), None);
+    assert_eq!(directory.failures(), ApiFailures { pod_lists: 1, job_reads: 0 }, "counted");
 }
 
 #[test]
@@ -469,4 +553,74 @@ fn kubernetes_directory_is_shared_across_threads() {
     // The exporter's pod lookups must be `Send + Sync`.
     fn shareable<T: Send + Sync>() {}
     shareable::<PodDirectory>();
+}
+
+/// The CronJob of a pod's Job comes from the Job, read once; a Job that
+/// cannot be read leaves it out, counts, and is read again at the next list.
+#[test]
+fn kubernetes_cronjob_from_the_pods_job() {
+    let backup = pod(
+        "backup-29416320-7xk2p",
+        "ops",
+        &uid(1),
+        json!({"batch.kubernetes.io/job-name": "backup-29416320"}),
+        Some(("Job", "backup-29416320")),
+        &[("backup", &format!("containerd://{}", id(1)))],
+    );
+    let reindex = pod(
+        "reindex-by-hand-q2w3e",
+        "ops",
+        &uid(2),
+        json!({}),
+        Some(("Job", "reindex-by-hand")),
+        &[("reindex", &format!("containerd://{}", id(2)))],
+    );
+    let api = FakeApi::start(200, pod_list(vec![backup, reindex]));
+    // The service account may not read Jobs yet.
+    let refused =
+        ["backup-29416320", "reindex-by-hand"].map(|name| (job_path("ops", name), 403, job_forbidden("ops", name)));
+    api.serve_objects(refused);
+    let policy = RefreshPolicy { interval: Duration::from_millis(700), ..quick_policy() };
+    let directory = PodDirectory::with_api_url(&api.url(), NODE, policy).expect("directory");
+    assert_eq!(directory.wait_for_list(Duration::from_secs(10)).expect("first list"), 2);
+
+    let backup_pod = expected("ops", "backup-29416320-7xk2p", &uid(1), "backup", "backup-29416320");
+    let backup_pod = owned(backup_pod, WorkloadKind::Job, "backup-29416320");
+    let reindex_pod = expected("ops", "reindex-by-hand-q2w3e", &uid(2), "reindex", "reindex-by-hand");
+    let reindex_pod = owned(reindex_pod, WorkloadKind::Job, "reindex-by-hand");
+    let backup_container = containerd(&id(1), &uid(1));
+    let reindex_container = containerd(&id(2), &uid(2));
+    assert_eq!(directory.lookup(&backup_container), Some(backup_pod.clone()), "no k8s.cronjob.name, the rest stays");
+    assert_eq!(directory.lookup(&reindex_container), Some(reindex_pod.clone()));
+    let failures = directory.failures();
+    assert_eq!(failures, ApiFailures { pod_lists: 0, job_reads: 2 }, "one refused, the other put off");
+    assert_eq!(api.job_reads().len(), 1, "no read after the first refusal in a list");
+
+    // The rule is added: the next periodic list reads both Jobs.
+    api.serve_objects([
+        (job_path("ops", "backup-29416320"), 200, job("ops", "backup-29416320", Some("backup"))),
+        (job_path("ops", "reindex-by-hand"), 200, job("ops", "reindex-by-hand", None)),
+    ]);
+    let with_cronjob = ContainerPod { cronjob: Some("backup".to_owned()), ..backup_pod };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while directory.lookup(&backup_container).as_ref() != Some(&with_cronjob) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(directory.lookup(&backup_container), Some(with_cronjob));
+    assert_eq!(directory.lookup(&reindex_container), Some(reindex_pod), "a Job made by hand has no CronJob");
+
+    // Later lists read no Job again.
+    let reads_then = api.job_reads();
+    let lists_then = api.lists().len();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api.lists().len() < lists_then + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(directory);
+    assert!(api.lists().len() >= lists_then + 2, "two more lists: {:?}", api.requests());
+    let reads = api.job_reads();
+    assert_eq!(reads, reads_then, "each Job read once it could be");
+    let allowed: Vec<&String> = reads.iter().skip(1).collect();
+    assert_eq!(allowed, [&job_path("ops", "backup-29416320"), &job_path("ops", "reindex-by-hand")]);
+    assert_node_filtered(&api.lists());
 }

@@ -326,10 +326,13 @@ fn the_daemonset_runs_the_agent_as_its_config_file_says() {
         );
         let role = find(&docs, "ClusterRole", binding["roleRef"]["name"].as_str().unwrap());
         let rules = role["rules"].as_array().expect("rules");
-        assert_eq!(rules.len(), 1, "{name}: pods only");
+        assert_eq!(rules.len(), 2, "{name}: pods and Jobs only");
         assert_eq!(strings(&rules[0]["resources"]), ["pods"], "{name}");
         assert_eq!(strings(&rules[0]["apiGroups"]), [""], "{name}");
         assert_eq!(strings(&rules[0]["verbs"]), ["get", "list", "watch"], "{name}: read only");
+        assert_eq!(strings(&rules[1]["resources"]), ["jobs"], "{name}: a Job names its CronJob");
+        assert_eq!(strings(&rules[1]["apiGroups"]), ["batch"], "{name}");
+        assert_eq!(strings(&rules[1]["verbs"]), ["get"], "{name}: read only");
 
         let resources = &container["resources"];
         for what in ["cpu", "memory"] {

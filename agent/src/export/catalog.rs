@@ -62,6 +62,11 @@ pub const K8S_DAEMONSET_NAME: Attribute =
     Attribute { key: "k8s.daemonset.name", description: "The DaemonSet that owns the pod (in Kubernetes)." };
 pub const K8S_JOB_NAME: Attribute =
     Attribute { key: "k8s.job.name", description: "The Job that owns the pod (in Kubernetes)." };
+pub const K8S_CRONJOB_NAME: Attribute = Attribute {
+    key: "k8s.cronjob.name",
+    description: "The CronJob that owns the pod's Job, from the Job's owner references (in Kubernetes; left out \
+                  while the Job cannot be read).",
+};
 pub const FOLDED: Attribute = Attribute {
     key: "batchwatch.folded",
     description: "`true` on the one series per node that sums every process without series of its own; that \
@@ -126,6 +131,12 @@ pub const PROBE_ERROR: Attribute = Attribute {
                   sweep: the process gone, or its pid reused), `sync_map_full` (a sync, or its duration, could not be \
                   recorded).",
 };
+pub const KUBERNETES_REQUEST: Attribute = Attribute {
+    key: "batchwatch.kubernetes.request",
+    description: "`pod_list` (listing the node's pods: lookups answer from the last list that succeeded) or \
+                  `job_read` (reading a pod's Job for its CronJob, or put off after one failed in the same list: \
+                  those pods go without `k8s.cronjob.name` until a read succeeds).",
+};
 pub const ENDPOINT_ERROR: Attribute = Attribute {
     key: "batchwatch.endpoint.error",
     description: "`connection_limit` (a connection closed at once: the endpoint held \
@@ -138,7 +149,7 @@ pub const ENDPOINT_ERROR: Attribute = Attribute {
 };
 
 /// The attributes of a process's series, in the order they are attached.
-pub const PROCESS_ATTRIBUTES: [&Attribute; 14] = [
+pub const PROCESS_ATTRIBUTES: [&Attribute; 15] = [
     &PROCESS_PID,
     &PROCESS_EXECUTABLE_NAME,
     &PROCESS_COMMAND,
@@ -153,10 +164,11 @@ pub const PROCESS_ATTRIBUTES: [&Attribute; 14] = [
     &K8S_STATEFULSET_NAME,
     &K8S_DAEMONSET_NAME,
     &K8S_JOB_NAME,
+    &K8S_CRONJOB_NAME,
 ];
 
 /// The attributes that tell a process's series apart, beyond the process.
-pub const METRIC_ATTRIBUTES: [&Attribute; 13] = [
+pub const METRIC_ATTRIBUTES: [&Attribute; 14] = [
     &FD_KIND,
     &FD,
     &FD_TARGET,
@@ -168,6 +180,7 @@ pub const METRIC_ATTRIBUTES: [&Attribute; 13] = [
     &IO_URING_OP,
     &IO_URING_QUEUE,
     &PROBE_ERROR,
+    &KUBERNETES_REQUEST,
     &ENDPOINT_ERROR,
     &FOLDED,
 ];
@@ -543,6 +556,14 @@ pub const PROBE_ERRORS: Metric = Metric {
     attributes: &[&PROBE_ERROR],
     description: "What the kernel side could not record.",
 };
+pub const KUBERNETES_ERRORS: Metric = Metric {
+    name: "batchwatch.agent.kubernetes.errors",
+    instrument: Counter,
+    unit: "{request}",
+    subject: Node,
+    attributes: &[&KUBERNETES_REQUEST],
+    description: "Requests to the Kubernetes API server that failed (in Kubernetes only; the log says why).",
+};
 pub const EXPORT_SERIES: Metric = Metric {
     name: "batchwatch.export.series",
     instrument: Gauge,
@@ -626,7 +647,7 @@ pub const ENDPOINT_ERRORS: Metric = Metric {
 };
 
 /// Every metric, in the order the exporters emit them.
-pub const ALL: [&Metric; 45] = [
+pub const ALL: [&Metric; 46] = [
     &WRITE_CALLS,
     &WRITE_IO,
     &WRITE_RECORDS,
@@ -662,6 +683,7 @@ pub const ALL: [&Metric; 45] = [
     &FD_MAP_LIMIT,
     &FD_MAP_EVICTIONS,
     &PROBE_ERRORS,
+    &KUBERNETES_ERRORS,
     &EXPORT_SERIES,
     &EXPORT_FOLDED,
     &EXPORT_BATCH_SIZE,

@@ -21,15 +21,15 @@ use opentelemetry_sdk::{
 use super::{
     attributes::{Attr, attr},
     catalog::{
-        CONTAINER_ID, K8S_CONTAINER_NAME, K8S_DAEMONSET_NAME, K8S_DEPLOYMENT_NAME, K8S_JOB_NAME, K8S_NAMESPACE_NAME,
-        K8S_POD_NAME, K8S_POD_UID, K8S_STATEFULSET_NAME, PROCESS_COMMAND, PROCESS_EXECUTABLE_NAME, PROCESS_PID,
-        PROCESS_RUNTIME_NAME, SERVICE_NAME,
+        CONTAINER_ID, K8S_CONTAINER_NAME, K8S_CRONJOB_NAME, K8S_DAEMONSET_NAME, K8S_DEPLOYMENT_NAME, K8S_JOB_NAME,
+        K8S_NAMESPACE_NAME, K8S_POD_NAME, K8S_POD_UID, K8S_STATEFULSET_NAME, PROCESS_COMMAND, PROCESS_EXECUTABLE_NAME,
+        PROCESS_PID, PROCESS_RUNTIME_NAME, SERVICE_NAME,
     },
 };
 use crate::{
     attribution::container::Container,
     attribution::identity::Identity,
-    kubernetes::{ContainerPod, PodDirectory, WorkloadKind},
+    kubernetes::{ApiFailures, ContainerPod, PodDirectory, WorkloadKind},
 };
 
 /// The variable a DaemonSet sets from `spec.nodeName` (downward API).
@@ -44,11 +44,18 @@ const FIRST_LIST_WAIT: Duration = Duration::from_secs(5);
 /// from memory, without waiting for the API server.
 pub trait PodLookup: Send + Sync {
     fn lookup(&self, container: &Container) -> Option<ContainerPod>;
+
+    /// The requests for pods and their owners that failed so far.
+    fn failures(&self) -> ApiFailures;
 }
 
 impl PodLookup for PodDirectory {
     fn lookup(&self, container: &Container) -> Option<ContainerPod> {
         PodDirectory::lookup(self, container)
+    }
+
+    fn failures(&self) -> ApiFailures {
+        PodDirectory::failures(self)
     }
 }
 
@@ -136,6 +143,7 @@ fn pod_attributes(pod: ContainerPod) -> impl Iterator<Item = Attr> {
     ]
     .into_iter()
     .chain(workload)
+    .chain(pod.cronjob.map(|name| (&K8S_CRONJOB_NAME, name)))
     .filter(|(_, value)| !value.is_empty())
     .map(|(attribute, value)| attr(attribute, value))
 }
@@ -178,7 +186,12 @@ mod tests {
                 container_name: self.0.to_owned(),
                 service_name: "web".to_owned(),
                 workload: Some(Workload { kind: WorkloadKind::Deployment, name: "web".to_owned() }),
+                cronjob: None,
             })
+        }
+
+        fn failures(&self) -> ApiFailures {
+            ApiFailures::default()
         }
     }
 

@@ -18,6 +18,7 @@
 //!
 //! See docs/kubernetes-identity.md for the attributes and the RBAC rules.
 
+mod jobs;
 mod pods;
 mod refresh;
 
@@ -58,6 +59,21 @@ pub struct ContainerPod {
     pub service_name: String,
     /// The workload that owns the pod, where its owner references tell it.
     pub workload: Option<Workload>,
+    /// `k8s.cronjob.name`: the CronJob that owns the pod's Job, from the
+    /// Job's owner references (the Job read from the API).
+    pub cronjob: Option<String>,
+}
+
+/// Requests to the API server that failed, by kind, since the start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApiFailures {
+    /// Lists of the node's pods: lookups answer from the last list that
+    /// succeeded.
+    pub pod_lists: u64,
+    /// Reads of a pod's Job, and those put off after one failed in the same
+    /// list: the pods of those Jobs go without `k8s.cronjob.name` until a
+    /// read succeeds.
+    pub job_reads: u64,
 }
 
 /// A pod's workload, from its owner references: the semantic conventions'
@@ -232,13 +248,21 @@ impl PodDirectory {
             let _entered = runtime.enter();
             Client::try_from(config).map_err(|source| KubernetesError::Client { source })?
         };
-        let pods: Api<Pod> = Api::all(client);
+        let pods: Api<Pod> = Api::all(client.clone());
         // resourceVersion=0: the API server may answer from its cache, which
         // is far cheaper than a read from etcd for every node's agent.
         let params = ListParams::default().fields(&format!("spec.nodeName={node_name}")).match_any();
         let shared = Arc::new(Shared::new());
         let (stop, stopped) = oneshot::channel();
-        let refresher = refresh::Refresher { pods, params, policy, node: node_name.to_owned(), shared: shared.clone() };
+        let refresher = refresh::Refresher {
+            client,
+            pods,
+            params,
+            policy,
+            node: node_name.to_owned(),
+            shared: shared.clone(),
+            jobs: jobs::JobOwners::default(),
+        };
         let thread = std::thread::Builder::new()
             .name("k8s-pods".to_owned())
             .spawn(move || {
@@ -286,6 +310,13 @@ impl PodDirectory {
             Some(reason) => Err(KubernetesError::List { node: self.node_name.clone(), reason: reason.clone() }),
             None => Err(KubernetesError::NotListedYet { node: self.node_name.clone(), waited: timeout }),
         }
+    }
+
+    /// The requests to the API server that failed so far (each logged
+    /// when its reason changes).
+    pub fn failures(&self) -> ApiFailures {
+        let state = self.shared.lock();
+        ApiFailures { pod_lists: state.lists_failed, job_reads: state.job_reads_failed }
     }
 
     /// The node whose pods the directory lists.

@@ -8,7 +8,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::OwnerReference,
 };
 
-use super::{ContainerPod, Workload, WorkloadKind};
+use super::{ContainerPod, Workload, WorkloadKind, jobs::JobOwners};
 use crate::attribution::container::Container;
 
 /// The pods of one list, indexed for lookups.
@@ -33,9 +33,10 @@ pub(super) enum Found {
 }
 
 impl PodIndex {
-    /// Indexes `pods`; pods without a name, namespace or uid are skipped
-    /// (the API server always sets them).
-    pub(super) fn new(pods: &[Pod]) -> PodIndex {
+    /// Indexes `pods`, with the CronJobs of their Jobs from `jobs`; pods
+    /// without a name, namespace or uid are skipped (the API server always
+    /// sets them).
+    pub(super) fn new(pods: &[Pod], jobs: &JobOwners) -> PodIndex {
         let mut index = PodIndex::default();
         for pod in pods {
             let meta = &pod.metadata;
@@ -45,6 +46,7 @@ impl PodIndex {
             let empty = BTreeMap::new();
             let labels = meta.labels.as_ref().unwrap_or(&empty);
             let owners = meta.owner_references.as_deref().unwrap_or_default();
+            let cronjob = super::jobs::job_of(pod).and_then(|job| jobs.cronjob(&job.uid).map(str::to_owned));
             let attributes = |container_name: &str| ContainerPod {
                 namespace: namespace.clone(),
                 pod_name: name.clone(),
@@ -52,6 +54,7 @@ impl PodIndex {
                 container_name: container_name.to_owned(),
                 service_name: service_name(name, labels, owners),
                 workload: workload(labels, owners),
+                cronjob: cronjob.clone(),
             };
             index.pods.insert(uid.clone(), attributes(only_container(pod).unwrap_or_default()));
             for status in statuses(pod) {
@@ -153,7 +156,8 @@ pub(super) fn service_name(pod_name: &str, labels: &BTreeMap<String, String>, ow
 /// The workload that owns a pod: its controller, or the Deployment of a
 /// ReplicaSet that a Deployment made (the pod carries the
 /// `pod-template-hash` its ReplicaSet's name ends with). A CronJob owns
-/// its Jobs, not their pods, so the owner references stop at `k8s.job.name`.
+/// its Jobs, not their pods: the pod's owner references stop at
+/// `k8s.job.name`, and [`super::jobs`] reads the Job for its CronJob.
 pub(super) fn workload(labels: &BTreeMap<String, String>, owners: &[OwnerReference]) -> Option<Workload> {
     let owner = owners.iter().find(|owner| owner.controller == Some(true)).or_else(|| owners.first())?;
     let (kind, name) = match owner.kind.as_str() {
@@ -276,13 +280,17 @@ mod tests {
             container_name: container_name.to_owned(),
             service_name: "db".to_owned(),
             workload: Some(Workload { kind: WorkloadKind::StatefulSet, name: "db".to_owned() }),
+            cronjob: None,
         }
     }
 
     #[test]
     fn index_finds_by_id_then_by_pod() {
         let upper = format!("containerd://{}", ID.to_ascii_uppercase());
-        let index = PodIndex::new(&[pod(&["postgres", "exporter"], &[("postgres", &upper), ("exporter", "")])]);
+        let index = PodIndex::new(
+            &[pod(&["postgres", "exporter"], &[("postgres", &upper), ("exporter", "")])],
+            &JobOwners::default(),
+        );
         assert_eq!(index.pods(), 1);
         assert_eq!(index.find(&container(ID, None)), Found::Container(expected("postgres")));
         let other = "ab".repeat(32);
@@ -294,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_single_container_pod_names_its_container() {
-        let index = PodIndex::new(&[pod(&["postgres"], &[])]);
+        let index = PodIndex::new(&[pod(&["postgres"], &[])], &JobOwners::default());
         assert_eq!(index.find(&container(ID, Some(UID))), Found::Pod(expected("postgres")));
     }
 
@@ -302,7 +310,7 @@ mod tests {
     fn pods_without_identity_are_skipped() {
         let mut nameless = pod(&["postgres"], &[("postgres", &format!("containerd://{ID}"))]);
         nameless.metadata.name = None;
-        let index = PodIndex::new(&[nameless]);
+        let index = PodIndex::new(&[nameless], &JobOwners::default());
         assert_eq!(index.pods(), 0);
         assert_eq!(index.find(&container(ID, Some(UID))), Found::Nothing);
     }

@@ -13,14 +13,18 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::{Api, api::ListParams};
+use kube::{Api, Client, api::ListParams};
 use tokio::{
     sync::{Notify, oneshot},
     time::{Instant, sleep_until, timeout},
 };
 use tracing::{info, warn};
 
-use super::{RefreshPolicy, pods::PodIndex};
+use super::{
+    RefreshPolicy,
+    jobs::{JobOwners, JobReads},
+    pods::PodIndex,
+};
 
 /// What the loop and the lookups share.
 #[derive(Debug)]
@@ -44,6 +48,12 @@ pub(super) struct State {
     pub(super) listed_since: u64,
     /// Why the latest list failed, if it did.
     pub(super) last_error: Option<String>,
+    /// How many lists failed.
+    pub(super) lists_failed: u64,
+    /// Reads of a pod's Job that failed or were put off, all lists together.
+    pub(super) job_reads_failed: u64,
+    /// Why the latest list's first failed read failed, if one did.
+    pub(super) job_read_error: Option<String>,
     /// Whether a lookup asked for a list since the latest one started.
     wanted: bool,
     /// Container ids that missed, with the latest list started when they did.
@@ -74,16 +84,19 @@ impl State {
 
 /// The loop's own part.
 pub(super) struct Refresher {
+    pub(super) client: Client,
     pub(super) pods: Api<Pod>,
     pub(super) params: ListParams,
     pub(super) policy: RefreshPolicy,
     pub(super) node: String,
     pub(super) shared: Arc<Shared>,
+    /// The CronJobs of the pods' Jobs, as read so far.
+    pub(super) jobs: JobOwners,
 }
 
 impl Refresher {
     /// Lists until `stop` resolves (its sender is dropped).
-    pub(super) async fn run(self, mut stop: oneshot::Receiver<()>) {
+    pub(super) async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let mut periodic = true;
         let mut failures = 0u32;
         loop {
@@ -99,7 +112,14 @@ impl Refresher {
                 _ = &mut stop => return,
             };
             let outcome = match result {
-                Ok(Ok(list)) => Ok(PodIndex::new(&list.items)),
+                Ok(Ok(list)) => {
+                    let reads = tokio::select! {
+                        reads = self.jobs.refresh(&self.client, &list.items, self.policy.request_timeout) => reads,
+                        _ = &mut stop => return,
+                    };
+                    self.record_job_reads(reads);
+                    Ok(PodIndex::new(&list.items, &self.jobs))
+                }
                 Ok(Err(error)) => Err(error.to_string()),
                 Err(_) => Err(format!("no answer within {:?}", self.policy.request_timeout)),
             };
@@ -123,6 +143,21 @@ impl Refresher {
         }
     }
 
+    /// Counts the Job reads that failed, and says why when the reason changes.
+    fn record_job_reads(&self, reads: JobReads) {
+        let mut state = self.shared.lock();
+        state.job_reads_failed += reads.failed;
+        if reads.error.is_some() && state.job_read_error != reads.error {
+            warn!(
+                node = %self.node,
+                failed = reads.failed,
+                "kubernetes: pods of these Jobs go without k8s.cronjob.name until a read succeeds: {}",
+                reads.error.as_deref().unwrap_or_default()
+            );
+        }
+        state.job_read_error = reads.error;
+    }
+
     /// Publishes a list's outcome.
     fn finish(&self, number: u64, outcome: Result<PodIndex, String>, periodic: bool) {
         let mut state = self.shared.lock();
@@ -141,6 +176,7 @@ impl Refresher {
                 }
             }
             Err(reason) => {
+                state.lists_failed += 1;
                 if state.last_error.as_ref() != Some(&reason) {
                     warn!(node = %self.node, "kubernetes: listing the node's pods failed: {reason}");
                 }

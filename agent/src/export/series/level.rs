@@ -22,20 +22,21 @@ use crate::{
     export::{
         attributes::Attr,
         catalog::{
-            self, CONTAINER_ID, K8S_DAEMONSET_NAME, K8S_DEPLOYMENT_NAME, K8S_JOB_NAME, K8S_NAMESPACE_NAME,
-            K8S_STATEFULSET_NAME, PROCESS_EXECUTABLE_NAME, PROCESS_PID, SERVICE_NAME,
+            self, CONTAINER_ID, K8S_CRONJOB_NAME, K8S_DAEMONSET_NAME, K8S_DEPLOYMENT_NAME, K8S_JOB_NAME,
+            K8S_NAMESPACE_NAME, K8S_STATEFULSET_NAME, PROCESS_EXECUTABLE_NAME, PROCESS_PID, SERVICE_NAME,
         },
     },
 };
 
 /// The attributes of a workload.
-const WORKLOAD: [&str; 6] = [
+const WORKLOAD: [&str; 7] = [
     K8S_NAMESPACE_NAME.key,
     SERVICE_NAME.key,
     K8S_DEPLOYMENT_NAME.key,
     K8S_STATEFULSET_NAME.key,
     K8S_DAEMONSET_NAME.key,
     K8S_JOB_NAME.key,
+    K8S_CRONJOB_NAME.key,
 ];
 
 /// Which process attributes the series keep, by key: those that match an

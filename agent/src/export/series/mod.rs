@@ -326,7 +326,7 @@ impl Part {
         self.averages_only = observation.model.rules().degraded;
         let since = std::mem::replace(&mut self.last, now);
         let seconds = now.duration_since(since).unwrap_or_default().as_secs_f64();
-        let node = if self.node { self.node_points(observation, health) } else { Vec::new() };
+        let node = if self.node { self.node_points(observation, health, pods) } else { Vec::new() };
         let mut folded = Folded::default();
         let mut candidates = self.candidates(observation, seconds, pods, &mut folded);
         // Flagged first, then the busiest: they keep their series under the cap.
@@ -512,7 +512,12 @@ impl Part {
 
     /// The node's and the agent's own points; the series and folded counts
     /// are filled in last.
-    fn node_points(&self, observation: &Observation, health: Option<&ExportHealth>) -> Vec<(&'static Metric, Point)> {
+    fn node_points(
+        &self,
+        observation: &Observation,
+        health: Option<&ExportHealth>,
+        pods: Option<&dyn PodLookup>,
+    ) -> Vec<(&'static Metric, Point)> {
         let mut points = Vec::new();
         let mut emit = Emit {
             out: &mut points,
@@ -533,6 +538,12 @@ impl Part {
         emit.counter(&catalog::FD_MAP_EVICTIONS, vec![], Value::Int(observation.evicted_fds as u64));
         for (kind, count) in observation.probe_errors.by_kind() {
             emit.counter(&catalog::PROBE_ERRORS, vec![attr(&catalog::PROBE_ERROR, kind.name())], Value::Int(count));
+        }
+        if let Some(failures) = pods.map(PodLookup::failures) {
+            for (request, count) in [("pod_list", failures.pod_lists), ("job_read", failures.job_reads)] {
+                let request = vec![attr(&catalog::KUBERNETES_REQUEST, request)];
+                emit.counter(&catalog::KUBERNETES_ERRORS, request, Value::Int(count));
+            }
         }
         emit.gauge(&catalog::EXPORT_SERIES, vec![], Value::Int(0));
         emit.gauge(&catalog::EXPORT_FOLDED, vec![], Value::Int(0));

@@ -7,10 +7,12 @@ use agent_common::write::{BYTES_SLOTS, RECORDS_SLOTS, WriteStats, WriteSyscall};
 
 use super::*;
 use crate::{
+    attribution::container::Container,
     attribution::fds::{FdInfo, FdKind},
     attribution::identity::Identity,
     config::{Aggregation, Config},
     export::catalog::Instrument,
+    kubernetes::{ApiFailures, ContainerPod},
     model::Rules,
     testing::Write,
 };
@@ -188,6 +190,29 @@ fn one_writer_gets_exact_points() {
     assert_eq!(int(&s, &catalog::FD_MAP_EVICTIONS, &[]), 4);
     assert_eq!(int(&s, &catalog::PROBE_ERRORS, &[("batchwatch.probe.error", "uring_map_full")]), 1);
     assert!(value(&s, &catalog::EXPORT_QUEUE_USAGE, &[]).is_none(), "no OTLP, no queue metrics");
+}
+
+/// A pod directory whose API requests failed.
+struct FailingApi;
+
+impl PodLookup for FailingApi {
+    fn lookup(&self, _: &Container) -> Option<ContainerPod> {
+        None
+    }
+
+    fn failures(&self) -> ApiFailures {
+        ApiFailures { pod_lists: 2, job_reads: 5 }
+    }
+}
+
+#[test]
+fn failed_kubernetes_requests_are_counted_by_request() {
+    let model = model();
+    let s = SeriesSet::new(limits(), at(0)).collect(&observe(&model), None, Some(&FailingApi), at(1));
+    assert_eq!(int(&s, &catalog::KUBERNETES_ERRORS, &[("batchwatch.kubernetes.request", "pod_list")]), 2);
+    assert_eq!(int(&s, &catalog::KUBERNETES_ERRORS, &[("batchwatch.kubernetes.request", "job_read")]), 5);
+    let outside = SeriesSet::new(limits(), at(0)).collect(&observe(&model), None, None, at(1));
+    assert!(value(&outside, &catalog::KUBERNETES_ERRORS, &[]).is_none(), "outside Kubernetes, no such series");
 }
 
 #[test]
