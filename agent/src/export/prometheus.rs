@@ -355,6 +355,23 @@ mod tests {
         let lines = body.lines().filter(|line| !line.starts_with('#')).count();
         println!("a scrape of {points} points: {lines} samples, {} KiB, encoded in {took:?}", body.len() / 1024);
         assert_eq!(lines, samples + 1, "every point, its buckets, _sum and _count, and target_info");
+
+        // The same for a scraper that asks for native histograms.
+        let started = std::time::Instant::now();
+        let body = encode(collection, vec![("host_name".to_owned(), "node".to_owned())], Format::Protobuf).unwrap();
+        let took = started.elapsed();
+        let served: usize = families(&body).iter().map(|family| family.metric.len()).sum();
+        println!("as protobuf: {served} metrics, {} KiB, encoded in {took:?}", body.len() / 1024);
+        assert_eq!(served, points + 1, "every point and target_info");
+    }
+
+    /// The metric families of a protobuf exposition.
+    fn families(mut body: &[u8]) -> Vec<prometheus_protobuf::prometheus_data_model::MetricFamily> {
+        let mut families = Vec::new();
+        while !body.is_empty() {
+            families.push(prost::Message::decode_length_delimited(&mut body).unwrap());
+        }
+        families
     }
 
     #[test]
@@ -378,15 +395,10 @@ mod tests {
 
     #[test]
     fn histograms_in_their_own_unit_are_native_at_schema_0() {
-        use prometheus_protobuf::prometheus_data_model::{BucketSpan, MetricFamily};
-        use prost::Message as _;
+        use prometheus_protobuf::prometheus_data_model::BucketSpan;
 
         let body = encode(Arc::new(writers(1)), vec![], Format::Protobuf).unwrap();
-        let mut families = Vec::new();
-        let mut rest = body.as_slice();
-        while !rest.is_empty() {
-            families.push(MetricFamily::decode_length_delimited(&mut rest).unwrap());
-        }
+        let families = families(&body);
         let histogram = |name: &str| {
             let family = families.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no {name}"));
             family.metric[0].histogram.clone().unwrap()
