@@ -50,8 +50,6 @@ pub(super) struct JobOwners {
 /// How the reads of one list went.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct JobReads {
-    /// Jobs read.
-    pub(super) read: u64,
     /// Jobs not read: the first failure, and every Job after it, which
     /// wait for the next list (a missing RBAC rule would fail them all,
     /// each after its own timeout).
@@ -87,7 +85,6 @@ impl JobOwners {
                 Ok(Ok(found)) => {
                     let same = found.filter(|found| found.metadata.uid.as_deref() == Some(job.uid.as_str()));
                     self.known.insert(job.uid.clone(), same.as_ref().and_then(cronjob_of));
-                    reads.read += 1;
                 }
                 Ok(Err(error)) => {
                     reads.error = Some(format!("reading job {}/{}: {error}", job.namespace, job.name));
