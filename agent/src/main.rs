@@ -43,6 +43,16 @@ fn purge_freed_memory_at_once() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
 }
 
+/// Keeps the agent's memory in 4 KiB pages. Where transparent huge pages
+/// are `always` (Debian's default), each range mimalloc purged came back at
+/// its next use as a 2 MiB page zeroed whole: 9% of the agent's CPU while
+/// 10,000 processes appeared, and VmRSS 59-66 MiB where 4 KiB pages hold 47.
+fn no_transparent_huge_pages() {
+    if let Err(error) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::warn!("prctl(PR_SET_THP_DISABLE): {error}; the agent's memory may use huge pages");
+    }
+}
+
 /// How often a recording checks for SIGTERM and SIGINT.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
@@ -87,6 +97,7 @@ fn main() -> ExitCode {
     purge_freed_memory_at_once();
     let cli = Cli::parse();
     init_logging(matches!(cli.command, None | Some(Command::Live)));
+    no_transparent_huge_pages();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
