@@ -22,7 +22,7 @@
 use std::{
     collections::HashMap,
     fs::File,
-    os::unix::fs::MetadataExt as _,
+    os::fd::BorrowedFd,
     path::{Path, PathBuf},
 };
 
@@ -81,11 +81,13 @@ pub struct RuntimeDetector {
 
 impl RuntimeDetector {
     /// The runtime of `pid`, or `None` when its executable cannot be read
-    /// (it exited, or is a kernel thread).
-    pub fn detect(&mut self, pid: u32) -> Option<Runtime> {
+    /// (it exited, or is a kernel thread). `proc_dir` is its `/proc/PID`
+    /// directory: the executable is looked up through it, one name to walk
+    /// rather than `/proc/PID/exe` from the root.
+    pub fn detect(&mut self, pid: u32, proc_dir: BorrowedFd<'_>) -> Option<Runtime> {
+        let meta = rustix::fs::statat(proc_dir, "exe", rustix::fs::AtFlags::empty()).ok()?;
+        let key = (meta.st_dev, meta.st_ino);
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        let meta = std::fs::metadata(&exe).ok()?;
-        let key = (meta.dev(), meta.ino());
         if !self.by_executable.contains_key(&key) {
             // The name, read only for an executable not met yet.
             let path = std::fs::read_link(&exe).ok()?;
@@ -223,8 +225,11 @@ mod tests {
 
     #[test]
     fn this_test_binary_is_rust() {
+        use std::os::fd::AsFd as _;
+
         let mut detector = RuntimeDetector::default();
-        let runtime = detector.detect(std::process::id()).expect("our own executable");
+        let proc_dir = File::open("/proc/self").expect("/proc/self");
+        let runtime = detector.detect(std::process::id(), proc_dir.as_fd()).expect("our own executable");
         assert_eq!(runtime.name, RuntimeName::Rust);
         assert!(runtime.version.as_deref().is_some_and(|v| v.starts_with("1.")), "{runtime:?}");
     }
