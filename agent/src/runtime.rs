@@ -19,15 +19,12 @@
 //! copies of one binary parses it once; `/proc/PID/maps` is read only for
 //! executables that look native, where a runtime may be embedded.
 
-use std::{
-    collections::HashMap,
-    fs::File,
-    os::fd::BorrowedFd,
-    path::{Path, PathBuf},
-};
+use std::{collections::HashMap, io::Read as _, path::Path};
 
 use object::{Object as _, ObjectSection as _, read::ReadCache};
 use serde::Serialize;
+
+use crate::attribution::identity::ProcDir;
 
 /// A process's runtime, as reported and exported (`process.runtime.name`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,35 +77,35 @@ pub struct RuntimeDetector {
 }
 
 impl RuntimeDetector {
-    /// The runtime of `pid`, or `None` when its executable cannot be read
-    /// (it exited, or is a kernel thread). `proc_dir` is its `/proc/PID`
-    /// directory: the executable is looked up through it, one name to walk
-    /// rather than `/proc/PID/exe` from the root.
-    pub fn detect(&mut self, pid: u32, proc_dir: BorrowedFd<'_>) -> Option<Runtime> {
-        let meta = rustix::fs::statat(proc_dir, "exe", rustix::fs::AtFlags::empty()).ok()?;
+    /// The runtime of the process whose `/proc/PID` is `proc`, or `None`
+    /// when its executable cannot be read (it exited, or is a kernel thread).
+    pub(crate) fn detect(&mut self, proc: &ProcDir) -> Option<Runtime> {
+        let meta = proc.stat("exe").ok()?;
         let key = (meta.st_dev, meta.st_ino);
-        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
         if !self.by_executable.contains_key(&key) {
             // The name, read only for an executable not met yet.
-            let path = std::fs::read_link(&exe).ok()?;
+            let path = proc.read_link("exe").ok()?;
             if self.by_executable.len() >= MAX_EXECUTABLES {
                 self.by_executable.clear();
             }
-            self.by_executable.insert(key, of_executable(&path, &exe));
+            self.by_executable.insert(key, of_executable(&path, proc));
         }
         let runtime = self.by_executable[&key].clone();
         if runtime.name != RuntimeName::Native {
             return Some(runtime);
         }
-        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let mut maps = String::new();
+        if let Ok(mut file) = proc.open_file("maps") {
+            let _ = file.read_to_string(&mut maps);
+        }
         Some(of_libraries(maps.lines().filter_map(|line| line.split_whitespace().nth(5))).unwrap_or(runtime))
     }
 }
 
-/// The runtime an executable shows by its name or its ELF sections; `open`
-/// is where to read it (`/proc/PID/exe`, which works across mount
-/// namespaces), `path` its name.
-fn of_executable(path: &Path, open: &Path) -> Runtime {
+/// The runtime an executable shows by its name `path` or its ELF sections,
+/// read through the `exe` link of `proc` (which works across mount
+/// namespaces).
+fn of_executable(path: &Path, proc: &ProcDir) -> Runtime {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     match name {
         "node" | "nodejs" => return Runtime::of(RuntimeName::Nodejs, None),
@@ -119,12 +116,12 @@ fn of_executable(path: &Path, open: &Path) -> Runtime {
     if let Some(version) = name.strip_prefix("python") {
         return Runtime::of(RuntimeName::Python, Some(version).filter(|v| !v.is_empty()).map(str::to_owned));
     }
-    of_elf(open).unwrap_or(Runtime::of(RuntimeName::Native, None))
+    of_elf(proc).unwrap_or(Runtime::of(RuntimeName::Native, None))
 }
 
 /// Go or Rust from the sections of an ELF executable.
-fn of_elf(open: &Path) -> Option<Runtime> {
-    let cache = ReadCache::new(File::open(open).ok()?);
+fn of_elf(proc: &ProcDir) -> Option<Runtime> {
+    let cache = ReadCache::new(proc.open_file("exe").ok()?);
     let elf = object::read::elf::ElfFile64::<object::Endianness, _>::parse(&cache).ok()?;
     if let Some(section) = elf.section_by_name(".go.buildinfo") {
         return Some(Runtime::of(RuntimeName::Go, section.data().ok().and_then(go_version)));
@@ -223,13 +220,39 @@ mod tests {
         assert_eq!(go_version(&section), None, "pointers, not inline strings: before Go 1.18");
     }
 
+    /// A native executable (coreutils' `sleep`) that maps a library named
+    /// like an embedded runtime's: a copy of the libc this test maps,
+    /// preloaded under the name `libpython3.11.so.1.0`.
+    #[test]
+    fn a_native_process_is_named_by_the_runtime_library_it_maps() {
+        let own_maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let libc =
+            own_maps.lines().filter_map(|line| line.split_whitespace().nth(5)).find(|path| path.contains("/libc.so"));
+        let dir = std::env::temp_dir().join(format!("batchwatch-runtime-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let library = dir.join("libpython3.11.so.1.0");
+        std::fs::copy(libc.expect("this test maps a libc"), &library).unwrap();
+        let mut child = std::process::Command::new("sleep").arg("30").env("LD_PRELOAD", &library).spawn().unwrap();
+        let maps = format!("/proc/{}/maps", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read_to_string(&maps).unwrap_or_default().contains("libpython3.11") {
+            assert!(std::time::Instant::now() < deadline, "sleep never mapped {library:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+
+        let proc = ProcDir::open(child.id()).unwrap();
+        let runtime = RuntimeDetector::default().detect(&proc);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(runtime, Some(Runtime::of(RuntimeName::Python, Some("3.11".into()))));
+    }
+
     #[test]
     fn this_test_binary_is_rust() {
-        use std::os::fd::AsFd as _;
-
         let mut detector = RuntimeDetector::default();
-        let proc_dir = File::open("/proc/self").expect("/proc/self");
-        let runtime = detector.detect(std::process::id(), proc_dir.as_fd()).expect("our own executable");
+        let proc = ProcDir::open(std::process::id()).expect("our own /proc/PID");
+        let runtime = detector.detect(&proc).expect("our own executable");
         assert_eq!(runtime.name, RuntimeName::Rust);
         assert!(runtime.version.as_deref().is_some_and(|v| v.starts_with("1.")), "{runtime:?}");
     }

@@ -5,14 +5,12 @@ use std::{
     collections::HashMap,
     fs::{self, File},
     io::{self, Read as _},
-    os::{
-        fd::{AsFd as _, OwnedFd},
-        unix::fs::DirEntryExt as _,
-    },
+    os::{fd::OwnedFd, unix::fs::DirEntryExt as _},
+    path::PathBuf,
 };
 
 use procfs::{FromRead as _, process::Process};
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::{
     attribution::container::Container,
@@ -69,7 +67,7 @@ impl Identity {
             comm: stat.comm,
             command,
             container,
-            runtime: runtimes.detect(pid, dir.dir.as_fd()),
+            runtime: runtimes.detect(&dir),
         };
         Some((identity, dir.inode))
     }
@@ -143,15 +141,16 @@ impl ProcSweep {
 }
 
 /// A process's `/proc/PID` directory, held open (`O_PATH`) so that the files
-/// read through it all belong to the process it named when opened.
-struct ProcDir {
+/// read through it all belong to the process it named when opened, and
+/// each is one name to walk rather than `/proc/PID/...` from the root.
+pub(crate) struct ProcDir {
     dir: OwnedFd,
     /// The directory's inode, as a listing of `/proc` gives it.
     inode: u64,
 }
 
 impl ProcDir {
-    fn open(pid: u32) -> io::Result<ProcDir> {
+    pub(crate) fn open(pid: u32) -> io::Result<ProcDir> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let dir = rustix::fs::open(format!("/proc/{pid}"), flags, Mode::empty())?;
         let inode = rustix::fs::fstat(&dir)?.st_ino;
@@ -166,8 +165,7 @@ impl ProcDir {
     /// copies out what fits, and `cmdline` copies until the buffer is full or
     /// the arguments end.
     fn read(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
-        let mut file =
-            File::from(rustix::fs::openat(&self.dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?);
+        let mut file = self.open_file(name)?;
         buf.clear();
         let mut chunk = [0u8; 4096];
         loop {
@@ -177,6 +175,25 @@ impl ProcDir {
                 return Ok(());
             }
         }
+    }
+}
+
+impl ProcDir {
+    /// Opens the file (or the file a link names) `name` of the directory.
+    pub(crate) fn open_file(&self, name: &str) -> io::Result<File> {
+        Ok(File::from(rustix::fs::openat(&self.dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?))
+    }
+
+    /// The status of what the link `name` of the directory points to.
+    pub(crate) fn stat(&self, name: &str) -> io::Result<rustix::fs::Stat> {
+        Ok(rustix::fs::statat(&self.dir, name, AtFlags::empty())?)
+    }
+
+    /// Where the link `name` of the directory points.
+    pub(crate) fn read_link(&self, name: &str) -> io::Result<PathBuf> {
+        use std::os::unix::ffi::OsStringExt as _;
+        let target = rustix::fs::readlinkat(&self.dir, name, Vec::new())?;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(target.into_bytes())))
     }
 }
 
