@@ -44,9 +44,10 @@ fn purge_freed_memory_at_once() {
 }
 
 /// Keeps the agent's memory in 4 KiB pages. Where transparent huge pages
-/// are `always` (Debian's default), each range mimalloc purged came back at
-/// its next use as a 2 MiB page zeroed whole: 9% of the agent's CPU while
-/// 10,000 processes appeared, and VmRSS 59-66 MiB where 4 KiB pages hold 47.
+/// are `always`, each range mimalloc purged came back at its next use as a
+/// 2 MiB page zeroed whole: 9% of the agent's CPU while 10,000 processes
+/// appeared, and VmRSS 65-67 MiB where 4 KiB pages hold 50
+/// (docs/performance.md).
 fn no_transparent_huge_pages() {
     if let Err(error) = rustix::thread::disable_transparent_huge_pages(true) {
         tracing::warn!("prctl(PR_SET_THP_DISABLE): {error}; the agent's memory may use huge pages");
