@@ -255,6 +255,29 @@ mod tests {
         assert!(Identity::read_at(pid, &mut RuntimeDetector::default()).is_none(), "gone");
     }
 
+    /// A read that fills the buffer is not the end: command lines of one
+    /// byte under, exactly and over a 4096-byte chunk, and of several chunks,
+    /// come whole.
+    #[test]
+    fn command_lines_longer_than_a_read_come_whole() {
+        // `sh -c 'read x' sh FILLER`: 16 bytes and the filler's, NULs included.
+        for total in [4095, 4096, 4097, 10_000] {
+            let filler = "x".repeat(total - 17);
+            let mut child =
+                Command::new("sh").args(["-c", "read x", "sh", &filler]).stdin(Stdio::piped()).spawn().expect("sh");
+            let cmdline = format!("/proc/{}/cmdline", child.id());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while fs::read(&cmdline).unwrap_or_default().len() != total {
+                assert!(std::time::Instant::now() < deadline, "sh never showed its {total}-byte command line");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let identity = Identity::read(child.id(), &mut RuntimeDetector::default()).expect("a running child");
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+            assert_eq!(identity.command, format!("sh -c read x sh {filler}"), "{total} bytes");
+        }
+    }
+
     #[test]
     fn command_lines_join_their_arguments() {
         assert_eq!(command_line(b"redis-server\0*:6379\0\0"), "redis-server *:6379");
