@@ -1,6 +1,8 @@
 //! The agent's life on a node: killed with SIGKILL it leaves no attached
 //! program and nothing pinned, and a new agent counts from scratch; told
-//! SIGTERM, a recording ends early and still reports. Root only.
+//! SIGTERM, a recording ends early and still reports; it keeps only the
+//! capabilities it uses, and its memory out of transparent huge pages.
+//! Root only.
 
 #[path = "support/probes_attached.rs"]
 mod probes_attached;
@@ -140,6 +142,22 @@ fn once_attached_the_agent_keeps_only_the_capabilities_it_still_uses() {
     let report: Value = serde_json::from_slice(&output.stdout).expect("a report");
     let dd = report["processes"].as_array().unwrap().iter().find(|p| p["pid"] == dd).expect("dd in the report");
     assert_eq!(dd["write"]["calls"], BLOCKS);
+}
+
+/// A huge page comes back zeroed whole each time the allocator reuses a
+/// range it returned (docs/performance.md), so the agent opts out.
+#[test]
+fn the_agent_keeps_its_memory_out_of_transparent_huge_pages() {
+    let thp_enabled = |pid: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("a status");
+        status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(|v| v.trim().to_owned())
+    };
+    assert_eq!(thp_enabled("self").as_deref(), Some("1"), "this test's own process may use them");
+    let agent = start_recording();
+    let agent_setting = thp_enabled(&agent.id().to_string());
+    stop_with(&agent, libc::SIGTERM);
+    assert!(agent.wait_with_output().expect("the agent ends").status.success());
+    assert_eq!(agent_setting.as_deref(), Some("0"));
 }
 
 /// The capability mask on the line starting with `field` of a /proc status text.
